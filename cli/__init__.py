@@ -1,0 +1,1 @@
+"""The `kerasrnn` command line (installed as the package `kerasrnn_cli`)."""

@@ -1,0 +1,245 @@
+"""`kerasrnn`: a thin Typer app. It parses, picks the backend, calls the library, prints.
+
+Keras is imported only inside commands, after `select_backend`, because the
+backend is fixed when Keras is first imported.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kerasrnn.backend import select_backend
+from kerasrnn.errors import RunError, UserError
+
+app = typer.Typer(
+    name="kerasrnn",
+    help="Train, compare, inspect and ship RNN, LSTM and GRU models on mnist, recall and adder.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+class Cell(str, Enum):
+    rnn = "rnn"
+    lstm = "lstm"
+    gru = "gru"
+
+
+class Backend(str, Enum):
+    tensorflow = "tensorflow"
+    jax = "jax"
+    torch = "torch"
+
+
+BackendOption = Annotated[
+    Optional[Backend],
+    typer.Option(help="Keras backend (default: $KERAS_BACKEND, else tensorflow)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False):
+    """kerasrnn: recurrent networks on three classic sequence tasks, on any Keras 3 backend."""
+
+
+def parse_option_pairs(pairs: list[str]) -> dict:
+    """`-o key=value` task options; values are read as JSON where they can be (numbers, true/false)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--option takes KEY=VALUE, got {pair!r}")
+        try:
+            options[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.replace("-", "_")] = value
+    return options
+
+
+@app.command()
+def fit(
+    task: Annotated[str, typer.Argument(help="mnist, recall or adder.")],
+    cell: Annotated[Optional[Cell], typer.Option(help="Recurrent cell.")] = None,
+    units: Annotated[Optional[int], typer.Option(help="Hidden units per layer.")] = None,
+    layers: Annotated[Optional[int], typer.Option(help="Stacked recurrent layers.")] = None,
+    bidirectional: Annotated[Optional[bool], typer.Option("--bidirectional/--unidirectional", help="Read both ways.")] = None,
+    dropout: Annotated[Optional[float], typer.Option(help="Input dropout of each recurrent layer, 0 <= F < 1.")] = None,
+    recurrent_dropout: Annotated[Optional[float], typer.Option(help="Recurrent-state dropout, 0 <= F < 1.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (data, weights, shuffling).")] = None,
+    backend: BackendOption = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default saved_models/TASK-CELL-UNITS-TIME).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted fit in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a run already in --out.")] = False,
+    loss: Annotated[Optional[str], typer.Option(help="adder: mse or bce (alias ce).")] = None,
+    train_length: Annotated[Optional[int], typer.Option(help="adder: bits per training number.")] = None,
+    index: Annotated[Optional[int], typer.Option(help="recall: position K to remember (zero-based).")] = None,
+    min_length: Annotated[Optional[int], typer.Option(help="recall: shortest training sequence.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="recall: longest training sequence.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="mnist: train on the first N examples only.")] = None,
+    option: Annotated[list[str], typer.Option("--option", "-o", help="Any other task option, KEY=VALUE.")] = [],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+):
+    """Train a model on TASK and write a run directory (config, model, history, metrics, plots)."""
+    select_backend(backend.value if backend else None)
+    from kerasrnn import runs, training
+    from kerasrnn.tasks import get_task
+
+    task_module = get_task(task)
+    given = dict(
+        cell=cell.value if cell else None, units=units, layers=layers, bidirectional=bidirectional,
+        dropout=dropout, recurrent_dropout=recurrent_dropout, epochs=epochs, batch_size=batch_size,
+        lr=lr, seed=seed, loss=loss, train_length=train_length, index=index, min_length=min_length,
+        max_length=max_length, limit=limit, **parse_option_pairs(option),
+    )  # fmt: skip
+    config = task_module.make_config({key: value for key, value in given.items() if value is not None})
+    config["backend"] = select_backend(backend.value if backend else None)
+    if resume and out is None:
+        raise UserError("--resume needs --out DIR: the run directory to continue")
+    run_dir = out or runs.default_run_dir(config)
+    metrics = training.fit(config, run_dir, resume=resume, overwrite=overwrite, verbose=0 if quiet else "auto")
+    test = metrics["test"]
+    typer.echo(
+        f"kerasrnn: done in {metrics['train_seconds']:.1f} s ({metrics['train_samples_per_second']:.0f} samples/s); "
+        f"test loss {test['loss']:.4g}, accuracy {test['accuracy']:.4f}"
+    )
+    typer.echo(f"kerasrnn: run saved in {run_dir}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `kerasrnn fit`.")],
+    lengths: Annotated[Optional[str], typer.Option(help="Sequence lengths, A-B or A,B,C (adder, recall).")] = None,
+    backend: BackendOption = None,
+    as_json: JsonOption = False,
+):
+    """Evaluate a trained run: test metrics and, for sequence tasks, accuracy at each length."""
+    select_backend(backend.value if backend else None)
+    from kerasrnn import training
+    from kerasrnn.tasks.base import parse_lengths
+
+    result = training.evaluate_run(run_dir, parse_lengths(lengths))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    test = result["test"]
+    typer.echo(f"{result['task']}: test loss {test['loss']:.4g}, accuracy {test['accuracy']:.4f}")
+    by_length = result.get("by_length")
+    if by_length:
+        columns = [key for key in next(iter(by_length.values())) if key != "samples"]
+        typer.echo("length  " + "  ".join(f"{name:>17}" for name in columns) + "  samples")
+        for length, scores in by_length.items():
+            cells = "  ".join(f"{format_score(scores[name]):>17}" for name in columns)
+            typer.echo(f"{length:>6}  {cells}  {scores['samples']:>7}")
+
+
+def format_score(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else f"{value:.4f}"
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (or an exported artifact).")],
+    inputs: Annotated[list[str], typer.Argument(help="adder: two binary numbers; recall: digits; mnist: image files.")],
+    backend: BackendOption = None,
+    as_json: JsonOption = False,
+):
+    """Run a trained model on your own inputs."""
+    select_backend(backend.value if backend else None)
+    from kerasrnn import training
+    from kerasrnn.runs import read_config
+    from kerasrnn.tasks import get_task
+
+    result = training.predict_run(run_dir, inputs)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(get_task(read_config(run_dir)["task"]).describe_prediction(result))
+
+
+def not_yet(what: str):
+    raise RunError(f"`kerasrnn {what}` is not available in this version yet")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `kerasrnn fit`.")],
+    format: Annotated[str, typer.Option("--format", help="keras, savedmodel or tflite.")] = "keras",
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the artifact.")] = None,
+):
+    """Export a trained model to .keras, SavedModel or LiteRT (TFLite)."""
+    not_yet("export")
+
+
+@app.command()
+def sweep(
+    task: Annotated[str, typer.Argument(help="mnist, recall or adder.")],
+    cells: Annotated[str, typer.Option(help="Comma-separated cells.")] = "lstm",
+    units: Annotated[str, typer.Option(help="Comma-separated hidden sizes.")] = "10",
+):
+    """Fit many configurations and write one comparison table."""
+    not_yet("sweep")
+
+
+@app.command()
+def bench(
+    task: Annotated[str, typer.Argument(help="mnist, recall or adder.")],
+    backends: Annotated[str, typer.Option(help="Comma-separated backends.")] = "tensorflow,jax,torch",
+):
+    """Run the same fit on each backend and compare speed and results."""
+    not_yet("bench")
+
+
+@app.command()
+def data(name: Annotated[str, typer.Argument(help="Data set to fetch: mnist.")]):
+    """Fetch, verify and cache a data set."""
+    not_yet("data")
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console entry point: every failure becomes one line on stderr and an exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    command = typer.main.get_command(app)
+    try:
+        status = command.main(args=args, prog_name="kerasrnn", standalone_mode=False)
+    except typer.Exit as done:
+        status = done.exit_code
+    except typer.TyperException as error:  # bad options or arguments (Typer's vendored click errors)
+        print(f"error: {error.format_message()}", file=sys.stderr)
+        status = 2
+    except (typer.Abort, KeyboardInterrupt):
+        print("interrupted: an unfinished run keeps its checkpoints; continue it with --resume", file=sys.stderr)
+        status = 130
+    except (UserError, RunError) as error:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {first_line(error)}", file=sys.stderr)
+        status = error.exit_code
+    except Exception as error:  # not the user's fault: say what broke, in one line
+        if debug:
+            traceback.print_exc()
+        print(f"error: {type(error).__name__}: {first_line(error)} (run with --debug for details)", file=sys.stderr)
+        status = 1
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+if __name__ == "__main__":
+    run()

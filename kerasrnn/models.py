@@ -1,0 +1,90 @@
+"""The functional model builder shared by every task.
+
+A model is: Input -> one or more recurrent layers (SimpleRNN, LSTM or GRU,
+optionally bidirectional) -> a task's head. Tasks choose the input shape and
+the head; everything about the recurrent body lives here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import keras
+
+from kerasrnn.errors import require
+
+CELLS = {
+    "rnn": keras.layers.SimpleRNN,
+    "lstm": keras.layers.LSTM,
+    "gru": keras.layers.GRU,
+}
+
+
+@dataclass(frozen=True)
+class RecurrentSpec:
+    """What the recurrent body of a model looks like."""
+
+    cell: str = "lstm"
+    units: int = 10
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+
+    def __post_init__(self):
+        validate_recurrent_spec(self)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "RecurrentSpec":
+        return cls(**{name: config[name] for name in cls.__dataclass_fields__ if name in config})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def validate_recurrent_spec(spec: RecurrentSpec) -> None:
+    require(spec.cell in CELLS, f"unknown cell {spec.cell!r}: choose one of {', '.join(CELLS)}")
+    require(isinstance(spec.units, int) and spec.units >= 1, f"units must be a whole number >= 1, got {spec.units!r}")
+    require(isinstance(spec.layers, int) and spec.layers >= 1, f"layers must be a whole number >= 1, got {spec.layers!r}")
+    require(0.0 <= spec.dropout < 1.0, f"dropout must be in [0, 1), got {spec.dropout!r}")
+    require(
+        0.0 <= spec.recurrent_dropout < 1.0,
+        f"recurrent dropout must be in [0, 1), got {spec.recurrent_dropout!r}",
+    )
+
+
+def recurrent_body(x, spec: RecurrentSpec, return_sequences: bool):
+    """Stack `spec.layers` recurrent layers on `x`.
+
+    Inner layers always return sequences (the next layer reads every step);
+    the last one returns them only when the head needs one output per step.
+    """
+    cell_class = CELLS[spec.cell]
+    for index in range(spec.layers):
+        is_last = index == spec.layers - 1
+        layer = cell_class(
+            spec.units,
+            return_sequences=return_sequences or not is_last,
+            dropout=spec.dropout,
+            recurrent_dropout=spec.recurrent_dropout,
+            name=f"{spec.cell}_{index + 1}",
+        )
+        if spec.bidirectional:
+            layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{spec.cell}_{index + 1}")
+        x = layer(x)
+    return x
+
+
+def build_model(
+    name: str,
+    input_shape: tuple,
+    spec: RecurrentSpec,
+    head: Callable,
+    return_sequences: bool,
+) -> keras.Model:
+    """Input(input_shape) -> recurrent body -> head(x), as a functional Keras model."""
+    inputs = keras.Input(shape=input_shape, name="sequence")
+    features = recurrent_body(inputs, spec, return_sequences)
+    outputs = head(features)
+    return keras.Model(inputs, outputs, name=name)

@@ -1,0 +1,125 @@
+"""The run directory: what a fit writes, and how every other command reads it.
+
+RUN_DIR/config.json    everything needed to rebuild the model and the data
+RUN_DIR/model.keras    the trained model
+RUN_DIR/history.csv    per-epoch metrics (Keras CSVLogger)
+RUN_DIR/iterations.csv per-iteration training loss
+RUN_DIR/metrics.json   the results, written last: its presence marks a complete run
+RUN_DIR/plots/*.png    figures
+RUN_DIR/checkpoints/   resumable state while a fit runs (Keras BackupAndRestore)
+
+Every file is written to a temporary name and renamed into place, so a crash
+never leaves a half-written file under its real name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+from kerasrnn.errors import UserError
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.keras"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_DIR = "checkpoints"
+DEFAULT_ROOT = Path("saved_models")
+
+
+def write_json_atomic(path: Path, document: dict) -> None:
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
+    os.replace(temporary, path)
+
+
+def save_model_atomic(model, path: Path) -> None:
+    path = Path(path)
+    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # Keras wants the .keras suffix
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
+def default_run_dir(config: dict) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return DEFAULT_ROOT / f"{config['task']}-{config['cell']}-{config['units']}-{stamp}"
+
+
+def is_complete(run_dir: Path) -> bool:
+    return (Path(run_dir) / METRICS_FILE).exists()
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Make `run_dir` ready for a fit, refusing to clobber finished or unfinished work unasked."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} exists and is not a directory")
+    has_content = run_dir.exists() and any(run_dir.iterdir())
+    if has_content and overwrite:
+        shutil.rmtree(run_dir)
+    elif has_content and is_complete(run_dir) and resume:
+        raise UserError(f"{run_dir} holds a finished run; nothing to resume (use --overwrite to train it again)")
+    elif has_content and is_complete(run_dir):
+        raise UserError(f"{run_dir} already holds a finished run: choose another --out, or pass --overwrite")
+    elif has_content and not resume:
+        raise UserError(f"{run_dir} holds an unfinished run: pass --resume to continue it or --overwrite to start over")
+    elif resume and not has_content:
+        raise UserError(f"nothing to resume in {run_dir}: it holds no run")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def read_json(path: Path, what: str) -> dict:
+    try:
+        document = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{what} is missing: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{what} is corrupt (not valid JSON): {path}") from None
+    if not isinstance(document, dict):
+        raise UserError(f"{what} is corrupt (not a JSON object): {path}")
+    return document
+
+
+def read_config(run_dir: Path) -> dict:
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise UserError(f"no such run directory: {run_dir}")
+    if not run_dir.is_dir():
+        raise UserError(f"not a run directory: {run_dir}")
+    config = read_json(run_dir / CONFIG_FILE, "the run's config.json")
+    if "task" not in config:
+        raise UserError(f"the run's config.json names no task: {run_dir / CONFIG_FILE}")
+    return config
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return read_json(Path(run_dir) / METRICS_FILE, "the run's metrics.json")
+
+
+def load_model(run_dir: Path):
+    """The trained model of a run, uncompiled, with a clear error for a missing or corrupt file.
+
+    Loading without the compile state keeps old runs loadable when a metric
+    changes; `kerasrnn.training.load_compiled_run` compiles it with the task's own loss and metrics.
+    """
+    import keras
+
+    import kerasrnn.layers  # noqa: F401  registers the toolkit's serializable layers
+
+    run_dir = Path(run_dir)
+    path = run_dir / MODEL_FILE
+    if not path.exists():
+        state = "unfinished (no metrics.json)" if not is_complete(run_dir) else "damaged"
+        raise UserError(f"the run in {run_dir} has no {MODEL_FILE}: it is {state}")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is corrupt (not a Keras archive): retrain, or restore it from a copy")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a damaged archive
+        raise UserError(f"{path} could not be loaded ({type(error).__name__}): the file is corrupt or from another version") from None
+
+

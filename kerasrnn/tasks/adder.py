@@ -1,0 +1,267 @@
+"""adder: add two binary numbers, least significant bit first, one sum bit per step.
+
+Input: two numbers of L bits, one bit of each per step (2 features), padded
+with a zero step so that the final carry has a step to come out on: L+1
+steps. Target: the L+1 bits of the sum. The model reads the bits as they come
+and must carry: a recurrent layer with `return_sequences=True` then
+TimeDistributed(Dense(1, sigmoid)), one probability per output bit.
+
+Bits are generated one column at a time with numpy's uint8 arithmetic, so any
+length works (a 300-bit or 10,000-bit sum never touches an int64).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from kerasrnn import plots
+from kerasrnn.errors import UserError, require
+from kerasrnn.layers import TimeDistributed
+from kerasrnn.models import RecurrentSpec, build_model
+from kerasrnn.tasks.base import (
+    EVALUATION_STREAM,
+    TEST_STREAM,
+    TRAIN_STREAM,
+    VALIDATION_STREAM,
+    Task,
+    seeded_rng,
+)
+
+LOSSES = {"mse": "mse", "bce": "bce", "ce": "bce"}  # "ce" is the PyTorch notebooks' name for BCE
+
+
+# ---- data ------------------------------------------------------------------
+def random_operand_bits(rng: np.random.Generator, count: int, length: int) -> np.ndarray:
+    """`count` random L-bit numbers as bit rows, least significant bit first."""
+    return rng.integers(0, 2, size=(count, length), dtype=np.uint8)
+
+
+def add_bit_rows(a_bits: np.ndarray, b_bits: np.ndarray) -> np.ndarray:
+    """Column-by-column binary addition: (count, L) + (count, L) -> (count, L+1) sum bits, LSB first."""
+    count, length = a_bits.shape
+    total = np.zeros((count, length + 1), dtype=np.uint8)
+    carry = np.zeros(count, dtype=np.uint8)
+    for column in range(length):
+        column_sum = a_bits[:, column] + b_bits[:, column] + carry
+        total[:, column] = column_sum & 1
+        carry = column_sum >> 1
+    total[:, length] = carry
+    return total
+
+
+def encode_operands(a_bits: np.ndarray, b_bits: np.ndarray) -> np.ndarray:
+    """Model input (count, L+1, 2): one bit of each number per step, the last step zero."""
+    count, length = a_bits.shape
+    x = np.zeros((count, length + 1, 2), dtype=np.float32)
+    x[:, :length, 0] = a_bits
+    x[:, :length, 1] = b_bits
+    return x
+
+
+def adder_examples(a_bits: np.ndarray, b_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, targets) for the given operands; targets are (count, L+1, 1) floats."""
+    return encode_operands(a_bits, b_bits), add_bit_rows(a_bits, b_bits)[..., None].astype(np.float32)
+
+
+def random_adder_examples(rng: np.random.Generator, count: int, length: int):
+    return adder_examples(random_operand_bits(rng, count, length), random_operand_bits(rng, count, length))
+
+
+def all_operand_pairs(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of L-bit numbers (4**L pairs): exhaustive tests for short lengths."""
+    numbers = np.arange(2**length)
+    bits = ((numbers[:, None] >> np.arange(length)) & 1).astype(np.uint8)
+    a_index, b_index = np.meshgrid(numbers, numbers, indexing="ij")
+    return bits[a_index.ravel()], bits[b_index.ravel()]
+
+
+def carry_chain_operands(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The longest carry chains: (2**L - 1) + 1 and (2**L - 1) + (2**L - 1)."""
+    ones = np.ones(length, dtype=np.uint8)
+    one = np.zeros(length, dtype=np.uint8)
+    one[0] = 1
+    return np.stack([ones, ones]), np.stack([one, ones])
+
+
+def int_to_bits(value: int, length: int) -> np.ndarray:
+    """A Python int as `length` bits, LSB first (Python ints never overflow)."""
+    return np.array([(value >> i) & 1 for i in range(length)], dtype=np.uint8)
+
+
+def bits_to_int(bits) -> int:
+    return sum(int(bit) << i for i, bit in enumerate(bits))
+
+
+def parse_binary(text: str) -> int:
+    """A binary number written as people write it, most significant bit first."""
+    require(text != "", "a binary number cannot be empty: give digits 0 and 1, e.g. 1011")
+    require(
+        set(text) <= {"0", "1"},
+        f"not a binary number: {text!r} (use only the digits 0 and 1, most significant first, e.g. 1011)",
+    )
+    return int(text, 2)
+
+
+def training_dataset(length: int, batch_size: int, seed: int) -> tf.data.Dataset:
+    """An endless tf.data stream of fresh batches; batch i depends only on (seed, i)."""
+
+    def make_batch(index):
+        return random_adder_examples(seeded_rng(seed, TRAIN_STREAM, int(index)), batch_size, length)
+
+    def with_shapes(x, y):
+        x.set_shape((batch_size, length + 1, 2))
+        y.set_shape((batch_size, length + 1, 1))
+        return x, y
+
+    return (
+        tf.data.Dataset.counter()
+        .map(lambda i: tf.numpy_function(make_batch, [i], (tf.float32, tf.float32), stateful=False))
+        .map(with_shapes)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+# ---- metrics ---------------------------------------------------------------
+@keras.saving.register_keras_serializable(package="kerasrnn")
+def exact_match(y_true, y_pred):
+    """1 for a sample whose every output bit is right (the whole sum), else 0."""
+    wrong_bits = ops.not_equal(ops.cast(y_pred > 0.5, "float32"), ops.cast(y_true, "float32"))
+    return 1.0 - ops.cast(ops.any(wrong_bits, axis=(1, 2)), "float32")
+
+
+def score_predictions(probabilities: np.ndarray, targets: np.ndarray) -> dict:
+    bits = (probabilities > 0.5).astype(np.float32)
+    right = bits == targets
+    return {
+        "bit_accuracy": float(right.mean()),
+        "exact_accuracy": float(right.all(axis=(1, 2)).mean()),
+        "samples": int(len(targets)),
+    }
+
+
+class AdderTask(Task):
+    name = "adder"
+    defaults = {
+        "cell": "lstm",
+        "units": 10,
+        "epochs": 8,
+        "batch_size": 64,
+        "lr": 1e-2,
+        "loss": "mse",
+        "train_length": 10,
+        "steps_per_epoch": 100,
+        "validation_samples": 1000,
+        "test_samples": 2000,
+        "eval_samples": 1000,
+    }
+    predict_inputs = "two binary numbers, most significant bit first (e.g. 1011 110)"
+
+    def validate(self, config: dict) -> None:
+        loss = str(config["loss"]).lower()
+        require(loss in LOSSES, f"unknown loss {config['loss']!r} for adder: choose mse or bce (ce is an alias of bce)")
+        config["loss"] = LOSSES[loss]
+        for key in ("train_length", "steps_per_epoch", "validation_samples", "test_samples", "eval_samples"):
+            value = config[key]
+            require(isinstance(value, int) and value >= 1, f"{key.replace('_', ' ')} must be a whole number >= 1, got {value!r}")
+
+    def default_lengths(self, config: dict) -> list[int]:
+        return list(range(1, 21))
+
+    def build_model(self, config: dict):
+        def head(features):
+            return TimeDistributed(keras.layers.Dense(1, activation="sigmoid"), name="sum_bits")(features)
+
+        spec = RecurrentSpec.from_config(config)
+        return build_model("adder", (None, 2), spec, head, return_sequences=True)
+
+    def loss_and_metrics(self, config: dict):
+        loss = keras.losses.MeanSquaredError() if config["loss"] == "mse" else keras.losses.BinaryCrossentropy()
+        metrics = [
+            keras.metrics.BinaryAccuracy(name="bit_accuracy"),
+            keras.metrics.MeanMetricWrapper(exact_match, name="exact_accuracy"),
+        ]
+        return loss, metrics
+
+    def training_data(self, config: dict):
+        length, batch = config["train_length"], config["batch_size"]
+        train = training_dataset(length, batch, config["seed"])
+        x_val, y_val = random_adder_examples(seeded_rng(config["seed"], VALIDATION_STREAM), config["validation_samples"], length)
+        validation = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(512)
+        return train, validation, config["steps_per_epoch"]
+
+    def evaluate(self, model, config: dict, lengths: list[int] | None = None) -> dict:
+        lengths = lengths or self.default_lengths(config)
+        length = config["train_length"]
+        x_test, y_test = random_adder_examples(seeded_rng(config["seed"], TEST_STREAM), config["test_samples"], length)
+        scores = model.evaluate(x_test, y_test, batch_size=512, verbose=0, return_dict=True)
+        test = {
+            "loss": float(scores["loss"]),
+            "accuracy": float(scores["bit_accuracy"]),
+            "bit_accuracy": float(scores["bit_accuracy"]),
+            "exact_accuracy": float(scores["exact_accuracy"]),
+            "length": length,
+            "samples": config["test_samples"],
+        }
+        by_length = {str(n): self.score_length(model, n, config["eval_samples"], config["seed"]) for n in lengths}
+        return {"test": test, "by_length": by_length, "train_length": length}
+
+    def score_length(self, model, length: int, samples: int, seed: int) -> dict:
+        """Bit and exact accuracy at one length; every pair where there are few, else random pairs."""
+        if 4**length <= samples:
+            a_bits, b_bits = all_operand_pairs(length)
+        else:
+            rng = seeded_rng(seed, EVALUATION_STREAM, length)
+            a_bits, b_bits = random_operand_bits(rng, samples, length), random_operand_bits(rng, samples, length)
+        x, y = adder_examples(a_bits, b_bits)
+        result = score_predictions(model.predict(x, batch_size=512, verbose=0), y)
+        chain_x, chain_y = adder_examples(*carry_chain_operands(length))
+        result["carry_chain_exact"] = score_predictions(model.predict(chain_x, verbose=0), chain_y)["exact_accuracy"] == 1.0
+        return result
+
+    def predict(self, model, config: dict, inputs: list[str]) -> dict:
+        if len(inputs) != 2:
+            raise UserError(f"adder predict takes two binary numbers (e.g. 1011 110), got {len(inputs)} input(s)")
+        a, b = (parse_binary(text) for text in inputs)
+        length = max(len(inputs[0]), len(inputs[1]))
+        x = encode_operands(int_to_bits(a, length)[None], int_to_bits(b, length)[None])
+        probabilities = model_probabilities(model, x)[0, :, 0]
+        total = bits_to_int(probabilities > 0.5)
+        return {
+            "a": inputs[0],
+            "b": inputs[1],
+            "sum": format(total, "b"),
+            "decimal": {"a": a, "b": b, "sum": total},
+            "expected": format(a + b, "b"),
+            "correct": total == a + b,
+            "least_confident_bit": float(np.min(np.abs(probabilities - 0.5)) + 0.5),
+        }
+
+    def describe_prediction(self, result: dict) -> str:
+        verdict = "correct" if result["correct"] else f"WRONG, expected {result['expected']}"
+        d = result["decimal"]
+        return f"{result['a']} + {result['b']} = {result['sum']}   ({d['a']} + {d['b']} = {d['sum']}, {verdict})"
+
+    def plot(self, run_dir, config: dict, evaluation: dict) -> list:
+        return [
+            plots.iteration_loss(run_dir),
+            plots.epoch_curves(run_dir, ["loss", "bit_accuracy", "exact_accuracy"]),
+            plots.accuracy_by_length(
+                run_dir,
+                evaluation["by_length"],
+                ["bit_accuracy", "exact_accuracy"],
+                train_lengths=(config["train_length"], config["train_length"]),
+            ),
+        ]
+
+
+def model_probabilities(model, x: np.ndarray) -> np.ndarray:
+    """Run a Keras model (or any callable artifact) on one batch and return numpy."""
+    if hasattr(model, "predict"):
+        return model.predict(x, verbose=0)
+    return np.asarray(model(x))
+
+
+TASK = AdderTask()

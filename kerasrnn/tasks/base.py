@@ -1,0 +1,118 @@
+"""What every task provides, and the pieces the sequence tasks share."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from kerasrnn.errors import UserError, require
+
+# Options every task understands. A task's `defaults` overrides these and adds its own.
+COMMON_DEFAULTS = {
+    "cell": "lstm",
+    "units": 10,
+    "layers": 1,
+    "bidirectional": False,
+    "dropout": 0.0,
+    "recurrent_dropout": 0.0,
+    "epochs": 10,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "seed": 0,
+}
+
+
+class Task:
+    """A learning problem: its data, its model head, its metrics, its inputs and outputs.
+
+    Subclasses set `name`, `defaults` (task options and overrides of
+    COMMON_DEFAULTS) and implement the methods below.
+    """
+
+    name: str = ""
+    defaults: dict = {}
+    # The options of `predict` (for help texts): what one INPUT is.
+    predict_inputs: str = ""
+
+    # ---- configuration -------------------------------------------------
+    def make_config(self, overrides: dict) -> dict:
+        """Defaults + overrides, validated. Options of other tasks are refused."""
+        known = {**COMMON_DEFAULTS, **self.defaults}
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            names = ", ".join("--" + key.replace("_", "-") for key in unknown)
+            raise UserError(f"option {names} does not apply to task {self.name!r}")
+        config = {**known, **{k: v for k, v in overrides.items() if v is not None}}
+        config["task"] = self.name
+        validate_common(config)
+        self.validate(config)
+        return config
+
+    def validate(self, config: dict) -> None:
+        """Check task options; raise UserError naming what is allowed."""
+
+    # ---- model and training ---------------------------------------------
+    def build_model(self, config: dict):
+        raise NotImplementedError
+
+    def loss_and_metrics(self, config: dict):
+        raise NotImplementedError
+
+    def training_data(self, config: dict):
+        """(train dataset, validation dataset, steps per epoch, samples per epoch)."""
+        raise NotImplementedError
+
+    def evaluate(self, model, config: dict, lengths: list[int] | None = None) -> dict:
+        """{"test": {...}, and "by_length": {...} for sequence tasks}."""
+        raise NotImplementedError
+
+    def default_lengths(self, config: dict) -> list[int] | None:
+        return None
+
+    # ---- use ------------------------------------------------------------
+    def predict(self, model, config: dict, inputs: list[str]) -> dict:
+        raise NotImplementedError
+
+    def describe_prediction(self, result: dict) -> str:
+        raise NotImplementedError
+
+    def plot(self, run_dir, config: dict, evaluation: dict) -> list:
+        return []
+
+
+def validate_common(config: dict) -> None:
+    from kerasrnn.models import RecurrentSpec
+
+    RecurrentSpec.from_config(config)  # validates cell, units, layers, dropout
+    for key in ("epochs", "batch_size"):
+        value = config[key]
+        require(isinstance(value, int) and value >= 1, f"{key.replace('_', ' ')} must be a whole number >= 1, got {value!r}")
+    require(config["lr"] > 0, f"learning rate must be > 0, got {config['lr']!r}")
+    require(isinstance(config["seed"], int) and config["seed"] >= 0, f"seed must be a whole number >= 0, got {config['seed']!r}")
+
+
+def parse_lengths(text: str | None, default: list[int] | None = None) -> list[int] | None:
+    """'1-20' -> [1..20]; '5' -> [5]; '1-10,50,100' -> those. Lengths are >= 1."""
+    if text is None:
+        return default
+    lengths: list[int] = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise UserError(f"lengths must look like A-B, A or A-B,C (whole numbers >= 1), got {text!r}")
+        start = int(match.group(1))
+        stop = int(match.group(2)) if match.group(2) else start
+        require(start >= 1, f"lengths must be >= 1, got {start} in {text!r}")
+        require(start <= stop, f"a length range A-B needs A <= B, got {part.strip()!r}")
+        lengths.extend(range(start, stop + 1))
+    return sorted(set(lengths))
+
+
+def seeded_rng(*seed_parts: int) -> np.random.Generator:
+    """A numpy generator for one stream of one seed: streams never share draws."""
+    return np.random.default_rng([int(part) for part in seed_parts])
+
+
+# Streams of random numbers, so that training, validation and test data never overlap.
+TRAIN_STREAM, VALIDATION_STREAM, TEST_STREAM, EVALUATION_STREAM = 0, 1, 2, 3

@@ -1,0 +1,208 @@
+"""Fit and evaluate a task's model with Keras' own machinery (callbacks, CSVLogger, checkpoints).
+
+Call `kerasrnn.backend.select_backend` before importing this module.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from pathlib import Path
+
+import keras
+
+from kerasrnn import backend as backends
+from kerasrnn import runs
+from kerasrnn.errors import RunError, UserError
+from kerasrnn.plots import HISTORY_FILE, ITERATIONS_FILE
+from kerasrnn.tasks import get_task
+
+BEST_WEIGHTS = "best.weights.h5"
+
+
+class IterationLossLogger(keras.callbacks.Callback):
+    """Appends the training loss of every iteration to iterations.csv.
+
+    Keras reports the running mean of the loss over the epoch; the loss of
+    batch k is recovered exactly from two consecutive means:
+    k * mean_k - (k - 1) * mean_(k-1).
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+        self.iteration = self._rows_already_written()
+        self.rows: list[str] = []
+
+    def _rows_already_written(self) -> int:
+        if not self.path.exists():
+            self.path.write_text("iteration,epoch,loss\n")
+            return 0
+        return max(0, len(self.path.read_text().splitlines()) - 1)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.previous_mean, self.rows = epoch, 0.0, []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not logs or "loss" not in logs:
+            return
+        mean = float(logs["loss"])
+        batch_loss = (batch + 1) * mean - batch * self.previous_mean
+        self.previous_mean = mean
+        self.iteration += 1
+        self.rows.append(f"{self.iteration},{self.epoch},{batch_loss:.8g}\n")
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self.path.open("a") as handle:  # one append per epoch: a crash loses at most that epoch
+            handle.writelines(self.rows)
+        self.rows = []
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Training time per epoch (validation excluded) and the last epoch finished."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch_seconds: list[float] = []
+        self.last_epoch = -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = self.last_batch_end = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.last_batch_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(self.last_batch_end - self.started)
+        self.last_epoch = epoch
+
+
+def steady_samples_per_second(epoch_seconds: list[float], samples_per_epoch: int) -> float:
+    """Samples/s of the steady state: the first epoch (tracing, compiling) is left out when there are more."""
+    steady = epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds
+    total = sum(steady)
+    return samples_per_epoch * len(steady) / total if total > 0 else float("nan")
+
+
+def make_deterministic(seed: int) -> None:
+    """Seed Python, numpy and the backend; ask TensorFlow for deterministic kernels."""
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def compile_model(task, config: dict, model=None):
+    """Compile `model` (a new one built from `config` when None) with the task's loss and metrics."""
+    model = model or task.build_model(config)
+    loss, metrics = task.loss_and_metrics(config)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=config["lr"]), loss=loss, metrics=metrics)
+    return model
+
+
+def fit(
+    config: dict,
+    run_dir: Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    verbose: int | str = "auto",
+    log=print,
+) -> dict:
+    """Train `config`'s task into `run_dir` and write the complete run directory; return metrics."""
+    run_dir = Path(run_dir)
+    runs.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if resume:
+        config = runs.read_config(run_dir)
+    task = get_task(config["task"])
+    runs.write_json_atomic(run_dir / runs.CONFIG_FILE, config)
+
+    device = backends.describe_device()
+    log(f"kerasrnn: {task.name} on backend {keras.backend.backend()}, device {device}")
+    make_deterministic(config["seed"])
+    model = compile_model(task, config)
+    train, validation, steps_per_epoch = task.training_data(config)
+
+    checkpoints = run_dir / runs.CHECKPOINT_DIR
+    checkpoints.mkdir(exist_ok=True)
+    clock = TrainingClock()
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(checkpoints / "backup")),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.ModelCheckpoint(
+            str(checkpoints / BEST_WEIGHTS), monitor="val_loss", save_best_only=True, save_weights_only=True
+        ),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resume),
+        IterationLossLogger(run_dir / ITERATIONS_FILE),
+        clock,
+    ]
+    started = time.perf_counter()
+    history = model.fit(
+        train,
+        epochs=config["epochs"],
+        steps_per_epoch=steps_per_epoch,
+        validation_data=validation,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    train_seconds = time.perf_counter() - started
+    losses = history.history.get("loss", [])
+    if any(not math.isfinite(value) for value in losses):
+        raise RunError(
+            f"training stopped: the loss became non-finite at epoch {clock.last_epoch + 2}; "
+            f"the best weights so far are in {checkpoints / BEST_WEIGHTS}; try a lower --lr"
+        )
+
+    # Keep the epoch that did best on validation, not merely the last one.
+    if (checkpoints / BEST_WEIGHTS).exists():
+        model.load_weights(checkpoints / BEST_WEIGHTS)
+    runs.save_model_atomic(model, run_dir / runs.MODEL_FILE)
+
+    log("kerasrnn: evaluating on held-out data")
+    evaluation = task.evaluate(model, config)
+    samples_per_epoch = steps_per_epoch * config["batch_size"]
+    metrics = {
+        "task": task.name,
+        "backend": keras.backend.backend(),
+        "device": device,
+        "keras_version": keras.__version__,
+        "python": platform.python_version(),
+        "config": config,
+        "epochs_run": clock.last_epoch + 1,
+        "train_seconds": round(train_seconds, 3),
+        "train_samples_per_second": round(steady_samples_per_second(clock.epoch_seconds, samples_per_epoch), 1),
+        **evaluation,
+    }
+    task.plot(run_dir, config, evaluation)
+    runs.write_json_atomic(run_dir / runs.METRICS_FILE, metrics)  # last: marks the run complete
+    return metrics
+
+
+def load_compiled_run(run_dir: Path):
+    """(task, config, model) of a run directory, the model compiled with the task's loss and metrics."""
+    config = runs.read_config(run_dir)
+    task = get_task(config["task"])
+    model = compile_model(task, config, runs.load_model(run_dir))
+    return task, config, model
+
+
+def evaluate_run(run_dir: Path, lengths: list[int] | None = None) -> dict:
+    """Re-evaluate a finished run, at `lengths` for sequence tasks: the shape of metrics.json."""
+    task, config, model = load_compiled_run(run_dir)
+    previous = runs.read_metrics(run_dir) if runs.is_complete(run_dir) else {}
+    evaluation = task.evaluate(model, config, lengths)
+    return {
+        **previous,
+        "task": task.name,
+        "backend": keras.backend.backend(),
+        "config": config,
+        **evaluation,
+    }
+
+
+def predict_run(run_dir: Path, inputs: list[str]) -> dict:
+    task, config, model = load_compiled_run(run_dir)
+    if not inputs:
+        raise UserError(f"predict needs inputs for {task.name}: {task.predict_inputs}")
+    return task.predict(model, config, inputs)
