@@ -23,7 +23,7 @@ INSTALL_HINTS = {
 
 def quiet_native_logs() -> None:
     """Silence TensorFlow's C++ start-up chatter (CUDA probes on CPU machines)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # errors still raise in Python
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 

@@ -145,6 +145,7 @@ def fit(
         validation_data=validation,
         callbacks=callbacks,
         verbose=verbose,
+        shuffle=False,  # the data pipelines shuffle (or generate fresh data) themselves
     )
     train_seconds = time.perf_counter() - started
     losses = history.history.get("loss", [])

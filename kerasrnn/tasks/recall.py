@@ -1,0 +1,210 @@
+"""recall: remember the digit at position K of a sequence of one-hot digits.
+
+Each sequence is L digits drawn uniformly from 0..9, one-hot (10 features per
+step); the target is the digit at zero-based position K. The network reads
+the whole sequence and answers from its final state, so it must hold one item
+while it reads everything after it: how much state that takes is the lesson.
+
+Every batch has one length L, drawn per batch from min_length..max_length:
+no sequence is ever padded, so there is no padding to mask and no way for pad
+steps to leak into the answer.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasrnn import plots
+from kerasrnn.errors import UserError, require
+from kerasrnn.models import RecurrentSpec, build_model
+from kerasrnn.tasks.base import (
+    EVALUATION_STREAM,
+    TEST_STREAM,
+    TRAIN_STREAM,
+    VALIDATION_STREAM,
+    Task,
+    seeded_rng,
+)
+
+DIGITS = 10
+
+
+# ---- data ------------------------------------------------------------------
+def random_digit_sequences(rng: np.random.Generator, count: int, length: int) -> np.ndarray:
+    """(count, length) digits, each uniform over all ten digits 0..9."""
+    return rng.integers(0, DIGITS, size=(count, length), dtype=np.int64)
+
+
+def one_hot(digits: np.ndarray) -> np.ndarray:
+    """(..., L) digits -> (..., L, 10) float32 one-hot."""
+    return np.eye(DIGITS, dtype=np.float32)[digits]
+
+
+def recall_examples(digits: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(one-hot inputs, target digit at `index`) for a (count, L) block of digit sequences."""
+    return one_hot(digits), digits[:, index].astype(np.int32)
+
+
+def random_recall_examples(rng: np.random.Generator, count: int, length: int, index: int):
+    return recall_examples(random_digit_sequences(rng, count, length), index)
+
+
+def batch_length(rng: np.random.Generator, min_length: int, max_length: int) -> int:
+    return int(rng.integers(min_length, max_length + 1))
+
+
+def training_dataset(config: dict) -> tf.data.Dataset:
+    """An endless tf.data stream of fresh batches, each of one random length; batch i depends only on (seed, i)."""
+    batch, index = config["batch_size"], config["index"]
+
+    def make_batch(step):
+        rng = seeded_rng(config["seed"], TRAIN_STREAM, int(step))
+        length = batch_length(rng, config["min_length"], config["max_length"])
+        return random_recall_examples(rng, batch, length, index)
+
+    def with_shapes(x, y):
+        x.set_shape((batch, None, DIGITS))
+        y.set_shape((batch,))
+        return x, y
+
+    return (
+        tf.data.Dataset.counter()
+        .map(lambda i: tf.numpy_function(make_batch, [i], (tf.float32, tf.int32), stateful=False))
+        .map(with_shapes)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def mixed_length_dataset(rng: np.random.Generator, samples: int, lengths: list[int], index: int) -> tf.data.Dataset:
+    """A fixed data set spread evenly over `lengths`, batched one length at a time."""
+    per_length = max(1, samples // len(lengths))
+    parts = [tf.data.Dataset.from_tensor_slices(random_recall_examples(rng, per_length, n, index)).batch(256) for n in lengths]
+    dataset = parts[0]
+    for part in parts[1:]:
+        dataset = dataset.concatenate(part)
+    return dataset
+
+
+def parse_digit_sequence(inputs: list[str]) -> list[int]:
+    """`3 1 4 1 5` or `31415` (or a mix) -> [3, 1, 4, 1, 5]; anything but digits 0-9 is refused."""
+    text = "".join(part.replace(",", "").strip() for part in inputs)
+    require(text != "", "give a sequence of digits 0-9, e.g. 3 1 4 1 5")
+    bad = sorted({char for char in text if char not in "0123456789"})
+    require(not bad, f"a recall sequence holds digits 0-9 only; not allowed: {' '.join(repr(c) for c in bad)}")
+    return [int(char) for char in text]
+
+
+class RecallTask(Task):
+    name = "recall"
+    defaults = {
+        "cell": "lstm",
+        "units": 10,
+        "epochs": 20,
+        "batch_size": 64,
+        "lr": 1e-2,
+        "index": 2,
+        "min_length": 3,
+        "max_length": 10,
+        "steps_per_epoch": 100,
+        "validation_samples": 2000,
+        "test_samples": 8000,
+        "eval_samples": 1000,
+        "max_eval_length": 50,
+    }
+    predict_inputs = "a sequence of digits 0-9 (e.g. 3 1 4 1 5)"
+
+    def validate(self, config: dict) -> None:
+        for key in ("min_length", "max_length", "steps_per_epoch", "validation_samples", "test_samples", "eval_samples", "max_eval_length"):
+            value = config[key]
+            require(isinstance(value, int) and value >= 1, f"{key.replace('_', ' ')} must be a whole number >= 1, got {value!r}")
+        index, low, high = config["index"], config["min_length"], config["max_length"]
+        require(isinstance(index, int) and index >= 0, f"index K must be a whole number >= 0, got {index!r}")
+        require(low <= high, f"min length ({low}) must not exceed max length ({high})")
+        require(
+            index < low,
+            f"index K={index} must be smaller than the minimum length {low}: every sequence needs a digit at position K",
+        )
+
+    def default_lengths(self, config: dict) -> list[int]:
+        return list(range(config["index"] + 1, max(config["max_eval_length"], config["max_length"]) + 1))
+
+    def build_model(self, config: dict):
+        def head(features):
+            return keras.layers.Dense(DIGITS, activation="softmax", name="digit")(features)
+
+        return build_model("recall", (None, DIGITS), RecurrentSpec.from_config(config), head, return_sequences=False)
+
+    def loss_and_metrics(self, config: dict):
+        return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+    def training_lengths(self, config: dict) -> list[int]:
+        return list(range(config["min_length"], config["max_length"] + 1))
+
+    def training_data(self, config: dict):
+        validation = mixed_length_dataset(
+            seeded_rng(config["seed"], VALIDATION_STREAM), config["validation_samples"], self.training_lengths(config), config["index"]
+        )
+        return training_dataset(config), validation, config["steps_per_epoch"]
+
+    def evaluate(self, model, config: dict, lengths: list[int] | None = None) -> dict:
+        lengths = lengths or self.default_lengths(config)
+        too_short = [n for n in lengths if n <= config["index"]]
+        if too_short:
+            raise UserError(f"lengths must be > K={config['index']} (position K must exist), got {too_short[0]}")
+        test_data = mixed_length_dataset(
+            seeded_rng(config["seed"], TEST_STREAM), config["test_samples"], self.training_lengths(config), config["index"]
+        )
+        scores = model.evaluate(test_data, verbose=0, return_dict=True)
+        test = {
+            "loss": float(scores["loss"]),
+            "accuracy": float(scores["accuracy"]),
+            "lengths": [config["min_length"], config["max_length"]],
+            "samples": (config["test_samples"] // len(self.training_lengths(config))) * len(self.training_lengths(config)),
+        }
+        by_length = {str(n): self.score_length(model, config, n) for n in lengths}
+        return {"test": test, "by_length": by_length}
+
+    def score_length(self, model, config: dict, length: int) -> dict:
+        rng = seeded_rng(config["seed"], EVALUATION_STREAM, length)
+        x, y = random_recall_examples(rng, config["eval_samples"], length, config["index"])
+        predicted = model.predict(x, batch_size=512, verbose=0).argmax(axis=-1)
+        return {"exact_accuracy": float((predicted == y).mean()), "samples": int(len(y))}
+
+    def predict(self, model, config: dict, inputs: list[str]) -> dict:
+        sequence = parse_digit_sequence(inputs)
+        index = config["index"]
+        if len(sequence) <= index:
+            raise UserError(f"this model recalls position K={index}: give at least {index + 1} digits, got {len(sequence)}")
+        probabilities = np.asarray(model.predict(one_hot(np.array([sequence])), verbose=0))[0]
+        digit = int(probabilities.argmax())
+        return {
+            "sequence": sequence,
+            "index": index,
+            "digit": digit,
+            "confidence": float(probabilities[digit]),
+            "expected": sequence[index],
+            "correct": digit == sequence[index],
+            "probabilities": [round(float(p), 6) for p in probabilities],
+        }
+
+    def describe_prediction(self, result: dict) -> str:
+        verdict = "correct" if result["correct"] else f"WRONG, it is {result['expected']}"
+        shown = " ".join(f"[{d}]" if i == result["index"] else str(d) for i, d in enumerate(result["sequence"]))
+        return (
+            f"sequence {shown}: digit at position {result['index']} is {result['digit']} "
+            f"(confidence {result['confidence']:.3f}, {verdict})"
+        )
+
+    def plot(self, run_dir, config: dict, evaluation: dict) -> list:
+        return [
+            plots.iteration_loss(run_dir),
+            plots.epoch_curves(run_dir, ["loss", "accuracy"]),
+            plots.accuracy_by_length(
+                run_dir, evaluation["by_length"], ["exact_accuracy"], train_lengths=(config["min_length"], config["max_length"])
+            ),
+        ]
+
+
+TASK = RecallTask()

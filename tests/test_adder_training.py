@@ -1,0 +1,66 @@
+"""A short seeded fit really learns to add, and is evaluated at many lengths in one process."""
+
+import json
+
+import pytest
+
+from kerasrnn import runs, training
+from kerasrnn.tasks import get_task
+
+adder = get_task("adder")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("adder") / "run"
+    config = adder.make_config({"epochs": 5, "steps_per_epoch": 80, "seed": 1, "eval_samples": 200})
+    metrics = training.fit(config, run_dir, verbose=0, log=lambda *_: None)
+    return run_dir, metrics
+
+
+def test_fit_writes_a_complete_run(trained_run):
+    run_dir, metrics = trained_run
+    for name in ("config.json", "model.keras", "history.csv", "iterations.csv", "metrics.json"):
+        assert (run_dir / name).stat().st_size > 0
+    for figure in ("loss_per_iteration.png", "epoch_curves.png", "accuracy_by_length.png"):
+        assert (run_dir / "plots" / figure).read_bytes().startswith(b"\x89PNG")
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["task"] == "adder" and saved["epochs_run"] == 5
+    assert saved["backend"] in ("tensorflow", "jax", "torch") and saved["device"]
+    assert saved["train_samples_per_second"] > 0
+    assert set(saved["by_length"]) == {str(n) for n in range(1, 21)}
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 1 + 5
+    assert len((run_dir / "iterations.csv").read_text().splitlines()) == 1 + 5 * 80
+
+
+def test_fit_learns_exact_sums(trained_run):
+    _, metrics = trained_run
+    assert metrics["test"]["exact_accuracy"] == 1.0
+    for length in ("1", "5", "10", "20"):
+        assert metrics["by_length"][length]["exact_accuracy"] == 1.0, length
+        assert metrics["by_length"][length]["carry_chain_exact"]
+
+
+def test_evaluate_many_lengths_in_one_process(trained_run):
+    run_dir, _ = trained_run
+    result = training.evaluate_run(run_dir, [3, 2, 40, 7, 64])
+    assert set(result["by_length"]) == {"2", "3", "7", "40", "64"}
+    assert result["by_length"]["2"]["samples"] == 16  # every pair of 2-bit numbers
+    assert all(scores["exact_accuracy"] == 1.0 for scores in result["by_length"].values())
+
+
+def test_predict_far_beyond_training_length(trained_run):
+    run_dir, _ = trained_run
+    a, b = 2**299 + 12345, 3**180
+    result = training.predict_run(run_dir, [format(a, "b"), format(b, "b")])
+    assert int(result["sum"], 2) == a + b and result["correct"]
+    chain = training.predict_run(run_dir, ["1" * 64, "1"])
+    assert chain["sum"] == "1" + "0" * 64 and chain["correct"]
+
+
+def test_refuses_to_overwrite_a_finished_run(trained_run):
+    run_dir, _ = trained_run
+    from kerasrnn.errors import UserError
+
+    with pytest.raises(UserError, match="finished run"):
+        runs.prepare_run_dir(run_dir, resume=False, overwrite=False)

@@ -1,0 +1,37 @@
+"""The same fit on every backend: each in its own process, since Keras fixes the backend at import."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kerasrnn.backend import backend_installed, select_backend
+from kerasrnn.errors import UserError
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_adder_fits_on_each_backend(backend, tmp_path):
+    if not backend_installed(backend):
+        pytest.skip(f"{backend} is not installed (pip install 'kerasrnn[{backend}]')")
+    run_dir = tmp_path / backend
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}  # --backend must win over the environment
+    done = subprocess.run(
+        [sys.executable, "-m", "kerasrnn_cli.main", "fit", "adder", "--backend", backend, "--epochs", "5",
+         "-o", "steps_per_epoch=80", "-o", "eval_samples=100", "--out", str(run_dir), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"backend {backend}, device" in done.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["backend"] == backend and metrics["device"].startswith(("CPU", "GPU"))
+    assert metrics["by_length"]["20"]["exact_accuracy"] == 1.0
+
+
+def test_a_second_backend_in_one_process_is_refused():
+    import keras
+
+    other = "jax" if keras.backend.backend() != "jax" else "torch"
+    with pytest.raises(UserError, match="already running"):
+        select_backend(other)

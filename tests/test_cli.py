@@ -1,0 +1,74 @@
+"""The command line as a user meets it: round trip, JSON output, and bad input."""
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def adder_run(tmp_path_factory):
+    from conftest import run_cli
+
+    run_dir = tmp_path_factory.mktemp("cli") / "adder-run"
+    done = run_cli(
+        "fit", "adder", "--loss", "bce", "--units", "8", "--epochs", "3", "-o", "steps_per_epoch=60",
+        "-o", "eval_samples=100", "--seed", "2", "--out", str(run_dir), "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "run saved in" in done.stdout
+    return run_dir
+
+
+def test_round_trip_fit_evaluate_predict(adder_run, cli):
+    evaluated = cli("evaluate", str(adder_run), "--lengths", "1-3,30", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    document = json.loads(evaluated.stdout)  # stdout is one JSON document and nothing else
+    assert document["task"] == "adder" and document["config"]["loss"] == "bce"
+    assert set(document["by_length"]) == {"1", "2", "3", "30"}
+    assert document["by_length"]["30"]["exact_accuracy"] > 0.9
+
+    predicted = cli("predict", str(adder_run), "1011", "110", "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    result = json.loads(predicted.stdout)
+    assert result["a"] == "1011" and result["b"] == "110" and result["sum"] == "10001"
+
+    text = cli("predict", str(adder_run), "111", "1")
+    assert "1000" in text.stdout and "7 + 1 = 8" in text.stdout
+
+
+BAD_INPUTS = [
+    (["fit", "adder", "--cell", "transformer"], "cell"),
+    (["fit", "adder", "--units", "0"], "units"),
+    (["fit", "adder", "--units", "-2"], "units"),
+    (["fit", "adder", "--epochs", "0"], "epochs"),
+    (["fit", "adder", "--loss", "hinge"], "loss"),
+    (["fit", "adder", "--backend", "theano"], "backend"),
+    (["fit", "adder", "--dropout", "1.5"], "dropout"),
+    (["fit", "adder", "--lr", "-1"], "learning rate"),
+    (["fit", "adder", "--train-length", "0"], "train length"),
+    (["fit", "adder", "--units", "ten"], "units"),
+    (["fit", "chess"], "unknown task"),
+    (["evaluate", "/nonexistent/run"], "no such run"),
+    (["evaluate", "RUN", "--lengths", "9-3"], "A <= B"),
+    (["evaluate", "RUN", "--lengths", "0-3"], ">= 1"),
+    (["evaluate", "RUN", "--lengths", "abc"], "lengths"),
+    (["predict", "RUN", "10201", "1"], "binary"),
+    (["predict", "RUN", "", "1"], "empty"),
+    (["predict", "RUN", "101"], "two binary numbers"),
+]
+
+
+@pytest.mark.parametrize("args,expected", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_gives_one_clear_line(args, expected, adder_run, cli):
+    done = cli(*[str(adder_run) if arg == "RUN" else arg for arg in args])
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0]
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_not_yet_commands_have_help(cli):
+    for command in ("export", "sweep", "bench", "data"):
+        done = cli(command, "--help")
+        assert done.returncode == 0 and "Usage" in done.stdout

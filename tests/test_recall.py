@@ -1,0 +1,110 @@
+"""recall: generator properties, option checks, a fit that learns K=0, evaluation beyond training lengths."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kerasrnn import training
+from kerasrnn.errors import UserError
+from kerasrnn.tasks import get_task
+from kerasrnn.tasks.base import seeded_rng
+from kerasrnn.tasks.recall import mixed_length_dataset, parse_digit_sequence, random_recall_examples, training_dataset
+
+recall = get_task("recall")
+
+
+def test_examples_are_one_hot_and_labelled_with_the_digit_at_k():
+    x, y = random_recall_examples(seeded_rng(0, 0), 5000, 7, index=2)
+    assert x.shape == (5000, 7, 10) and y.shape == (5000,)
+    assert np.all(x.sum(axis=-1) == 1.0) and set(np.unique(x)) == {0.0, 1.0}
+    assert np.array_equal(x[:, 2, :].argmax(axis=-1), y)
+    assert set(x.argmax(axis=-1).ravel()) == set(range(10))  # 0..9 inclusive, 9 too
+    counts = np.bincount(x.argmax(axis=-1).ravel(), minlength=10)
+    assert counts.min() > 0.9 * counts.mean()  # uniform over the ten digits
+
+
+def test_training_batches_have_one_length_each_within_range():
+    config = recall.make_config({"min_length": 4, "max_length": 9, "index": 3, "batch_size": 32})
+    lengths = set()
+    for x, y in training_dataset(config).take(60):
+        x, y = x.numpy(), y.numpy()
+        assert x.shape[0] == 32 and 4 <= x.shape[1] <= 9  # no padding: nothing to mask
+        assert np.array_equal(x[:, 3].argmax(axis=-1), y)
+        lengths.add(x.shape[1])
+    assert lengths == set(range(4, 10))
+
+
+def test_mixed_length_dataset_covers_every_length():
+    dataset = mixed_length_dataset(seeded_rng(1, 1), 300, [3, 5, 8], index=0)
+    seen = {}
+    for x, _ in dataset:
+        seen[x.shape[1]] = seen.get(x.shape[1], 0) + x.shape[0]
+    assert seen == {3: 100, 5: 100, 8: 100}
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"index": 3, "min_length": 3}, "smaller than the minimum length"),
+        ({"index": -1}, "index"),
+        ({"min_length": 8, "max_length": 5}, "must not exceed"),
+        ({"min_length": 0}, "min length"),
+        ({"loss": "mse"}, "does not apply"),
+    ],
+)
+def test_bad_options_are_refused(options, message):
+    with pytest.raises(UserError, match=message):
+        recall.make_config(options)
+
+
+@pytest.mark.parametrize("inputs,expected", [(["3", "1", "4"], [3, 1, 4]), (["31415"], [3, 1, 4, 1, 5]), (["3,1", "4"], [3, 1, 4])])
+def test_parse_digit_sequence(inputs, expected):
+    assert parse_digit_sequence(inputs) == expected
+
+
+@pytest.mark.parametrize("inputs", [["3", "x"], ["-1"], [""], ["3.5"]])
+def test_parse_digit_sequence_refuses_non_digits(inputs):
+    with pytest.raises(UserError):
+        parse_digit_sequence(inputs)
+
+
+@pytest.fixture(scope="module")
+def k0_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("recall") / "run"
+    config = recall.make_config(
+        {"index": 0, "min_length": 2, "max_length": 6, "epochs": 4, "steps_per_epoch": 60, "units": 10,
+         "eval_samples": 300, "test_samples": 1000, "max_eval_length": 8, "seed": 4}
+    )  # fmt: skip
+    return run_dir, training.fit(config, run_dir, verbose=0, log=lambda *_: None)
+
+
+def test_short_fit_learns_k0_perfectly(k0_run):
+    _, metrics = k0_run
+    assert metrics["test"]["accuracy"] == 1.0
+    assert all(metrics["by_length"][str(n)]["exact_accuracy"] == 1.0 for n in range(1, 7))
+    assert all(metrics["by_length"][str(n)]["exact_accuracy"] > 0.95 for n in (7, 8))  # beyond training
+    assert set(metrics["by_length"]) == {str(n) for n in range(1, 9)}
+
+
+def test_evaluation_beyond_training_lengths_in_one_process(k0_run):
+    run_dir, _ = k0_run
+    result = training.evaluate_run(run_dir, [1, 6, 25, 3, 60])
+    assert set(result["by_length"]) == {"1", "3", "6", "25", "60"}
+    assert result["by_length"]["6"]["exact_accuracy"] == 1.0
+    assert result["by_length"]["60"]["samples"] == 300
+
+
+def test_cli_round_trip(k0_run, cli):
+    run_dir, _ = k0_run
+    done = cli("predict", str(run_dir), "7", "1", "4", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["sequence"] == [7, 1, 4] and result["index"] == 0 and result["digit"] == 7
+    assert 0.5 < result["confidence"] <= 1.0
+    text = cli("predict", str(run_dir), "52")
+    assert "[5] 2" in text.stdout and "is 5" in text.stdout
+    bad = cli("predict", str(run_dir), "4", "a")
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and "Traceback" not in bad.stderr
+    evaluated = cli("evaluate", str(run_dir), "--lengths", "2-3", "--json")
+    assert json.loads(evaluated.stdout)["by_length"].keys() == {"2", "3"}
