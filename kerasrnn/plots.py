@@ -105,3 +105,70 @@ def accuracy_by_length(
     axis.grid(alpha=0.3)
     axis.legend()
     return save(figure, run_dir, name)
+
+
+def confusion_matrix(run_dir: Path, matrix, name: str = "confusion_matrix.png") -> Path:
+    """Counts of true (rows) against predicted (columns) classes, the diagonal being right answers."""
+    import numpy as np
+
+    matrix = np.asarray(matrix)
+    figure, axis = plt.subplots(figsize=(6.5, 5.5))
+    shown = axis.imshow(np.log1p(matrix), cmap="Blues")
+    for row in range(matrix.shape[0]):
+        for col in range(matrix.shape[1]):
+            colour = "white" if np.log1p(matrix[row, col]) > np.log1p(matrix.max()) / 2 else "black"
+            axis.text(col, row, str(matrix[row, col]), ha="center", va="center", fontsize=8, color=colour)
+    axis.set_xticks(range(matrix.shape[1]))
+    axis.set_yticks(range(matrix.shape[0]))
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    axis.set_title(f"Confusion matrix (test accuracy {accuracy:.2%})")
+    figure.colorbar(shown, ax=axis, label="log(1 + count)")
+    return save(figure, run_dir, name)
+
+
+def sample_grid(run_dir: Path, images, labels, predicted, seed: int = 0, count: int = 36, name: str = "test_samples.png") -> Path:
+    """Random test images titled true/predicted; mistakes in red. Mistakes are included on purpose."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    wrong = np.flatnonzero(labels != predicted)
+    right = np.flatnonzero(labels == predicted)
+    chosen_wrong = rng.choice(wrong, size=min(len(wrong), count // 6), replace=False) if len(wrong) else []
+    chosen = np.concatenate([chosen_wrong, rng.choice(right, size=count - len(chosen_wrong), replace=False)]).astype(int)
+    rng.shuffle(chosen)
+    side = int(np.ceil(np.sqrt(count)))
+    figure, axes = plt.subplots(side, side, figsize=(1.6 * side, 1.8 * side))
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, index in zip(axes.ravel(), chosen):
+        mistake = labels[index] != predicted[index]
+        axis.imshow(images[index], cmap="gray")
+        axis.set_title(f"true {labels[index]} / pred {predicted[index]}", fontsize=8, color="red" if mistake else "black")
+        if mistake:
+            for spine in axis.spines.values():
+                spine.set_visible(True)
+                spine.set_color("red")
+    figure.suptitle(f"Random test images ({len(chosen_wrong)} mistakes shown in red)")
+    figure.tight_layout()
+    return save(figure, run_dir, name)
+
+
+def preprocessed_digits(path, originals, prepared, predictions) -> Path:
+    """Each input image beside its MNIST-like 28x28 version and the prediction."""
+    count = len(originals)
+    figure, axes = plt.subplots(count, 2, figsize=(4.5, 2.2 * count), squeeze=False)
+    for (left, right), original, digit, prediction in zip(axes, originals, prepared, predictions):
+        left.imshow(original, cmap="gray", vmin=0, vmax=1)
+        left.set_title(Path(prediction["input"]).name, fontsize=8)
+        right.imshow(digit, cmap="gray", vmin=0, vmax=1)
+        right.set_title(f"-> {prediction['label']} ({prediction['confidence']:.0%})", fontsize=9)
+        left.axis("off")
+        right.axis("off")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path

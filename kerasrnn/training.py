@@ -5,6 +5,7 @@ Call `kerasrnn.backend.select_backend` before importing this module.
 
 from __future__ import annotations
 
+import inspect
 import math
 import platform
 import time
@@ -162,6 +163,7 @@ def fit(
 
     log("kerasrnn: evaluating on held-out data")
     evaluation = task.evaluate(model, config)
+    task.plot(run_dir, config, evaluation)
     samples_per_epoch = steps_per_epoch * config["batch_size"]
     metrics = {
         "task": task.name,
@@ -173,9 +175,8 @@ def fit(
         "epochs_run": clock.last_epoch + 1,
         "train_seconds": round(train_seconds, 3),
         "train_samples_per_second": round(steady_samples_per_second(clock.epoch_seconds, samples_per_epoch), 1),
-        **evaluation,
+        **public(evaluation),
     }
-    task.plot(run_dir, config, evaluation)
     runs.write_json_atomic(run_dir / runs.METRICS_FILE, metrics)  # last: marks the run complete
     return metrics
 
@@ -198,12 +199,22 @@ def evaluate_run(run_dir: Path, lengths: list[int] | None = None) -> dict:
         "task": task.name,
         "backend": keras.backend.backend(),
         "config": config,
-        **evaluation,
+        **public(evaluation),
     }
 
 
-def predict_run(run_dir: Path, inputs: list[str]) -> dict:
+def public(evaluation: dict) -> dict:
+    """The evaluation without its private parts (keys starting with _, kept for figures only)."""
+    return {key: value for key, value in evaluation.items() if not key.startswith("_")}
+
+
+def predict_run(run_dir: Path, inputs: list[str], show: str | None = None) -> dict:
+    """A task's prediction for a person's inputs; `show` saves a figure where the task draws one."""
     task, config, model = load_compiled_run(run_dir)
     if not inputs:
         raise UserError(f"predict needs inputs for {task.name}: {task.predict_inputs}")
-    return task.predict(model, config, inputs)
+    if show is None:
+        return task.predict(model, config, inputs)
+    if "show" not in inspect.signature(task.predict).parameters:
+        raise UserError(f"--show applies to image tasks; {task.name} draws no figure of its inputs")
+    return task.predict(model, config, inputs, show=show)

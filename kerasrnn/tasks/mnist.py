@@ -1,0 +1,168 @@
+"""mnist: classify a handwritten digit read as 28 rows of 28 pixels (28 time steps).
+
+Data: the official 60,000 training images split 50,000 / 10,000 (stratified,
+seeded) into training and validation; the 10,000 test images are touched only
+at the end. Optional augmentation (shifts, rotations, zoom, stroke thickness,
+blur) makes a model hold up on photographed digits, whose preprocessing can
+never be as clean as MNIST's own.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.metrics import classification_report, confusion_matrix
+from sklearn.model_selection import train_test_split
+
+from kerasrnn import images, plots
+from kerasrnn.datasets import load_mnist
+from kerasrnn.errors import UserError, require
+from kerasrnn.models import RecurrentSpec, build_model
+from kerasrnn.tasks.base import Task
+
+CLASSES = 10
+VALIDATION_SIZE = 10000
+
+
+def stratified_split(x: np.ndarray, y: np.ndarray, seed: int, validation_size: int = VALIDATION_SIZE):
+    """(x_train, y_train, x_val, y_val): each class in proportion in both parts, seeded."""
+    return tuple(
+        np.asarray(part)
+        for part in train_test_split(x, y, test_size=validation_size, stratify=y, random_state=seed)
+    )  # train_test_split returns x_train, x_val, y_train, y_val
+
+
+def scale(images_uint8, labels):
+    return tf.cast(images_uint8, tf.float32) / 255.0, labels
+
+
+def augmenter(seed: int) -> keras.Sequential:
+    """Small random shifts, rotations and zooms, as a photographed digit would differ from MNIST."""
+    return keras.Sequential(
+        [
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
+            keras.layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1),  # about +-15 degrees
+            keras.layers.RandomZoom((-0.15, 0.15), fill_mode="constant", seed=seed + 2),
+        ],
+        name="augment",
+    )
+
+
+def vary_strokes(batch, seed):
+    """Thicken about a third of the digits (pens differ), blur another third (focus and scans differ)."""
+    choice = tf.random.stateless_uniform((tf.shape(batch)[0], 1, 1, 1), seed=seed)
+    thick = tf.nn.max_pool2d(batch, ksize=2, strides=1, padding="SAME")
+    blur_kernel = tf.constant([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], shape=(3, 3, 1, 1)) / 16.0
+    blurred = tf.nn.conv2d(batch, blur_kernel, strides=1, padding="SAME")
+    return tf.where(choice < 1 / 3, thick, tf.where(choice < 2 / 3, blurred, batch))
+
+
+def augmented(dataset: tf.data.Dataset, seed: int) -> tf.data.Dataset:
+    layers = augmenter(seed)
+
+    def apply(x, y, step):
+        channels = tf.expand_dims(x, -1)
+        channels = layers(channels, training=True)
+        channels = vary_strokes(channels, seed=tf.stack([tf.cast(seed, tf.int64), step]))
+        return tf.clip_by_value(tf.squeeze(channels, -1), 0.0, 1.0), y
+
+    return dataset.enumerate().map(lambda step, batch: apply(*batch, step), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+class MnistTask(Task):
+    name = "mnist"
+    defaults = {
+        "cell": "lstm",
+        "units": 128,
+        "epochs": 10,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "limit": None,
+        "augment": False,
+        "data_path": None,
+    }
+    predict_inputs = "image files of single digits (png, jpg, ...)"
+
+    def validate(self, config: dict) -> None:
+        limit = config["limit"]
+        require(limit is None or (isinstance(limit, int) and limit >= 1), f"limit must be a whole number >= 1, got {limit!r}")
+        require(isinstance(config["augment"], bool), f"augment must be true or false, got {config['augment']!r}")
+
+    def build_model(self, config: dict):
+        def head(features):
+            return keras.layers.Dense(CLASSES, activation="softmax", name="digit")(features)
+
+        return build_model("mnist", (28, 28), RecurrentSpec.from_config(config), head, return_sequences=False)
+
+    def loss_and_metrics(self, config: dict):
+        return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+    def splits(self, config: dict):
+        x, y, x_test, y_test = load_mnist(config.get("data_path"), log=print)
+        x_train, x_val, y_train, y_val = stratified_split(x, y, config["seed"])
+        if config["limit"]:
+            x_train, y_train = x_train[: config["limit"]], y_train[: config["limit"]]
+        return (x_train, y_train), (x_val, y_val), (x_test, y_test)
+
+    def training_data(self, config: dict):
+        (x_train, y_train), (x_val, y_val), _ = self.splits(config)
+        batch = min(config["batch_size"], len(x_train))
+        train = (
+            tf.data.Dataset.from_tensor_slices((x_train, y_train.astype(np.int32)))
+            .cache()
+            .shuffle(len(x_train), seed=config["seed"], reshuffle_each_iteration=True)
+            .batch(batch, drop_remainder=True)  # full batches only: samples/s counts real samples
+            .map(scale, num_parallel_calls=tf.data.AUTOTUNE)
+        )
+        if config["augment"]:
+            train = augmented(train, config["seed"])
+        train = train.repeat().prefetch(tf.data.AUTOTUNE)
+        validation = tf.data.Dataset.from_tensor_slices((x_val, y_val.astype(np.int32))).batch(512).map(scale).cache()
+        return train, validation, len(x_train) // batch
+
+    def evaluate(self, model, config: dict, lengths=None) -> dict:
+        if lengths:
+            raise UserError("mnist has no sequence lengths to evaluate: its images are always 28 rows")
+        _, _, (x_test, y_test) = self.splits(config)
+        pixels = x_test.astype(np.float32) / 255.0
+        scores = model.evaluate(pixels, y_test.astype(np.int32), batch_size=512, verbose=0, return_dict=True)
+        probabilities = model.predict(pixels, batch_size=512, verbose=0)
+        predicted = probabilities.argmax(axis=-1)
+        report = classification_report(y_test, predicted, digits=4, output_dict=True, zero_division=0)
+        return {
+            "test": {"loss": float(scores["loss"]), "accuracy": float(scores["accuracy"]), "samples": int(len(y_test))},
+            "per_class": {
+                str(digit): {key: round(float(report[str(digit)][key]), 6) for key in ("precision", "recall", "f1-score", "support")}
+                for digit in range(CLASSES)
+            },
+            "confusion_matrix": confusion_matrix(y_test, predicted, labels=range(CLASSES)).tolist(),
+            "_examples": (x_test, y_test, predicted),  # for the figures; not written to metrics.json
+        }
+
+    def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
+        prepared = np.stack([images.preprocess_file(path) for path in inputs])
+        probabilities = np.asarray(model.predict(prepared, verbose=0))
+        predictions = [
+            {"input": path, "label": int(row.argmax()), "confidence": float(row.max()),
+             "probabilities": [round(float(p), 6) for p in row]}
+            for path, row in zip(inputs, probabilities)
+        ]  # fmt: skip
+        if show:
+            plots.preprocessed_digits(show, [images.load_grey(path) for path in inputs], prepared, predictions)
+        return {"predictions": predictions}
+
+    def describe_prediction(self, result: dict) -> str:
+        return "\n".join(f"{p['input']}: {p['label']} (confidence {p['confidence']:.3f})" for p in result["predictions"])
+
+    def plot(self, run_dir, config: dict, evaluation: dict) -> list:
+        x_test, y_test, predicted = evaluation.pop("_examples")
+        return [
+            plots.iteration_loss(run_dir),
+            plots.epoch_curves(run_dir, ["loss", "accuracy"]),
+            plots.confusion_matrix(run_dir, np.array(evaluation["confusion_matrix"])),
+            plots.sample_grid(run_dir, x_test, y_test, predicted, seed=config["seed"]),
+        ]
+
+
+TASK = MnistTask()

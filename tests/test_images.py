@@ -1,0 +1,91 @@
+"""MNIST-style preprocessing of a person's digit images, on synthetic images made here."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from kerasrnn.errors import UserError
+from kerasrnn.images import CANVAS, load_grey, mnist_like, otsu_threshold, preprocess_file
+
+
+def drawn_digit(size=(200, 160), box=(60, 40, 110, 150), width=8, ink=0, paper=255, mode="L"):
+    """A '7'-like stroke figure drawn on paper, like a photographed digit."""
+    image = Image.new(mode, size, paper if mode == "L" else (paper,) * 3)
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = box
+    colour = ink if mode == "L" else (ink, ink // 2, 200 if ink < 128 else ink)
+    draw.line([(left, top), (right, top), (left + (right - left) // 3, bottom)], fill=colour, width=width)
+    return image
+
+
+def assert_mnist_like(digit):
+    assert digit.shape == (CANVAS, CANVAS) and digit.dtype == np.float32
+    assert 0.0 <= digit.min() and digit.max() <= 1.0 and digit.max() > 0.8
+    rows, cols = np.nonzero(digit > 0.1)
+    height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    assert max(height, width) in range(18, 23)  # scaled to fit the 20x20 box (anti-aliasing may add a pixel)
+    row, col = ndimage.center_of_mass(digit)
+    assert abs(row - 13.5) <= 1.0 and abs(col - 13.5) <= 1.0  # centred by mass
+    border = np.concatenate([digit[0], digit[-1], digit[:, 0], digit[:, -1]])
+    assert border.max() < 0.05  # background black, nothing cut off at the edge
+    assert (digit < 0.05).mean() > 0.6  # mostly background, as in MNIST
+
+
+def save(image, tmp_path, name):
+    path = tmp_path / name
+    image.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "name,image",
+    [
+        ("dark_on_light.png", drawn_digit()),
+        ("inverted.png", drawn_digit(ink=255, paper=0)),
+        ("off_centre.png", drawn_digit(size=(400, 400), box=(280, 20, 360, 160))),
+        ("small.png", drawn_digit(size=(40, 36), box=(10, 6, 24, 30), width=2)),
+        ("large_thin.png", drawn_digit(size=(1600, 1200), box=(400, 300, 800, 1100), width=6)),
+        ("colour.jpg", drawn_digit(mode="RGB", ink=20)),
+        ("wide.png", drawn_digit(size=(300, 300), box=(30, 120, 270, 180), width=10)),
+    ],
+)
+def test_preprocessing_lands_centred_in_28x28(name, image, tmp_path):
+    assert_mnist_like(preprocess_file(save(image, tmp_path, name)))
+
+
+def test_noise_and_uneven_light_are_removed(tmp_path):
+    rng = np.random.default_rng(0)
+    clean = np.asarray(drawn_digit(), dtype=np.float32)
+    gradient = np.linspace(-50, 30, clean.shape[1])[None, :]  # a shadow across the page
+    noisy = clean + gradient + rng.normal(0, 12, clean.shape)
+    noisy[5:8, 5:8] = 0  # a speck far from the digit
+    digit = preprocess_file(save(Image.fromarray(np.uint8(np.clip(noisy, 0, 255))), tmp_path, "noisy.png"))
+    assert_mnist_like(digit)
+    reference = mnist_like(clean / 255.0)
+    assert np.abs(digit - reference).mean() < 0.08  # the same digit as the clean image
+
+
+def test_otsu_separates_two_levels():
+    values = np.concatenate([np.full(900, 0.1), np.full(100, 0.8)])
+    assert 0.1 < otsu_threshold(values) < 0.8
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda p: p, "not found"),
+        (lambda p: (p.write_bytes(b""), p)[1], "empty"),
+        (lambda p: (p.write_text("not an image at all"), p)[1], "not a readable image"),
+        (lambda p: (p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40), p)[1], "not a readable image"),
+    ],
+)
+def test_bad_files_are_refused_clearly(make, message, tmp_path):
+    with pytest.raises(UserError, match=message):
+        load_grey(make(tmp_path / "digit.png"))
+
+
+def test_blank_image_is_refused(tmp_path):
+    path = save(Image.new("L", (50, 50), 255), tmp_path, "blank.png")
+    with pytest.raises(UserError, match="no digit"):
+        preprocess_file(path)

