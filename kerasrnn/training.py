@@ -95,11 +95,19 @@ def make_deterministic(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def compile_model(task, config: dict, model=None):
+def learning_rate(config: dict, steps_per_epoch: int | None):
+    """A constant rate, or a cosine decay to 1% of it over the whole fit (steadier last epochs)."""
+    if config.get("lr_schedule", "constant") == "cosine" and steps_per_epoch:
+        return keras.optimizers.schedules.CosineDecay(config["lr"], decay_steps=config["epochs"] * steps_per_epoch, alpha=0.01)
+    return config["lr"]
+
+
+def compile_model(task, config: dict, model=None, steps_per_epoch: int | None = None):
     """Compile `model` (a new one built from `config` when None) with the task's loss and metrics."""
     model = model or task.build_model(config)
     loss, metrics = task.loss_and_metrics(config)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=config["lr"]), loss=loss, metrics=metrics)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(config, steps_per_epoch))
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return model
 
 
@@ -122,8 +130,8 @@ def fit(
     device = backends.describe_device()
     log(f"kerasrnn: {task.name} on backend {keras.backend.backend()}, device {device}")
     make_deterministic(config["seed"])
-    model = compile_model(task, config)
     train, validation, steps_per_epoch = task.training_data(config)
+    model = compile_model(task, config, steps_per_epoch=steps_per_epoch)
 
     checkpoints = run_dir / runs.CHECKPOINT_DIR
     checkpoints.mkdir(exist_ok=True)

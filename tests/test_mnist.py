@@ -175,3 +175,43 @@ def test_short_fit_writes_reports(real_mnist, tmp_path):
     for figure in ("loss_per_iteration.png", "epoch_curves.png", "confusion_matrix.png", "test_samples.png"):
         assert (run_dir / "plots" / figure).read_bytes().startswith(b"\x89PNG")
     assert "_examples" not in saved
+
+
+@pytest.fixture(scope="module")
+def tiny_mnist_run(real_mnist, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("mnist-cli") / "run"
+    config = mnist.make_config({"limit": 256, "epochs": 1, "units": 8, "batch_size": 64})
+    training.fit(config, run_dir, verbose=0, log=lambda *_: None)
+    return run_dir
+
+
+def test_predict_own_images_through_the_cli(tiny_mnist_run, tmp_path, cli):
+    from PIL import Image, ImageDraw
+
+    photo = Image.new("RGB", (120, 160), (240, 235, 220))
+    ImageDraw.Draw(photo).line([(60, 20), (60, 140)], fill=(30, 30, 40), width=9)
+    photo.save(tmp_path / "one.jpg")
+    done = cli("predict", str(tiny_mnist_run), str(tmp_path / "one.jpg"), "--json", "--show", str(tmp_path / "shown.png"))
+    assert done.returncode == 0, done.stderr
+    [prediction] = json.loads(done.stdout)["predictions"]
+    assert prediction["input"].endswith("one.jpg") and prediction["label"] in range(10)
+    assert 0.0 < prediction["confidence"] <= 1.0 and sum(prediction["probabilities"]) == pytest.approx(1.0, abs=1e-4)
+    assert (tmp_path / "shown.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("kind,expected", [("missing", "not found"), ("empty", "empty"), ("text", "not a readable image")])
+def test_bad_image_files_give_one_clear_line(kind, expected, tiny_mnist_run, tmp_path, cli):
+    path = tmp_path / "digit.png"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("hello")
+    done = cli("predict", str(tiny_mnist_run), str(path))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0]
+
+
+def test_data_command_refuses_unknown_sets(cli):
+    done = cli("data", "imagenet")
+    assert done.returncode == 2 and "unknown data set" in done.stderr

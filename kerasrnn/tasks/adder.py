@@ -147,9 +147,10 @@ class AdderTask(Task):
     defaults = {
         "cell": "lstm",
         "units": 10,
-        "epochs": 8,
+        "epochs": 10,
         "batch_size": 64,
         "lr": 1e-2,
+        "lr_schedule": "cosine",
         "loss": "mse",
         "train_length": 10,
         "steps_per_epoch": 100,

@@ -19,6 +19,7 @@ COMMON_DEFAULTS = {
     "epochs": 10,
     "batch_size": 64,
     "lr": 1e-3,
+    "lr_schedule": "constant",
     "seed": 0,
 }
 
@@ -89,6 +90,7 @@ def validate_common(config: dict) -> None:
         value = config[key]
         require(isinstance(value, int) and value >= 1, f"{key.replace('_', ' ')} must be a whole number >= 1, got {value!r}")
     require(config["lr"] > 0, f"learning rate must be > 0, got {config['lr']!r}")
+    require(config["lr_schedule"] in ("constant", "cosine"), f"lr schedule must be constant or cosine, got {config['lr_schedule']!r}")
     require(isinstance(config["seed"], int) and config["seed"] >= 0, f"seed must be a whole number >= 0, got {config['seed']!r}")
 
 

@@ -1,0 +1,58 @@
+"""Fit the MNIST floor models (10 epochs each) and print a Markdown table.
+
+    python scripts/mnist_report.py [--out runs/mnist-report] [--epochs 10]
+
+Each row is one `kerasrnn fit mnist ...` command, shown in the table; the
+figures are read back from each run's metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MODELS = [
+    ("LSTM 128", ["--cell", "lstm", "--units", "128"]),
+    ("GRU 128", ["--cell", "gru", "--units", "128"]),
+    ("bidirectional GRU 128", ["--cell", "gru", "--units", "128", "--bidirectional"]),
+    ("SimpleRNN 128", ["--cell", "rnn", "--units", "128"]),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/mnist-report"))
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--only", help="comma-separated row names to run")
+    args = parser.parse_args()
+    rows = []
+    for name, options in MODELS:
+        if args.only and name not in args.only.split(","):
+            continue
+        run_dir = args.out / name.replace(" ", "-").lower()
+        command = ["fit", "mnist", *options, "--epochs", str(args.epochs), "--out", str(run_dir)]
+        if not (run_dir / "metrics.json").exists():  # finished runs are reused
+            done = subprocess.run([sys.executable, "-m", "kerasrnn_cli.main", *command, "--overwrite", "--quiet"])
+            if done.returncode != 0:
+                raise SystemExit(f"kerasrnn {' '.join(command)} failed")
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        rows.append((name, metrics, "kerasrnn " + " ".join(command[:-2])))
+        print(f"done: {name}", file=sys.stderr, flush=True)
+    print(f"Machine: {platform.node()} ({platform.machine()}, 2 cores), {time.strftime('%Y-%m-%d')}\n")
+    print("| model (10 epochs) | test accuracy | test loss | train time | steady samples/s | command |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, metrics, command in rows:
+        test = metrics["test"]
+        print(
+            f"| {name} | {test['accuracy']:.2%} | {test['loss']:.4f} | {metrics['train_seconds']:.0f} s "
+            f"| {metrics['train_samples_per_second']:.0f} | `{command}` |"
+        )
+
+
+if __name__ == "__main__":
+    main()

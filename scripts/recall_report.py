@@ -1,0 +1,46 @@
+"""Fit the recall floor models on their defaults and print a Markdown table.
+
+    python scripts/recall_report.py [--out runs/recall-report]
+
+Each row: `kerasrnn fit recall --cell C --units N` (K=2, lengths 3..10), its
+wall time (process start to exit), the lowest accuracy over lengths 3..10 and
+the accuracy at L=50, both read from the run's metrics.json (1,000 fresh
+sequences per length).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MODELS = [("lstm", 10), ("gru", 10), ("gru", 5), ("lstm", 5), ("rnn", 10), ("lstm", 2)]
+NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/recall-report"))
+    args = parser.parse_args()
+    print(f"Machine: {platform.node()} ({platform.machine()}, 2 cores), {time.strftime('%Y-%m-%d')}\n")
+    print("| cell, units | lowest accuracy, lengths 3..10 | accuracy at L=50 | fit wall time | command |")
+    print("| --- | --- | --- | --- | --- |")
+    for cell, units in MODELS:
+        run_dir = args.out / f"{cell}-{units}"
+        command = ["fit", "recall", "--cell", cell, "--units", str(units)]
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "kerasrnn_cli.main", *command, "--out", str(run_dir), "--overwrite", "--quiet"])
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"kerasrnn {' '.join(command)} failed")
+        by_length = json.loads((run_dir / "metrics.json").read_text())["by_length"]
+        lowest = min(by_length[str(n)]["exact_accuracy"] for n in range(3, 11))
+        print(f"| {NAMES[cell]} {units} | {lowest:.2%} | {by_length['50']['exact_accuracy']:.2%} | {wall:.0f} s | `kerasrnn {' '.join(command)}` |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
