@@ -9,6 +9,8 @@ never be as clean as MNIST's own.
 
 from __future__ import annotations
 
+import sys
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -99,7 +101,8 @@ class MnistTask(Task):
         return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def splits(self, config: dict):
-        x, y, x_test, y_test = load_mnist(config.get("data_path"), log=print)
+        # Progress goes to stderr: stdout may be carrying a --json document.
+        x, y, x_test, y_test = load_mnist(config.get("data_path"), log=lambda message: print(message, file=sys.stderr))
         x_train, x_val, y_train, y_val = stratified_split(x, y, config["seed"])
         if config["limit"]:
             x_train, y_train = x_train[: config["limit"]], y_train[: config["limit"]]
