@@ -58,13 +58,23 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("args,expected", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
-def test_bad_input_gives_one_clear_line(args, expected, adder_run, cli):
-    done = cli(*[str(adder_run) if arg == "RUN" else arg for arg in args])
-    assert done.returncode == 2, (done.returncode, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
+def test_bad_input_gives_one_clear_line(args, expected, adder_run, capfd):
+    """In this process (the entry point's own error handling), to spare a TensorFlow import per case."""
+    from kerasrnn_cli.main import run
+
+    with pytest.raises(SystemExit) as exit_status:
+        run([str(adder_run) if arg == "RUN" else arg for arg in args])
+    out, err = capfd.readouterr()
+    assert exit_status.value.code == 2, (exit_status.value.code, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
     assert lines[0].startswith("error: ") and expected in lines[0]
-    assert "Traceback" not in done.stderr + done.stdout
+    assert "Traceback" not in err + out
+
+
+def test_bad_input_in_a_real_process(cli):
+    done = cli("fit", "adder", "--units", "0")
+    assert done.returncode == 2 and done.stderr.strip() == "error: units must be a whole number >= 1, got 0"
 
 
 def test_not_yet_commands_have_help(cli):
