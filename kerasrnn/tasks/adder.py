@@ -27,6 +27,7 @@ from kerasrnn.tasks.base import (
     TRAIN_STREAM,
     VALIDATION_STREAM,
     Task,
+    require_whole_numbers,
     seeded_rng,
 )
 
@@ -164,9 +165,7 @@ class AdderTask(Task):
         loss = str(config["loss"]).lower()
         require(loss in LOSSES, f"unknown loss {config['loss']!r} for adder: choose mse or bce (ce is an alias of bce)")
         config["loss"] = LOSSES[loss]
-        for key in ("train_length", "steps_per_epoch", "validation_samples", "test_samples", "eval_samples"):
-            value = config[key]
-            require(isinstance(value, int) and value >= 1, f"{key.replace('_', ' ')} must be a whole number >= 1, got {value!r}")
+        require_whole_numbers(config, ("train_length", "steps_per_epoch", "validation_samples", "test_samples", "eval_samples"))
 
     def default_lengths(self, config: dict) -> list[int]:
         return list(range(1, 21))

@@ -86,12 +86,17 @@ def validate_common(config: dict) -> None:
     from kerasrnn.models import RecurrentSpec
 
     RecurrentSpec.from_config(config)  # validates cell, units, layers, dropout
-    for key in ("epochs", "batch_size"):
-        value = config[key]
-        require(isinstance(value, int) and value >= 1, f"{key.replace('_', ' ')} must be a whole number >= 1, got {value!r}")
+    require_whole_numbers(config, ("epochs", "batch_size"))
     require(config["lr"] > 0, f"learning rate must be > 0, got {config['lr']!r}")
     require(config["lr_schedule"] in ("constant", "cosine"), f"lr schedule must be constant or cosine, got {config['lr_schedule']!r}")
     require(isinstance(config["seed"], int) and config["seed"] >= 0, f"seed must be a whole number >= 0, got {config['seed']!r}")
+
+
+def require_whole_numbers(config: dict, keys) -> None:
+    """Each of `keys` must be an int >= 1; the message names the option as people write it."""
+    for key in keys:
+        value = config[key]
+        require(isinstance(value, int) and value >= 1, f"{key.replace('_', ' ')} must be a whole number >= 1, got {value!r}")
 
 
 def parse_lengths(text: str | None, default: list[int] | None = None) -> list[int] | None:

@@ -25,6 +25,7 @@ from kerasrnn.tasks.base import (
     TRAIN_STREAM,
     VALIDATION_STREAM,
     Task,
+    require_whole_numbers,
     seeded_rng,
 )
 
@@ -116,9 +117,7 @@ class RecallTask(Task):
     predict_inputs = "a sequence of digits 0-9 (e.g. 3 1 4 1 5)"
 
     def validate(self, config: dict) -> None:
-        for key in ("min_length", "max_length", "steps_per_epoch", "validation_samples", "test_samples", "eval_samples", "max_eval_length"):
-            value = config[key]
-            require(isinstance(value, int) and value >= 1, f"{key.replace('_', ' ')} must be a whole number >= 1, got {value!r}")
+        require_whole_numbers(config, ("min_length", "max_length", "steps_per_epoch", "validation_samples", "test_samples", "eval_samples", "max_eval_length"))
         index, low, high = config["index"], config["min_length"], config["max_length"]
         require(isinstance(index, int) and index >= 0, f"index K must be a whole number >= 0, got {index!r}")
         require(low <= high, f"min length ({low}) must not exceed max length ({high})")
