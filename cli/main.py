@@ -163,14 +163,10 @@ def predict(
     """Run a trained model on your own inputs."""
     select_backend(backend.value if backend else None)
     from kerasrnn import training
-    from kerasrnn.runs import read_config
-    from kerasrnn.tasks import get_task
 
-    result = training.predict_run(run_dir, inputs, show=str(show) if show else None)
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
-    else:
-        typer.echo(get_task(read_config(run_dir)["task"]).describe_prediction(result))
+    task, config, model = training.load_predictor(run_dir)
+    result = training.predict_with(task, config, model, inputs, show=str(show) if show else None)
+    typer.echo(json.dumps(result, indent=2) if as_json else task.describe_prediction(result))
 
 
 def not_yet(what: str):
@@ -179,12 +175,25 @@ def not_yet(what: str):
 
 @app.command()
 def export(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `kerasrnn fit`.")],
-    format: Annotated[str, typer.Option("--format", help="keras, savedmodel or tflite.")] = "keras",
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the artifact.")] = None,
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `kerasrnn fit` (any backend).")],
+    format: Annotated[str, typer.Option("--format", help="keras, savedmodel or tflite (LiteRT).")] = "savedmodel",
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the artifact (default RUN/export/...).")] = None,
+    as_json: JsonOption = False,
 ):
-    """Export a trained model to .keras, SavedModel or LiteRT (TFLite)."""
-    not_yet("export")
+    """Export a trained model to .keras, SavedModel or LiteRT, and check it against Keras."""
+    select_backend("tensorflow")  # exports are TensorFlow's; a .keras file from any backend loads here
+    from kerasrnn import export as exporting
+
+    metadata = exporting.export_run(run_dir, format, out, log=lambda line: print(line, file=sys.stderr))
+    if as_json:
+        typer.echo(json.dumps(metadata, indent=2))
+        return
+    parity = metadata["parity"]
+    lengths = ", ".join(parity["by_length"])
+    typer.echo(
+        f"kerasrnn: exported {metadata['task']} as {format} ({metadata['size_bytes'] / 1024:.1f} KiB) to {metadata['artifact_path']}; "
+        f"largest difference from Keras {parity['max_abs_difference']:.2g} (time steps {lengths})"
+    )
 
 
 @app.command()

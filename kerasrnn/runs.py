@@ -106,20 +106,24 @@ def load_model(run_dir: Path):
     Loading without the compile state keeps old runs loadable when a metric
     changes; `kerasrnn.training.load_compiled_run` compiles it with the task's own loss and metrics.
     """
-    import keras
-
-    import kerasrnn.layers  # noqa: F401  registers the toolkit's serializable layers
-
     run_dir = Path(run_dir)
     path = run_dir / MODEL_FILE
     if not path.exists():
         state = "unfinished (no metrics.json)" if not is_complete(run_dir) else "damaged"
         raise UserError(f"the run in {run_dir} has no {MODEL_FILE}: it is {state}")
+    return load_model_file(path)
+
+
+def load_model_file(path: Path):
+    """A `.keras` file, uncompiled; a damaged one is a clear UserError, not a traceback."""
+    import keras
+
+    import kerasrnn.layers  # noqa: F401  registers the toolkit's serializable layers
+
+    path = Path(path)
     if not zipfile.is_zipfile(path):
         raise UserError(f"{path} is corrupt (not a Keras archive): retrain, or restore it from a copy")
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a damaged archive
         raise UserError(f"{path} could not be loaded ({type(error).__name__}): the file is corrupt or from another version") from None
-
-

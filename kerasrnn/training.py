@@ -216,9 +216,22 @@ def public(evaluation: dict) -> dict:
     return {key: value for key, value in evaluation.items() if not key.startswith("_")}
 
 
-def predict_run(run_dir: Path, inputs: list[str], show: str | None = None) -> dict:
+def load_predictor(path: Path):
+    """(task, config, model-like) for a run directory or an exported artifact (SavedModel, .tflite, .keras)."""
+    from kerasrnn import export
+
+    if export.artifact_format(path) in (None, "run"):
+        return load_compiled_run(path)  # None: read_config says clearly what is wrong with the path
+    metadata = export.read_metadata(path)
+    return get_task(metadata["task"]), metadata["config"], export.load_artifact(path, metadata)
+
+
+def predict_run(path: Path, inputs: list[str], show: str | None = None) -> dict:
     """A task's prediction for a person's inputs; `show` saves a figure where the task draws one."""
-    task, config, model = load_compiled_run(run_dir)
+    return predict_with(*load_predictor(path), inputs, show=show)
+
+
+def predict_with(task, config: dict, model, inputs: list[str], show: str | None = None) -> dict:
     if not inputs:
         raise UserError(f"predict needs inputs for {task.name}: {task.predict_inputs}")
     if show is None:

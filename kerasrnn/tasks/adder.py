@@ -170,6 +170,10 @@ class AdderTask(Task):
     def default_lengths(self, config: dict) -> list[int]:
         return list(range(1, 21))
 
+    def sample_inputs(self, rng: np.random.Generator, count: int, shape: tuple) -> np.ndarray:
+        steps = shape[0]  # L bits + the carry step
+        return random_adder_examples(rng, count, steps - 1)[0]
+
     def build_model(self, config: dict):
         def head(features):
             return TimeDistributed(keras.layers.Dense(1, activation="sigmoid"), name="sum_bits")(features)

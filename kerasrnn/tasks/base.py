@@ -71,6 +71,10 @@ class Task:
     def default_lengths(self, config: dict) -> list[int] | None:
         return None
 
+    def sample_inputs(self, rng: np.random.Generator, count: int, shape: tuple) -> np.ndarray:
+        """`count` model inputs of `shape` (time steps first) like the task's own; for parity checks."""
+        return rng.random((count, *shape), dtype=np.float32)
+
     # ---- use ------------------------------------------------------------
     def predict(self, model, config: dict, inputs: list[str]) -> dict:
         raise NotImplementedError

@@ -1,0 +1,322 @@
+"""Export a run as .keras, SavedModel or LiteRT (TFLite), and read those artifacts back.
+
+Every artifact carries a small metadata document (`kerasrnn.json`) that names
+its task and the run's config, so `kerasrnn predict ARTIFACT ...` knows how to
+encode inputs and decode outputs. A SavedModel directory holds it inside; a
+`.keras` or `.tflite` file has it beside it, as `FILE.json`.
+
+Exports always run on TensorFlow: the `.keras` file is backend-neutral, so a
+run trained on JAX or PyTorch reloads under TensorFlow and exports the same way.
+
+LiteRT and sequences of any length. A converted recurrent layer with a
+dynamic time dimension returns a wrong shape when resized (silently), so the
+sequence tasks (adder, recall) export a *streaming* model instead: one time
+step per call, the recurrent state passed in and handed back explicitly
+(inputs `x` (1, features) and `state` (1, S); outputs `y` and `state`). Any
+length streams through one artifact; the cost is one interpreter call per
+step. A bidirectional layer reads the sequence backwards from its end, so it
+cannot stream: those models export to SavedModel and .keras only. MNIST's
+input is fixed at (1, 28, 28) and is converted whole.
+
+Each export checks itself: it runs the artifact and the Keras model on the
+same random inputs (several lengths for sequence tasks) and records the
+largest absolute difference in the metadata; above 1e-5 it refuses.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kerasrnn import runs
+from kerasrnn.backend import native_stderr_silenced
+from kerasrnn.errors import RunError, UserError, require
+
+FORMATS = ("keras", "savedmodel", "tflite")
+METADATA_FILE = "kerasrnn.json"
+PARITY_TOLERANCE = 1e-5
+PARITY_LENGTHS = (1, 5, 21, 65)  # time steps tried for sequence tasks
+SAVED_MODEL_MARKER = "saved_model.pb"
+
+
+# ---- paths and metadata ------------------------------------------------------
+def default_artifact_path(run_dir: Path, fmt: str) -> Path:
+    names = {"keras": "model.keras", "savedmodel": "savedmodel", "tflite": "model.tflite"}
+    return Path(run_dir) / "export" / names[fmt]
+
+
+def metadata_path(artifact: Path) -> Path:
+    artifact = Path(artifact)
+    return artifact / METADATA_FILE if artifact.is_dir() else artifact.with_name(artifact.name + ".json")
+
+
+def artifact_format(path: Path) -> str | None:
+    """'run', 'savedmodel', 'tflite' or 'keras' for a path predict may be given; None if none of them."""
+    path = Path(path)
+    if path.is_dir() and (path / runs.CONFIG_FILE).exists():
+        return "run"
+    if path.is_dir() and (path / SAVED_MODEL_MARKER).exists():
+        return "savedmodel"
+    if path.is_file() and path.suffix == ".tflite":
+        return "tflite"
+    if path.is_file() and path.suffix == ".keras":
+        return "keras"
+    return None
+
+
+def read_metadata(artifact: Path) -> dict:
+    path = metadata_path(artifact)
+    if not path.exists():
+        raise UserError(f"{artifact} has no {path.name} beside it: copy it along with the artifact (kerasrnn export writes both)")
+    metadata = runs.read_json(path, "the artifact's metadata")
+    require("task" in metadata and "config" in metadata, f"the artifact's metadata names no task: {path}")
+    return metadata
+
+
+# ---- the model's recurrent structure -----------------------------------------
+def recurrent_layers_and_head(model):
+    """(recurrent layers in order, the per-step head layer) of a toolkit model; refuses what cannot stream."""
+    import keras
+
+    recurrent, head = [], None
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.layers.Bidirectional):
+            raise UserError(
+                "a bidirectional model reads each sequence backwards from its end, so it cannot stream one step "
+                "at a time through LiteRT: export it as savedmodel or keras instead"
+            )
+        if isinstance(layer, keras.layers.RNN):
+            require(head is None, f"layer {layer.name} follows the head: this model is not a toolkit sequence model")
+            recurrent.append(layer)
+        else:
+            require(head is None, f"more than one layer after the recurrent layers ({layer.name}): cannot stream")
+            head = layer.layer if isinstance(layer, keras.layers.TimeDistributed) else layer
+    require(recurrent and head is not None, "the model has no recurrent layer and head to stream")
+    return recurrent, head
+
+
+def state_sizes(layer) -> list[int]:
+    sizes = layer.cell.state_size
+    return list(sizes) if isinstance(sizes, (list, tuple)) else [sizes]
+
+
+def streaming_step(model):
+    """(step function, features, total state size): one time step of `model` with explicit state."""
+    import tensorflow as tf
+
+    recurrent, head = recurrent_layers_and_head(model)
+    sizes = [size for layer in recurrent for size in state_sizes(layer)]
+
+    def step(x, state):
+        parts = tf.split(state, sizes, axis=-1)
+        features, new_states, start = x, [], 0
+        for layer in recurrent:
+            count = len(state_sizes(layer))
+            features, states = layer.cell(features, list(parts[start : start + count]), training=False)
+            new_states.extend(states if isinstance(states, (list, tuple)) else [states])
+            start += count
+        return {"y": head(features), "state": tf.concat(new_states, axis=-1)}
+
+    return step, int(model.input_shape[-1]), int(sum(sizes))
+
+
+# ---- writing artifacts ---------------------------------------------------------
+def export_run(run_dir: Path, fmt: str, out: Path | None = None, log=print) -> dict:
+    """Write `run_dir`'s model as `fmt` to `out` (default RUN/export/...), check parity; return the metadata."""
+    require(fmt in FORMATS, f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    run_dir = Path(run_dir)
+    config = runs.read_config(run_dir)
+    model = runs.load_model(run_dir)
+    out = Path(out) if out else default_artifact_path(run_dir, fmt)
+    require(not (fmt == "keras" and out.suffix != ".keras"), f"a keras export is a .keras file, got {out}")
+    require(not (fmt == "tflite" and out.suffix != ".tflite"), f"a tflite export is a .tflite file, got {out}")
+    require(not (fmt == "savedmodel" and out.suffix in (".keras", ".tflite")), f"a savedmodel export is a directory, got {out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"artifact": "kerasrnn", "artifact_path": str(out), "format": fmt, "task": config["task"], "config": config, "source_run": str(run_dir)}
+    writer = {"keras": write_keras, "savedmodel": write_saved_model, "tflite": write_tflite}[fmt]
+    metadata["interface"] = writer(model, out)
+    log(f"kerasrnn: wrote {out}; checking it against the Keras model")
+    metadata["parity"] = check_parity(model, config, load_artifact(out, metadata))
+    metadata["size_bytes"] = artifact_size(out)
+    runs.write_json_atomic(metadata_path(out), metadata)
+    if metadata["parity"]["max_abs_difference"] > PARITY_TOLERANCE:
+        raise RunError(
+            f"the exported {fmt} model differs from Keras by {metadata['parity']['max_abs_difference']:.3g} "
+            f"(> {PARITY_TOLERANCE}); the artifact is in {out}, but do not trust it"
+        )
+    return metadata
+
+
+def write_keras(model, out: Path) -> dict:
+    runs.save_model_atomic(model, out)
+    return {"input_shape": list(model.input_shape)}
+
+
+def replace_directory(build, out: Path) -> None:
+    """Build a directory next to `out`, then swap it in: a failed export never leaves half an artifact."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        build(staging)
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_saved_model(model, out: Path) -> dict:
+    """A SavedModel with a `serve` endpoint; batch and time dimensions left free."""
+    import keras
+    import tensorflow as tf
+
+    def build(directory: Path):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="inputs")
+        archive.add_endpoint("serve", lambda inputs: model(inputs, training=False), input_signature=[spec])
+        with native_stderr_silenced():
+            archive.write_out(str(directory), verbose=False)
+
+    replace_directory(build, out)
+    return {"endpoint": "serve", "input_shape": [None, *model.input_shape[1:]]}
+
+
+def write_tflite(model, out: Path) -> dict:
+    """A LiteRT flatbuffer: streaming (one step, explicit state) for sequence inputs, else the fixed input."""
+    import keras
+    import tensorflow as tf
+
+    streaming = model.input_shape[1] is None
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    if streaming:
+        step, features, state_size = streaming_step(model)
+        signature = [tf.TensorSpec((1, features), tf.float32, name="x"), tf.TensorSpec((1, state_size), tf.float32, name="state")]
+        archive.add_endpoint("step", step, input_signature=signature)
+        interface = {"mode": "streaming", "signature": "step", "features": features, "state_size": state_size,
+                     "returns_sequences": len(model.output_shape) == 3}  # fmt: skip
+    else:
+        archive.add_endpoint("serve", lambda x: {"y": model(x, training=False)},
+                             input_signature=[tf.TensorSpec((1, *model.input_shape[1:]), tf.float32, name="x")])  # fmt: skip
+        interface = {"mode": "fixed", "signature": "serve", "input_shape": [1, *model.input_shape[1:]]}
+    with tempfile.TemporaryDirectory() as directory, native_stderr_silenced():
+        archive.write_out(directory, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=[interface["signature"]])
+        flatbuffer = converter.convert()
+    temporary = out.with_name(f".tmp-{os.getpid()}-{out.name}")
+    temporary.write_bytes(flatbuffer)
+    os.replace(temporary, out)
+    return interface
+
+
+def artifact_size(path: Path) -> int:
+    path = Path(path)
+    if path.is_dir():
+        return sum(file.stat().st_size for file in path.rglob("*") if file.is_file() and file.name != METADATA_FILE)
+    return path.stat().st_size
+
+
+# ---- reading artifacts -----------------------------------------------------------
+class SavedModelRunner:
+    """A SavedModel's `serve` endpoint behind the `predict(x)` the tasks call."""
+
+    def __init__(self, path: Path):
+        import tensorflow as tf
+
+        try:
+            with native_stderr_silenced():
+                self.loaded = tf.saved_model.load(str(path))  # keep it: the endpoint needs its variables alive
+            self.endpoint = self.loaded.serve
+        except Exception as error:
+            raise UserError(f"{path} could not be loaded as a SavedModel ({type(error).__name__}): it is corrupt") from None
+
+    def predict(self, x, verbose=0, batch_size=None):
+        return np.asarray(self.endpoint(np.asarray(x, dtype=np.float32)))
+
+
+class LiteRTRunner:
+    """A LiteRT flatbuffer behind `predict(x)`: streams each sequence step by step, or runs fixed inputs one by one."""
+
+    def __init__(self, path: Path, interface: dict):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise UserError('running a .tflite artifact needs LiteRT: pip install "kerasrnn[litert]"') from None
+        try:
+            with native_stderr_silenced():  # the interpreter announces its CPU delegate on fd 2
+                self.interpreter = Interpreter(model_path=str(path))
+                self.interpreter.allocate_tensors()
+                self.runner = self.interpreter.get_signature_runner(interface["signature"])
+        except Exception as error:
+            raise UserError(f"{path} could not be loaded as a LiteRT model ({type(error).__name__}): it is corrupt") from None
+        self.interface = interface
+
+    def predict(self, x, verbose=0, batch_size=None):
+        x = np.asarray(x, dtype=np.float32)
+        if self.interface["mode"] == "fixed":
+            return np.concatenate([self.runner(x=sample[None])["y"] for sample in x])
+        return np.concatenate([self.stream(sequence[None]) for sequence in x])
+
+    def stream(self, sequence: np.ndarray) -> np.ndarray:
+        state = np.zeros((1, self.interface["state_size"]), dtype=np.float32)
+        outputs = []
+        for step in range(sequence.shape[1]):
+            result = self.runner(x=sequence[:, step], state=state)
+            state = result["state"]
+            outputs.append(result["y"])
+        return np.stack(outputs, axis=1) if self.interface["returns_sequences"] else outputs[-1]
+
+
+def load_artifact(path: Path, metadata: dict | None = None):
+    """Something with `predict(x)` for an exported artifact."""
+    path = Path(path)
+    fmt = artifact_format(path)
+    metadata = metadata or read_metadata(path)
+    if fmt == "savedmodel":
+        return SavedModelRunner(path)
+    if fmt == "tflite":
+        return LiteRTRunner(path, metadata["interface"])
+    if fmt == "keras":
+        return runs.load_model_file(path)
+    raise UserError(f"{path} is not a run directory, a SavedModel directory, a .keras or a .tflite file")
+
+
+# ---- parity and speed ---------------------------------------------------------------
+def parity_inputs(model, config: dict, samples: int = 4) -> list[np.ndarray]:
+    """Random inputs like the task's own (bits, one-hot digits, pixels), at several lengths where time is free."""
+    from kerasrnn.tasks import get_task
+
+    task, rng = get_task(config["task"]), np.random.default_rng(config.get("seed", 0))
+    shape = model.input_shape[1:]
+    lengths = PARITY_LENGTHS if shape[0] is None else (shape[0],)
+    return [task.sample_inputs(rng, samples, (length, *shape[1:])) for length in lengths]
+
+
+def check_parity(model, config: dict, artifact) -> dict:
+    """The largest |artifact - Keras| over random inputs at each length."""
+    differences = {}
+    for x in parity_inputs(model, config):
+        expected = model.predict(x, verbose=0)
+        differences[str(x.shape[1])] = float(np.max(np.abs(artifact.predict(x, verbose=0) - expected)))
+    return {"max_abs_difference": max(differences.values()), "by_length": differences}
+
+
+def measure_speed(artifact, x: np.ndarray, repeats: int = 20) -> dict:
+    """One-sample latency (median, ms) and batch throughput (samples/s) of `artifact.predict`."""
+    artifact.predict(x[:1], verbose=0)  # warm up: the first call traces or allocates
+    latencies = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        artifact.predict(x[:1], verbose=0)
+        latencies.append(time.perf_counter() - started)
+    started = time.perf_counter()
+    artifact.predict(x, verbose=0)
+    batch_seconds = time.perf_counter() - started
+    return {"latency_ms": round(1000 * float(np.median(latencies)), 3), "samples_per_second": round(len(x) / batch_seconds, 1)}

@@ -1,0 +1,152 @@
+"""Export: every task and format gives the answers Keras gives, at several lengths; bad artifacts are refused."""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from kerasrnn import export, runs, training
+from kerasrnn.errors import UserError
+from kerasrnn.tasks import get_task
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="exports run on TensorFlow")
+
+
+def untrained_run(directory, task_name: str, **overrides):
+    """A run directory holding a freshly initialised (seeded) model: parity needs weights, not learning."""
+    task = get_task(task_name)
+    config = task.make_config(overrides)
+    keras.utils.set_random_seed(config["seed"])
+    directory.mkdir(parents=True)
+    runs.write_json_atomic(directory / runs.CONFIG_FILE, config)
+    runs.save_model_atomic(task.build_model(config), directory / runs.MODEL_FILE)
+    return directory
+
+
+MODELS = {
+    "adder-lstm-2-layers": ("adder", {"cell": "lstm", "layers": 2}),
+    "adder-gru": ("adder", {"cell": "gru", "units": 6}),
+    "recall-rnn": ("recall", {"cell": "rnn", "units": 5}),
+    "recall-lstm-2-layers": ("recall", {"cell": "lstm", "layers": 2}),
+    "mnist-gru": ("mnist", {"cell": "gru", "units": 16}),
+    "mnist-bidirectional-lstm": ("mnist", {"cell": "lstm", "units": 8, "bidirectional": True}),
+}
+
+
+# The default suite covers each task, each format and stacking; every other pair is `slow`.
+DEFAULT_CASES = {
+    ("adder-lstm-2-layers", "savedmodel"), ("adder-lstm-2-layers", "tflite"), ("adder-gru", "keras"),
+    ("recall-rnn", "tflite"), ("mnist-bidirectional-lstm", "tflite"), ("mnist-gru", "savedmodel"),
+}  # fmt: skip
+CASES = [
+    pytest.param(name, fmt, id=f"{name}-{fmt}", marks=() if (name, fmt) in DEFAULT_CASES else pytest.mark.slow)
+    for name in MODELS
+    for fmt in ("savedmodel", "tflite", "keras")
+]
+
+
+@pytest.mark.parametrize("name, fmt", CASES)
+def test_artifact_matches_keras(name, fmt, tmp_path):
+    task_name, overrides = MODELS[name]
+    run_dir = untrained_run(tmp_path / name, task_name, **overrides)
+    metadata = export.export_run(run_dir, fmt, log=lambda *_: None)
+    parity = metadata["parity"]
+    assert parity["max_abs_difference"] <= export.PARITY_TOLERANCE
+    expected_lengths = {"28"} if task_name == "mnist" else {str(n) for n in export.PARITY_LENGTHS}
+    assert set(parity["by_length"]) == expected_lengths
+
+    # Independently of the export's own check: the artifact, reloaded from disk, on fresh inputs.
+    artifact_path = export.default_artifact_path(run_dir, fmt)
+    assert json.loads(export.metadata_path(artifact_path).read_text())["task"] == task_name
+    task, _, artifact = training.load_predictor(artifact_path)
+    model = runs.load_model(run_dir)
+    for length in (28,) if task_name == "mnist" else (3, 12):
+        x = task.sample_inputs(np.random.default_rng(length), 3, (length, model.input_shape[-1]))
+        np.testing.assert_allclose(artifact.predict(x), model.predict(x, verbose=0), atol=export.PARITY_TOLERANCE)
+
+
+def test_saved_model_serves_any_length_without_the_toolkit(tmp_path):
+    run_dir = untrained_run(tmp_path / "run", "adder", units=4)
+    artifact = export.export_run(run_dir, "savedmodel", log=lambda *_: None)["artifact_path"]
+    model = runs.load_model(run_dir)
+    script = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "served = tf.saved_model.load(sys.argv[1])\n"
+        "for n in (5, 21, 65):\n"
+        "    x = np.load(f'{sys.argv[2]}/x{n}.npy')\n"
+        "    np.save(f'{sys.argv[2]}/y{n}.npy', served.serve(x).numpy())\n"
+        "assert 'kerasrnn' not in sys.modules\n"
+    )
+    for n in (5, 21, 65):
+        np.save(tmp_path / f"x{n}.npy", get_task("adder").sample_inputs(np.random.default_rng(n), 2, (n, 2)))
+    done = subprocess.run([sys.executable, "-c", script, artifact, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for n in (5, 21, 65):
+        served = np.load(tmp_path / f"y{n}.npy")
+        assert served.shape == (2, n, 1)
+        np.testing.assert_allclose(served, model.predict(np.load(tmp_path / f"x{n}.npy"), verbose=0), atol=1e-6)
+
+
+def test_bidirectional_sequence_model_cannot_stream(tmp_path):
+    run_dir = untrained_run(tmp_path / "run", "recall", bidirectional=True)
+    with pytest.raises(UserError, match="bidirectional.*savedmodel"):
+        export.export_run(run_dir, "tflite", log=lambda *_: None)
+    assert not export.default_artifact_path(run_dir, "tflite").exists()
+
+
+def test_streaming_tflite_carries_state_across_steps(tmp_path):
+    run_dir = untrained_run(tmp_path / "run", "adder", cell="lstm", units=3, layers=2)
+    metadata = export.export_run(run_dir, "tflite", log=lambda *_: None)
+    assert metadata["interface"]["mode"] == "streaming"
+    assert metadata["interface"]["state_size"] == 2 * 2 * 3  # h and c for each of two layers
+
+
+def test_predict_through_artifacts_gives_the_runs_answer(tmp_path, cli):
+    run_dir = untrained_run(tmp_path / "run", "recall", cell="gru", units=4)
+    expected = training.predict_run(run_dir, ["3", "1", "4", "1", "5"])
+    saved_model = export.export_run(run_dir, "savedmodel", log=lambda *_: None)["artifact_path"]
+    assert training.predict_run(saved_model, ["31415"])["confidence"] == pytest.approx(expected["confidence"], abs=1e-5)
+
+    tflite = export.export_run(run_dir, "tflite", log=lambda *_: None)["artifact_path"]
+    done = cli("predict", tflite, "3", "1", "4", "1", "5", "--json")  # as a user runs it
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["digit"] == expected["digit"]
+    assert result["confidence"] == pytest.approx(expected["confidence"], abs=1e-5)
+    assert done.stderr == ""  # no interpreter or TensorFlow chatter
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncate-tflite", "could not be loaded as a LiteRT model"),
+        ("garbage-savedmodel", "could not be loaded as a SavedModel"),
+        ("lose-metadata", "copy it along with the artifact"),
+    ],
+)
+def test_damaged_artifacts_are_refused_clearly(damage, message, tmp_path):
+    run_dir = untrained_run(tmp_path / "run", "adder", units=3)
+    fmt = "tflite" if damage == "truncate-tflite" or damage == "lose-metadata" else "savedmodel"
+    artifact = export.default_artifact_path(run_dir, fmt)
+    export.export_run(run_dir, fmt, log=lambda *_: None)
+    if damage == "truncate-tflite":
+        artifact.write_bytes(artifact.read_bytes()[:500])
+    elif damage == "garbage-savedmodel":
+        (artifact / "saved_model.pb").write_bytes(b"not a protobuf")
+    else:
+        export.metadata_path(artifact).unlink()
+    with pytest.raises(UserError, match=message):
+        training.predict_run(artifact, ["101", "1"])
+
+
+def test_export_refuses_unknown_format_and_missing_run(tmp_path):
+    with pytest.raises(UserError, match="unknown export format 'onnx'"):
+        export.export_run(tmp_path, "onnx")
+    with pytest.raises(UserError, match="no such run directory"):
+        export.export_run(tmp_path / "missing", "savedmodel")
+    run_dir = untrained_run(tmp_path / "run", "adder", units=3)
+    with pytest.raises(UserError, match="is a .tflite file"):
+        export.export_run(run_dir, "tflite", tmp_path / "model.bin")
