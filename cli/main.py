@@ -105,9 +105,10 @@ def fit(
         dropout=dropout, recurrent_dropout=recurrent_dropout, epochs=epochs, batch_size=batch_size,
         lr=lr, seed=seed, loss=loss, train_length=train_length, index=index, min_length=min_length,
         max_length=max_length, limit=limit, augment=augment, data_path=str(data_path) if data_path else None,
-        **parse_option_pairs(option),
     )  # fmt: skip
-    config = task_module.make_config({key: value for key, value in given.items() if value is not None})
+    # -o KEY=VALUE fills in any option; a named flag given as well wins.
+    overrides = {**parse_option_pairs(option), **{key: value for key, value in given.items() if value is not None}}
+    config = task_module.make_config(overrides)
     config["backend"] = select_backend(backend.value if backend else None)
     if resume and out is None:
         raise UserError("--resume needs --out DIR: the run directory to continue")
@@ -169,10 +170,6 @@ def predict(
     typer.echo(json.dumps(result, indent=2) if as_json else task.describe_prediction(result))
 
 
-def not_yet(what: str):
-    raise RunError(f"`kerasrnn {what}` is not available in this version yet")
-
-
 @app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `kerasrnn fit` (any backend).")],
@@ -199,20 +196,58 @@ def export(
 @app.command()
 def sweep(
     task: Annotated[str, typer.Argument(help="mnist, recall or adder.")],
-    cells: Annotated[str, typer.Option(help="Comma-separated cells.")] = "lstm",
-    units: Annotated[str, typer.Option(help="Comma-separated hidden sizes.")] = "10",
+    cells: Annotated[Optional[str], typer.Option(help="Cells, e.g. rnn,lstm,gru.")] = None,
+    units: Annotated[Optional[str], typer.Option(help="Hidden sizes, e.g. 2,5,10.")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="Stacked layers, e.g. 1,2.")] = None,
+    directions: Annotated[Optional[str], typer.Option(help="uni, bi or uni,bi.")] = None,
+    losses: Annotated[Optional[str], typer.Option(help="adder: mse,bce.")] = None,
+    train_lengths: Annotated[Optional[str], typer.Option(help="adder: training lengths, e.g. 3,5,10.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs of every fit (default: the task's).")] = None,
+    lengths: Annotated[Optional[str], typer.Option(help="adder, recall: evaluate every run at these lengths, e.g. 1-64.")] = None,
+    option: Annotated[list[str], typer.Option("--option", "-o", help="Any other task option for every fit, KEY=VALUE.")] = [],
+    out: Annotated[Optional[Path], typer.Option(help="Sweep folder (default saved_models/sweep-TASK).")] = None,
+    backend: BackendOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ):
-    """Fit many configurations and write one comparison table."""
-    not_yet("sweep")
+    """Fit every combination (finished runs are reused), then one comparison table and overlaid figures."""
+    select_backend(backend.value if backend else None)
+    from kerasrnn import sweep as sweeping
+    from kerasrnn.tasks.base import parse_lengths
+
+    grid = {
+        "cell": sweeping.parse_list(cells), "units": sweeping.parse_list(units, int),
+        "layers": sweeping.parse_list(layers, int), "bidirectional": sweeping.parse_directions(directions),
+        "loss": sweeping.parse_list(losses), "train_length": sweeping.parse_list(train_lengths, int),
+    }  # fmt: skip
+    options = {**parse_option_pairs(option), **({"epochs": epochs} if epochs else {})}
+    folder = out or Path("saved_models") / f"sweep-{task}"
+    sweeping.sweep(task, grid, options, folder, parse_lengths(lengths), verbose=0 if quiet else "auto",
+                   log=lambda line: typer.echo(line, err=True))  # fmt: skip
+    typer.echo((folder / "sweep.md").read_text(), nl=False)
+    typer.echo(f"kerasrnn: table and figures in {folder} (sweep.md, sweep.csv, sweep.json, *.png)")
 
 
 @app.command()
 def bench(
     task: Annotated[str, typer.Argument(help="mnist, recall or adder.")],
     backends: Annotated[str, typer.Option(help="Comma-separated backends.")] = "tensorflow,jax,torch",
+    reference: Annotated[bool, typer.Option("--reference", help="mnist: add a plain PyTorch training loop of the same model.")] = False,
+    option: Annotated[list[str], typer.Option("--option", "-o", help="Task options for every fit, KEY=VALUE (e.g. -o epochs=2).")] = [],
+    out: Annotated[Optional[Path], typer.Option(help="Bench folder (default saved_models/bench-TASK).")] = None,
+    as_json: JsonOption = False,
 ):
-    """Run the same fit on each backend and compare speed and results."""
-    not_yet("bench")
+    """Run the same fit (same seed, options, data) on each backend, each in its own process; one table."""
+    from kerasrnn import bench as benching
+
+    names = benching.parse_backends(backends)
+    folder = out or Path("saved_models") / f"bench-{task}"
+    document = benching.bench(task, names, parse_option_pairs(option), folder, reference=reference,
+                              log=lambda line: typer.echo(line, err=True))  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(document, indent=2))
+        return
+    typer.echo(benching.markdown_table(document["results"]))
+    typer.echo(f"kerasrnn: tables and chart in {folder} (bench.md, bench.csv, bench.json, bench.png)")
 
 
 @app.command()

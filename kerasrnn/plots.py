@@ -31,9 +31,12 @@ def read_csv_columns(path: Path) -> dict[str, list[float]]:
 
 
 def save(figure, run_dir: Path, name: str) -> Path:
-    folder = Path(run_dir) / "plots"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
+    return save_to(figure, Path(run_dir) / "plots" / name)
+
+
+def save_to(figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp.png")
     figure.savefig(temporary, dpi=110, bbox_inches="tight")
     plt.close(figure)
@@ -172,3 +175,47 @@ def preprocessed_digits(path, originals, prepared, predictions) -> Path:
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return path
+
+
+def bench_bars(path: Path, document: dict) -> Path:
+    """Training and prediction samples/s per backend, side by side."""
+    rows = [row for row in document["results"] if row.get("status") == "ok"]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for axis, key, title in zip(axes, ("train_samples_per_second", "predict_samples_per_second"), ("training", "prediction")):
+        names = [row["backend"] for row in rows]
+        values = [row.get(key) or 0 for row in rows]
+        bars = axis.barh(names, values, color="tab:blue")
+        axis.bar_label(bars, labels=[f"{value:,.0f}" for value in values], padding=3)
+        axis.set_xlabel("samples / s")
+        axis.set_title(f"{document['task']}: {title} (higher is better)")
+        axis.margins(x=0.25)
+    return save_to(figure, path)
+
+
+def sweep_curves(path: Path, histories: dict[str, dict], metric: str = "val_loss") -> Path:
+    """One line per configuration: `metric` per epoch, overlaid."""
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for name, columns in histories.items():
+        values = columns.get(metric, [])
+        axis.plot(range(1, len(values) + 1), values, marker=".", label=name)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel(metric.replace("_", " "))
+    if metric.endswith("loss") and all(min(c.get(metric) or [1]) > 0 for c in histories.values()):
+        axis.set_yscale("log")
+    axis.legend(fontsize=7, ncol=2)
+    axis.set_title(f"{metric.replace('_', ' ')} per epoch, every configuration")
+    return save_to(figure, path)
+
+
+def sweep_accuracy_by_length(path: Path, by_length: dict[str, dict], metric: str = "exact_accuracy") -> Path:
+    """One line per configuration: accuracy against sequence length."""
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for name, scores in by_length.items():
+        lengths = sorted(scores, key=int)
+        axis.plot([int(n) for n in lengths], [scores[n][metric] for n in lengths], marker=".", ms=3, label=name)
+    axis.set_xlabel("sequence length")
+    axis.set_ylabel(metric.replace("_", " "))
+    axis.set_ylim(-0.02, 1.02)
+    axis.legend(fontsize=7, ncol=2)
+    axis.set_title(f"{metric.replace('_', ' ')} against length, every configuration")
+    return save_to(figure, path)

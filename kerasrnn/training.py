@@ -183,10 +183,25 @@ def fit(
         "epochs_run": clock.last_epoch + 1,
         "train_seconds": round(train_seconds, 3),
         "train_samples_per_second": round(steady_samples_per_second(clock.epoch_seconds, samples_per_epoch), 1),
+        "epoch_seconds": [round(seconds, 3) for seconds in clock.epoch_seconds],
+        "predict_samples_per_second": round(prediction_speed(task, config, model), 1),
         **public(evaluation),
     }
     runs.write_json_atomic(run_dir / runs.METRICS_FILE, metrics)  # last: marks the run complete
     return metrics
+
+
+def prediction_speed(task, config: dict, model, samples: int = 4096) -> float:
+    """Samples/s of `model.predict` at batch 512 on task-like inputs, after one warm-up call."""
+    import numpy as np
+
+    shape = model.input_shape[1:]
+    steps = shape[0] or task.typical_steps(config)
+    x = task.sample_inputs(np.random.default_rng(0), samples, (steps, *shape[1:]))
+    model.predict(x[:512], batch_size=512, verbose=0)
+    started = time.perf_counter()
+    model.predict(x, batch_size=512, verbose=0)
+    return samples / (time.perf_counter() - started)
 
 
 def load_compiled_run(run_dir: Path):

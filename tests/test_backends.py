@@ -26,6 +26,20 @@ def test_adder_fits_on_each_backend(backend, tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["backend"] == backend and metrics["device"].startswith(("CPU", "GPU"))
     assert metrics["by_length"]["20"]["exact_accuracy"] == 1.0
+    if backend == "jax":  # a run trained elsewhere exports through TensorFlow, and still adds
+        done = subprocess.run(
+            [sys.executable, "-m", "kerasrnn_cli.main", "export", str(run_dir), "--format", "tflite", "--json"],
+            capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": "jax"}, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        exported = json.loads(done.stdout)
+        assert exported["config"]["backend"] == "jax" and exported["parity"]["max_abs_difference"] <= 1e-5
+        done = subprocess.run(
+            [sys.executable, "-m", "kerasrnn_cli.main", "predict", exported["artifact_path"], "1" * 40, "1" * 40, "--json"],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["sum"] == "1" * 40 + "0"
 
 
 def test_a_second_backend_in_one_process_is_refused():

@@ -170,6 +170,9 @@ class AdderTask(Task):
     def default_lengths(self, config: dict) -> list[int]:
         return list(range(1, 21))
 
+    def typical_steps(self, config: dict) -> int:
+        return config["train_length"] + 1
+
     def sample_inputs(self, rng: np.random.Generator, count: int, shape: tuple) -> np.ndarray:
         steps = shape[0]  # L bits + the carry step
         return random_adder_examples(rng, count, steps - 1)[0]

@@ -71,6 +71,10 @@ class Task:
     def default_lengths(self, config: dict) -> list[int] | None:
         return None
 
+    def typical_steps(self, config: dict) -> int:
+        """Time steps of a typical input, for speed measurements of models with a free time dimension."""
+        raise NotImplementedError
+
     def sample_inputs(self, rng: np.random.Generator, count: int, shape: tuple) -> np.ndarray:
         """`count` model inputs of `shape` (time steps first) like the task's own; for parity checks."""
         return rng.random((count, *shape), dtype=np.float32)

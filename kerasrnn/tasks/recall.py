@@ -129,6 +129,9 @@ class RecallTask(Task):
     def default_lengths(self, config: dict) -> list[int]:
         return list(range(config["index"] + 1, max(config["max_eval_length"], config["max_length"]) + 1))
 
+    def typical_steps(self, config: dict) -> int:
+        return config["max_length"]
+
     def sample_inputs(self, rng: np.random.Generator, count: int, shape: tuple) -> np.ndarray:
         return one_hot(random_digit_sequences(rng, count, shape[0]))
 

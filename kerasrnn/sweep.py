@@ -1,0 +1,163 @@
+"""`kerasrnn sweep`: fit every combination of a few options, then one comparison table and overlaid figures.
+
+Each configuration is an ordinary run directory under the sweep's folder,
+named after its options. A finished run (metrics.json present) is reused, an
+unfinished one is resumed, so an interrupted sweep continues where it
+stopped. Results: sweep.md (Markdown), sweep.csv, sweep.json, and the figures
+val_loss.png and (for sequence tasks) accuracy_by_length.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import time
+from pathlib import Path
+
+from kerasrnn import plots, runs
+from kerasrnn.errors import UserError, require
+from kerasrnn.tasks import get_task
+
+# The options a sweep varies, in the order they appear in run names and tables.
+GRID_KEYS = ("cell", "units", "layers", "bidirectional", "loss", "train_length")
+
+
+def parse_list(text: str | None, kind=str) -> list | None:
+    """'2,5,10' -> [2, 5, 10]; None stays None (the task's default)."""
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    require(items, f"an empty list: {text!r}")
+    try:
+        return list(dict.fromkeys(kind(item) for item in items))
+    except ValueError:
+        raise UserError(f"not a comma-separated list of {'whole numbers' if kind is int else 'names'}: {text!r}") from None
+
+
+def parse_directions(text: str | None) -> list[bool] | None:
+    """'uni,bi' -> [False, True]."""
+    names = parse_list(text)
+    if names is None:
+        return None
+    unknown = [name for name in names if name not in ("uni", "bi")]
+    if unknown:
+        raise UserError(f"directions are uni and bi, got {unknown[0]!r}")
+    return [name == "bi" for name in names]
+
+
+def run_name(config: dict, grid: dict) -> str:
+    """A readable folder name from the options that define a configuration, e.g. lstm-u10-l1-uni-mse-L5."""
+    parts = [config["cell"], f"u{config['units']}", f"l{config['layers']}", "bi" if config["bidirectional"] else "uni"]
+    if "loss" in config:
+        parts.append(config["loss"])
+    if "train_length" in grid:
+        parts.append(f"L{config['train_length']}")
+    return "-".join(parts)
+
+
+def expand(task_name: str, grid: dict[str, list], options: dict) -> list[tuple[str, dict]]:
+    """Every combination of `grid` over `options`, validated before anything trains."""
+    task = get_task(task_name)
+    grid = {key: values for key, values in grid.items() if values}
+    keys = [key for key in GRID_KEYS if key in grid]
+    configurations = []
+    for values in itertools.product(*(grid[key] for key in keys)):
+        config = task.make_config({**options, **dict(zip(keys, values))})
+        configurations.append((run_name(config, grid), config))
+    return list(dict(configurations).items())  # 'ce' and 'bce' are one loss: keep one run
+
+
+def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengths: list[int] | None = None,
+          verbose=0, log=print) -> dict:  # fmt: skip
+    """Fit (or reuse) every configuration, evaluate at `lengths`, and write the comparison."""
+    import keras
+
+    from kerasrnn import training
+
+    out = Path(out)
+    require(not out.exists() or out.is_dir(), f"{out} exists and is not a directory")
+    configurations = expand(task_name, grid, options)
+    rows, histories, by_length = [], {}, {}
+    for number, (name, config) in enumerate(configurations, 1):
+        run_dir = out / name
+        if runs.is_complete(run_dir):
+            log(f"kerasrnn sweep: [{number}/{len(configurations)}] {name}: finished earlier, reused")
+        else:
+            resume = run_dir.exists() and any(run_dir.iterdir())
+            log(f"kerasrnn sweep: [{number}/{len(configurations)}] {name}: {'resuming' if resume else 'fitting'}")
+            training.fit(config, run_dir, resume=resume, verbose=verbose, log=lambda *_: None)
+            keras.backend.clear_session()  # one process fits many models: free the last one's graph
+        metrics = runs.read_metrics(run_dir)
+        if lengths:
+            metrics["by_length"] = lengths_evaluation(run_dir, lengths)
+        rows.append(table_row(name, config, metrics))
+        histories[name] = plots.read_csv_columns(run_dir / plots.HISTORY_FILE)
+        if metrics.get("by_length"):
+            by_length[name] = metrics["by_length"]
+    document = {"task": task_name, "date": time.strftime("%Y-%m-%d"), "grid": grid, "options": options, "rows": rows}
+    write_results(out, document, histories, by_length)
+    return document
+
+
+def lengths_evaluation(run_dir: Path, lengths: list[int]) -> dict:
+    """`by_length` at `lengths`, cached in the run directory so a rerun of the sweep does not recompute it."""
+    from kerasrnn import training
+
+    cache = Path(run_dir) / f"by_length-{lengths[0]}-{lengths[-1]}-{len(lengths)}.json"
+    if cache.exists():
+        return runs.read_json(cache, "a cached evaluation")["by_length"]
+    result = training.evaluate_run(run_dir, lengths)
+    runs.write_json_atomic(cache, {"lengths": lengths, "by_length": result["by_length"]})
+    return result["by_length"]
+
+
+def table_row(name: str, config: dict, metrics: dict) -> dict:
+    row = {"run": name, **{key: config[key] for key in GRID_KEYS if key in config}}
+    row.update(
+        epochs=metrics["epochs_run"],
+        train_seconds=metrics["train_seconds"],
+        train_samples_per_second=metrics["train_samples_per_second"],
+        test_loss=metrics["test"]["loss"],
+        test_accuracy=metrics["test"]["accuracy"],
+    )
+    by_length = metrics.get("by_length")
+    if by_length:
+        exact = {int(n): scores["exact_accuracy"] for n, scores in by_length.items()}
+        low, high = training_range(config)
+        in_range = [value for n, value in exact.items() if low <= n <= high]
+        row.update(
+            lowest_exact_in_training_range=min(in_range) if in_range else None,
+            lengths_all_exact=f"{sum(value == 1.0 for value in exact.values())}/{len(exact)}",
+            lowest_exact=min(exact.values()),
+            longest_length=max(exact),
+            exact_at_longest=exact[max(exact)],
+        )
+    return row
+
+
+def training_range(config: dict) -> tuple[int, int]:
+    if "train_length" in config:
+        return config["train_length"], config["train_length"]
+    return config.get("min_length", 0), config.get("max_length", 0)
+
+
+def write_results(out: Path, document: dict, histories: dict, by_length: dict) -> None:
+    rows = document["rows"]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    runs.write_json_atomic(out / "sweep.json", document)
+    with (out / "sweep.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(format_cell(row.get(key)) for key in columns) + " |" for row in rows]
+    (out / "sweep.md").write_text("\n".join(lines) + "\n")
+    plots.sweep_curves(out / "val_loss.png", histories)
+    if by_length:
+        plots.sweep_accuracy_by_length(out / "accuracy_by_length.png", by_length)
+
+
+def format_cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if value <= 1.5 else f"{value:,.1f}"
+    return "" if value is None else str(value)

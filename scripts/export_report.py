@@ -1,0 +1,75 @@
+"""Export one run of each task to every format and print a Markdown table of size, speed and parity.
+
+    python scripts/export_report.py [--out runs/export-report]
+
+The runs: `kerasrnn fit adder` and `kerasrnn fit recall` on their defaults,
+and `kerasrnn fit mnist --epochs 1 --limit 5000` (the default LSTM-128: size,
+speed and parity depend on the architecture, not on how long it trained).
+Finished runs in --out are reused. For each format: the artifact's size, the
+median latency of one sample (adder: 10 bits; recall: 10 digits; mnist: one
+image), the throughput of a batch of 256, and the largest absolute difference
+from the Keras model that `kerasrnn export` measured (random task-like
+inputs; time steps 1, 5, 21, 65 for adder and recall, 28 for mnist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RUNS = {
+    "adder": ["fit", "adder"],
+    "recall": ["fit", "recall"],
+    "mnist": ["fit", "mnist", "--epochs", "1", "--limit", "5000"],
+}
+STEPS = {"adder": 11, "recall": 10, "mnist": 28}
+
+
+def ensure_run(task: str, out: Path) -> Path:
+    run_dir = out / task
+    if not (run_dir / "metrics.json").exists():
+        command = [sys.executable, "-m", "kerasrnn_cli.main", *RUNS[task], "--out", str(run_dir), "--overwrite", "--quiet"]
+        if subprocess.run(command, stdout=sys.stderr).returncode != 0:  # stdout carries the table
+            raise SystemExit(f"kerasrnn {' '.join(RUNS[task])} failed")
+    return run_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/export-report"))
+    args = parser.parse_args()
+    run_dirs = {task: ensure_run(task, args.out) for task in RUNS}
+
+    from kerasrnn.backend import select_backend
+
+    select_backend("tensorflow")
+    import numpy as np
+
+    from kerasrnn import export, runs
+    from kerasrnn.tasks import get_task
+
+    print(f"Machine: {platform.node()} ({platform.machine()}, 2 cores), {time.strftime('%Y-%m-%d')}\n")
+    print("| task | format | size | latency, 1 sample | throughput, batch 256 | largest difference from Keras |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for task_name, run_dir in run_dirs.items():
+        model = runs.load_model(run_dir)
+        x = get_task(task_name).sample_inputs(np.random.default_rng(0), 256, (STEPS[task_name], model.input_shape[-1]))
+        keras_speed = export.measure_speed(model, x)
+        print(f"| {task_name} | Keras model (reference) | {(run_dir / 'model.keras').stat().st_size / 1024:.0f} KiB "
+              f"| {keras_speed['latency_ms']:.2f} ms | {keras_speed['samples_per_second']:,.0f} /s | 0 |")  # fmt: skip
+        for fmt in export.FORMATS:
+            metadata = export.export_run(run_dir, fmt, log=lambda *_: None)
+            speed = export.measure_speed(export.load_artifact(metadata["artifact_path"], metadata), x)
+            print(
+                f"| {task_name} | {fmt} | {metadata['size_bytes'] / 1024:.0f} KiB | {speed['latency_ms']:.2f} ms "
+                f"| {speed['samples_per_second']:,.0f} /s | {metadata['parity']['max_abs_difference']:.1e} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
