@@ -310,13 +310,13 @@ def check_parity(model, config: dict, artifact) -> dict:
 
 def measure_speed(artifact, x: np.ndarray, repeats: int = 20) -> dict:
     """One-sample latency (median, ms) and batch throughput (samples/s) of `artifact.predict`."""
-    artifact.predict(x[:1], verbose=0)  # warm up: the first call traces or allocates
+    artifact.predict(x[:1], verbose=0, batch_size=len(x))  # warm up: the first call traces or allocates
     latencies = []
     for _ in range(repeats):
         started = time.perf_counter()
         artifact.predict(x[:1], verbose=0)
         latencies.append(time.perf_counter() - started)
     started = time.perf_counter()
-    artifact.predict(x, verbose=0)
+    artifact.predict(x, verbose=0, batch_size=len(x))  # one batch: Keras would split it into 32s
     batch_seconds = time.perf_counter() - started
     return {"latency_ms": round(1000 * float(np.median(latencies)), 3), "samples_per_second": round(len(x) / batch_seconds, 1)}

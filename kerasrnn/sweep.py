@@ -85,11 +85,11 @@ def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengt
         else:
             resume = run_dir.exists() and any(run_dir.iterdir())
             log(f"kerasrnn sweep: [{number}/{len(configurations)}] {name}: {'resuming' if resume else 'fitting'}")
-            training.fit(config, run_dir, resume=resume, verbose=verbose, log=lambda *_: None)
+            training.fit(config, run_dir, resume=resume, verbose=verbose, log=lambda *_: None, lengths=lengths)
             keras.backend.clear_session()  # one process fits many models: free the last one's graph
         metrics = runs.read_metrics(run_dir)
-        if lengths:
-            metrics["by_length"] = lengths_evaluation(run_dir, lengths)
+        if lengths and set(metrics.get("by_length", {})) != {str(n) for n in lengths}:
+            metrics["by_length"] = lengths_evaluation(run_dir, lengths)  # a run fitted with other lengths
         rows.append(table_row(name, config, metrics))
         histories[name] = plots.read_csv_columns(run_dir / plots.HISTORY_FILE)
         if metrics.get("by_length"):

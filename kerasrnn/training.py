@@ -118,8 +118,12 @@ def fit(
     overwrite: bool = False,
     verbose: int | str = "auto",
     log=print,
+    lengths: list[int] | None = None,
 ) -> dict:
-    """Train `config`'s task into `run_dir` and write the complete run directory; return metrics."""
+    """Train `config`'s task into `run_dir` and write the complete run directory; return metrics.
+
+    `lengths`: the sequence lengths to evaluate at the end (default: the task's).
+    """
     run_dir = Path(run_dir)
     runs.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if resume:
@@ -170,7 +174,7 @@ def fit(
     runs.save_model_atomic(model, run_dir / runs.MODEL_FILE)
 
     log("kerasrnn: evaluating on held-out data")
-    evaluation = task.evaluate(model, config)
+    evaluation = task.evaluate(model, config, lengths)
     task.plot(run_dir, config, evaluation)
     samples_per_epoch = steps_per_epoch * config["batch_size"]
     metrics = {

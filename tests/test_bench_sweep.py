@@ -1,0 +1,88 @@
+"""bench and sweep on tiny configurations: well-formed tables and JSON, missing backends reported, sweeps resumed."""
+
+import csv
+import json
+
+import pytest
+
+from kerasrnn import bench, sweep
+from kerasrnn.errors import UserError
+
+TINY_ADDER = {"epochs": 2, "steps_per_epoch": 3, "eval_samples": 20, "validation_samples": 50, "test_samples": 50}
+
+
+def test_sweep_writes_one_row_per_configuration_and_reuses_finished_runs(tmp_path, monkeypatch):
+    grid = {"units": [2, 3], "train_length": [4]}
+    logged = []
+    document = sweep.sweep("adder", grid, TINY_ADDER, tmp_path, lengths=[1, 2, 3, 4], log=logged.append)
+
+    names = [row["run"] for row in document["rows"]]
+    assert names == ["lstm-u2-l1-uni-mse-L4", "lstm-u3-l1-uni-mse-L4"]
+    for row in document["rows"]:
+        assert row["epochs"] == 2 and 0.0 <= row["test_accuracy"] <= 1.0
+        assert row["longest_length"] == 4 and row["lengths_all_exact"].endswith("/4")
+    with (tmp_path / "sweep.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["run"] for row in rows] == names and rows[0]["units"] == "2"
+    assert len((tmp_path / "sweep.md").read_text().splitlines()) == 2 + 2
+    assert json.loads((tmp_path / "sweep.json").read_text())["rows"] == json.loads(json.dumps(document["rows"]))
+    for figure in ("val_loss.png", "accuracy_by_length.png"):
+        assert (tmp_path / figure).read_bytes().startswith(b"\x89PNG")
+
+    # A second sweep over the same folder trains nothing; a run without metrics.json is resumed.
+    (tmp_path / names[-1] / "metrics.json").unlink()
+    from kerasrnn import training
+
+    fitted = []
+    real_fit = training.fit
+    monkeypatch.setattr(training, "fit", lambda config, run_dir, resume=False, **kw: fitted.append((run_dir.name, resume)) or real_fit(config, run_dir, resume=resume, **kw))
+    logged.clear()
+    again = sweep.sweep("adder", grid, TINY_ADDER, tmp_path, lengths=[1, 2, 3, 4], log=logged.append)
+    assert fitted == [(names[-1], True)]
+    assert sum("reused" in line for line in logged) == 1
+    assert [row["run"] for row in again["rows"]] == names
+
+
+def test_sweep_grid_is_the_product_of_its_lists():
+    configurations = sweep.expand("adder", {"cell": ["rnn", "gru"], "units": [2, 5, 10], "loss": ["mse", "ce", "bce"]}, {})
+    assert len(configurations) == 2 * 3 * 2  # ce is bce: one run, not two
+    assert configurations[0][0] == "rnn-u2-l1-uni-mse" and configurations[0][1]["cell"] == "rnn"
+
+
+def test_sweep_refuses_bad_grids_before_training(tmp_path):
+    with pytest.raises(UserError, match="unknown cell"):
+        sweep.sweep("adder", {"cell": ["lstm", "transformer"]}, TINY_ADDER, tmp_path)
+    with pytest.raises(UserError, match="does not apply"):
+        sweep.sweep("recall", {"loss": ["mse"]}, {}, tmp_path)
+    with pytest.raises(UserError, match="whole numbers"):
+        sweep.parse_list("2,five", int)
+    with pytest.raises(UserError, match="uni and bi"):
+        sweep.parse_directions("uni,both")
+    assert not any(tmp_path.iterdir())
+
+
+def test_bench_table_json_and_a_missing_backend(tmp_path, monkeypatch):
+    from kerasrnn import backend
+
+    installed = backend.backend_installed
+    monkeypatch.setattr(bench, "backend_installed", lambda name: name != "jax" and installed(name))
+    document = bench.bench("adder", ["tensorflow", "jax"], TINY_ADDER, tmp_path, reference=True, log=lambda *_: None)
+
+    tensorflow, jax, reference = document["results"]
+    assert tensorflow["status"] == "ok", tensorflow["status"]
+    assert tensorflow["train_samples_per_second"] > 0 and tensorflow["predict_samples_per_second"] > 0
+    assert tensorflow["first_epoch_seconds"] > 0 and tensorflow["peak_memory_mb"] > 100  # TensorFlow alone is more
+    assert 0.0 <= tensorflow["test"]["accuracy"] <= 1.0
+    assert jax["status"] == 'not installed: pip install "kerasrnn[jax]"'
+    assert "mnist only" in reference["status"]
+    assert json.loads((tmp_path / "bench.json").read_text())["results"][1]["backend"] == "jax"
+    table = (tmp_path / "bench.md").read_text().splitlines()
+    assert len(table) == 2 + 3 and table[2].startswith("| tensorflow | ok |")
+    assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_bench_refuses_unknown_backends_and_options(tmp_path):
+    with pytest.raises(UserError, match="unknown backend 'theano'"):
+        bench.parse_backends("tensorflow,theano")
+    with pytest.raises(UserError, match="does not apply"):
+        bench.bench("adder", ["tensorflow"], {"index": 3}, tmp_path, log=lambda *_: None)
