@@ -237,6 +237,7 @@ def bench(
     as_json: JsonOption = False,
 ):
     """Run the same fit (same seed, options, data) on each backend, each in its own process; one table."""
+    select_backend()  # this process only checks options; its quiet import keeps TensorFlow's start-up lines away
     from kerasrnn import bench as benching
 
     names = benching.parse_backends(backends)

@@ -132,12 +132,16 @@ def export_run(run_dir: Path, fmt: str, out: Path | None = None, log=print) -> d
     """Write `run_dir`'s model as `fmt` to `out` (default RUN/export/...), check parity; return the metadata."""
     require(fmt in FORMATS, f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     run_dir = Path(run_dir)
-    config = runs.read_config(run_dir)
-    model = runs.load_model(run_dir)
     out = Path(out) if out else default_artifact_path(run_dir, fmt)
     require(not (fmt == "keras" and out.suffix != ".keras"), f"a keras export is a .keras file, got {out}")
     require(not (fmt == "tflite" and out.suffix != ".tflite"), f"a tflite export is a .tflite file, got {out}")
     require(not (fmt == "savedmodel" and out.suffix in (".keras", ".tflite")), f"a savedmodel export is a directory, got {out}")
+    require(
+        not out.is_dir() or (out / SAVED_MODEL_MARKER).exists(),
+        f"{out} is a directory that is not a SavedModel export: choose another --out (nothing there is replaced)",
+    )
+    config = runs.read_config(run_dir)
+    model = runs.load_model(run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"artifact": "kerasrnn", "artifact_path": str(out), "format": fmt, "task": config["task"], "config": config, "source_run": str(run_dir)}
     writer = {"keras": write_keras, "savedmodel": write_saved_model, "tflite": write_tflite}[fmt]

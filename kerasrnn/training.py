@@ -27,7 +27,9 @@ class IterationLossLogger(keras.callbacks.Callback):
 
     Keras reports the running mean of the loss over the epoch; the loss of
     batch k is recovered exactly from two consecutive means:
-    k * mean_k - (k - 1) * mean_(k-1).
+    k * mean_k - (k - 1) * mean_(k-1). With steps_per_execution > 1 Keras
+    reports once per execution; the row then holds the mean loss of the
+    batches since the last report, at the iteration of the last of them.
     """
 
     def __init__(self, path: Path):
@@ -40,18 +42,22 @@ class IterationLossLogger(keras.callbacks.Callback):
         if not self.path.exists():
             self.path.write_text("iteration,epoch,loss\n")
             return 0
-        return max(0, len(self.path.read_text().splitlines()) - 1)
+        lines = self.path.read_text().splitlines()
+        return int(lines[-1].split(",")[0]) if len(lines) > 1 else 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch, self.previous_mean, self.rows = epoch, 0.0, []
+        self.epoch, self.previous_mean, self.previous_batches, self.rows = epoch, 0.0, 0, []
 
     def on_train_batch_end(self, batch, logs=None):
         if not logs or "loss" not in logs:
             return
-        mean = float(logs["loss"])
-        batch_loss = (batch + 1) * mean - batch * self.previous_mean
-        self.previous_mean = mean
-        self.iteration += 1
+        mean, batches = float(logs["loss"]), batch + 1
+        new = batches - self.previous_batches
+        if new <= 0:
+            return
+        batch_loss = (batches * mean - self.previous_batches * self.previous_mean) / new
+        self.previous_mean, self.previous_batches = mean, batches
+        self.iteration += new
         self.rows.append(f"{self.iteration},{self.epoch},{batch_loss:.8g}\n")
 
     def on_epoch_end(self, epoch, logs=None):
@@ -86,10 +92,10 @@ def steady_samples_per_second(epoch_seconds: list[float], samples_per_epoch: int
     return samples_per_epoch * len(steady) / total if total > 0 else float("nan")
 
 
-def make_deterministic(seed: int) -> None:
-    """Seed Python, numpy and the backend; ask TensorFlow for deterministic kernels."""
+def make_deterministic(seed: int, kernels: bool = True) -> None:
+    """Seed Python, numpy and the backend; with `kernels`, ask TensorFlow for deterministic kernels."""
     keras.utils.set_random_seed(seed)
-    if keras.backend.backend() == "tensorflow":
+    if kernels and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
@@ -106,8 +112,14 @@ def compile_model(task, config: dict, model=None, steps_per_epoch: int | None = 
     """Compile `model` (a new one built from `config` when None) with the task's loss and metrics."""
     model = model or task.build_model(config)
     loss, metrics = task.loss_and_metrics(config)
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(config, steps_per_epoch))
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(config, steps_per_epoch), clipnorm=config.get("clipnorm"))
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=metrics,
+        jit_compile=config.get("jit_compile", "auto"),
+        steps_per_execution=config.get("steps_per_execution", 1),
+    )
     return model
 
 
@@ -133,7 +145,7 @@ def fit(
 
     device = backends.describe_device()
     log(f"kerasrnn: {task.name} on backend {keras.backend.backend()}, device {device}")
-    make_deterministic(config["seed"])
+    make_deterministic(config["seed"], kernels=config.get("deterministic", True))
     train, validation, steps_per_epoch = task.training_data(config)
     model = compile_model(task, config, steps_per_epoch=steps_per_epoch)
 

@@ -54,22 +54,53 @@ BAD_INPUTS = [
     (["predict", "RUN", "10201", "1"], "binary"),
     (["predict", "RUN", "", "1"], "empty"),
     (["predict", "RUN", "101"], "two binary numbers"),
+    (["predict", "BROKEN_CONFIG", "101", "1"], "config.json is corrupt"),
+    (["predict", "TRUNCATED_MODEL", "101", "1"], "model.keras is corrupt"),
+    (["evaluate", "TRUNCATED_MODEL"], "model.keras is corrupt"),
+    (["fit", "adder", "--out", "RUN"], "already holds a finished run"),
+    (["fit", "adder", "--resume"], "--resume needs --out"),
+    (["export", "RUN", "--format", "onnx"], "unknown export format"),
+    (["export", "/nonexistent/run", "--format", "tflite"], "no such run"),
+    (["export", "RUN", "--format", "tflite", "--out", "model.bin"], "is a .tflite file"),
+    (["predict", "/nonexistent/model.tflite", "1", "1"], "no such run"),
+    (["sweep", "adder", "--units", "2,five"], "whole numbers"),
+    (["sweep", "adder", "--directions", "sideways"], "uni and bi"),
+    (["sweep", "recall", "--losses", "mse"], "does not apply"),
+    (["bench", "adder", "--backends", "tensorflow,theano"], "unknown backend"),
+    (["bench", "adder", "-o", "units=0"], "units"),
 ]
 
 
+@pytest.fixture(scope="module")
+def damaged_runs(adder_run, tmp_path_factory):
+    """Copies of the finished run with a broken config.json, and with a truncated model.keras."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("damaged")
+    broken_config = shutil.copytree(adder_run, folder / "broken-config")
+    (broken_config / "config.json").write_text('{"task": "adder", "units": ')
+    truncated_model = shutil.copytree(adder_run, folder / "truncated-model")
+    model = truncated_model / "model.keras"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    return {"RUN": adder_run, "BROKEN_CONFIG": broken_config, "TRUNCATED_MODEL": truncated_model}
+
+
 @pytest.mark.parametrize("args,expected", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
-def test_bad_input_gives_one_clear_line(args, expected, adder_run, capfd):
+def test_bad_input_gives_one_clear_line(args, expected, damaged_runs, capfd):
     """In this process (the entry point's own error handling), to spare a TensorFlow import per case."""
     from kerasrnn_cli.main import run
 
+    before = {path: path.read_bytes() for path in damaged_runs["RUN"].rglob("*") if path.is_file()}
     with pytest.raises(SystemExit) as exit_status:
-        run([str(adder_run) if arg == "RUN" else arg for arg in args])
+        run([str(damaged_runs.get(arg, arg)) for arg in args])
     out, err = capfd.readouterr()
     assert exit_status.value.code == 2, (exit_status.value.code, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("error: ") and expected in lines[0]
     assert "Traceback" not in err + out
+    after = {path: path.read_bytes() for path in damaged_runs["RUN"].rglob("*") if path.is_file()}
+    assert after == before  # bad input never touches a finished run
 
 
 def test_bad_input_in_a_real_process(cli):
@@ -77,7 +108,7 @@ def test_bad_input_in_a_real_process(cli):
     assert done.returncode == 2 and done.stderr.strip() == "error: units must be a whole number >= 1, got 0"
 
 
-def test_not_yet_commands_have_help(cli):
-    for command in ("export", "sweep", "bench", "data"):
+def test_every_command_has_help(cli):
+    for command in ("fit", "evaluate", "predict", "export", "sweep", "bench", "data"):
         done = cli(command, "--help")
         assert done.returncode == 0 and "Usage" in done.stdout

@@ -150,3 +150,6 @@ def test_export_refuses_unknown_format_and_missing_run(tmp_path):
     run_dir = untrained_run(tmp_path / "run", "adder", units=3)
     with pytest.raises(UserError, match="is a .tflite file"):
         export.export_run(run_dir, "tflite", tmp_path / "model.bin")
+    with pytest.raises(UserError, match="not a SavedModel export"):  # never rmtree a run directory
+        export.export_run(run_dir, "savedmodel", run_dir)
+    assert (run_dir / "model.keras").exists()

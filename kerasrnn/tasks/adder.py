@@ -156,6 +156,8 @@ class AdderTask(Task):
         "train_length": 10,
         "steps_per_epoch": 100,
         "validation_samples": 1000,
+        # Sums of this length choose the best epoch; None: the training length.
+        "validation_length": None,
         "test_samples": 2000,
         "eval_samples": 1000,
     }
@@ -166,6 +168,8 @@ class AdderTask(Task):
         require(loss in LOSSES, f"unknown loss {config['loss']!r} for adder: choose mse or bce (ce is an alias of bce)")
         config["loss"] = LOSSES[loss]
         require_whole_numbers(config, ("train_length", "steps_per_epoch", "validation_samples", "test_samples", "eval_samples"))
+        if config["validation_length"] is not None:
+            require_whole_numbers(config, ("validation_length",))
 
     def default_lengths(self, config: dict) -> list[int]:
         return list(range(1, 21))
@@ -195,7 +199,8 @@ class AdderTask(Task):
     def training_data(self, config: dict):
         length, batch = config["train_length"], config["batch_size"]
         train = training_dataset(length, batch, config["seed"])
-        x_val, y_val = random_adder_examples(seeded_rng(config["seed"], VALIDATION_STREAM), config["validation_samples"], length)
+        validation_length = config.get("validation_length") or length
+        x_val, y_val = random_adder_examples(seeded_rng(config["seed"], VALIDATION_STREAM), config["validation_samples"], validation_length)
         validation = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(512)
         return train, validation, config["steps_per_epoch"]
 

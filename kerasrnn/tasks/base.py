@@ -20,7 +20,13 @@ COMMON_DEFAULTS = {
     "batch_size": 64,
     "lr": 1e-3,
     "lr_schedule": "constant",
+    "clipnorm": None,  # clip each gradient's norm (Adam's clipnorm); None: no clipping
     "seed": 0,
+    # Speed, not results: see README "Backends and speed" for what was measured.
+    "unroll": False,
+    "jit_compile": "auto",  # Keras decides: XLA for JAX; not on TensorFlow on a CPU
+    "steps_per_execution": 1,
+    "deterministic": True,  # TensorFlow's deterministic kernels (it also rules out XLA)
 }
 
 
@@ -94,8 +100,12 @@ def validate_common(config: dict) -> None:
     from kerasrnn.models import RecurrentSpec
 
     RecurrentSpec.from_config(config)  # validates cell, units, layers, dropout
-    require_whole_numbers(config, ("epochs", "batch_size"))
+    require_whole_numbers(config, ("epochs", "batch_size", "steps_per_execution"))
+    require(isinstance(config["deterministic"], bool), f"deterministic must be true or false, got {config['deterministic']!r}")
+    require(config["jit_compile"] in (True, False, "auto"), f"jit_compile must be true, false or auto, got {config['jit_compile']!r}")
     require(config["lr"] > 0, f"learning rate must be > 0, got {config['lr']!r}")
+    require(config["clipnorm"] is None or (isinstance(config["clipnorm"], (int, float)) and config["clipnorm"] > 0),
+            f"clipnorm must be > 0 (or null for none), got {config['clipnorm']!r}")  # fmt: skip
     require(config["lr_schedule"] in ("constant", "cosine"), f"lr schedule must be constant or cosine, got {config['lr_schedule']!r}")
     require(isinstance(config["seed"], int) and config["seed"] >= 0, f"seed must be a whole number >= 0, got {config['seed']!r}")
 
