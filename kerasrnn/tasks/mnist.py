@@ -80,6 +80,9 @@ class MnistTask(Task):
         "epochs": 10,
         "batch_size": 64,
         "lr": 1e-3,
+        # Measured (README): a cosine decay and clipped gradients lift SimpleRNN 128 from 96.5% to 97.8%.
+        "lr_schedule": "cosine",
+        "clipnorm": 1.0,
         "limit": None,
         "augment": False,
         "data_path": None,

@@ -102,9 +102,13 @@ class RecallTask(Task):
     defaults = {
         "cell": "lstm",
         "units": 10,
-        "epochs": 20,
-        "batch_size": 64,
-        "lr": 1e-2,
+        # Chosen by measurement (README): large fresh batches are nearly free for these tiny
+        # models, and a high rate that decays, with clipped gradients, gets GRU 5 to 100%.
+        "epochs": 40,
+        "batch_size": 256,
+        "lr": 2e-2,
+        "lr_schedule": "cosine",
+        "clipnorm": 1.0,
         "index": 2,
         "min_length": 3,
         "max_length": 10,

@@ -1,0 +1,43 @@
+"""The shipped pretrained MNIST run reads printed and pen-drawn digits photographed on paper."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from kerasrnn import training
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "saved_models" / "mnist-pretrained"
+pytestmark = pytest.mark.skipif(not (PRETRAINED / "metrics.json").exists(), reason="no pretrained run shipped")
+
+
+def photographed_digit(digit: int, rng: np.random.Generator, size: int) -> Image.Image:
+    """A digit printed in a large font on off-white paper, shifted, tilted, blurred and noisy, like a phone photo."""
+    paper = tuple(int(v) for v in rng.integers(200, 250, 3))
+    image = Image.new("RGB", (160, 200), paper)
+    font = ImageFont.load_default(size=size)
+    offset = rng.integers(-15, 16, 2)
+    ImageDraw.Draw(image).text((80 + offset[0], 100 + offset[1]), str(digit), fill=(25, 25, 35), font=font, anchor="mm")
+    image = image.rotate(float(rng.uniform(-8, 8)), fillcolor=paper).filter(ImageFilter.GaussianBlur(1.2))
+    pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, 8, (200, 160, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def test_pretrained_run_is_small_and_complete():
+    size = sum(path.stat().st_size for path in PRETRAINED.rglob("*") if path.is_file())
+    assert size < 2 * 1024 * 1024
+    assert (PRETRAINED / "model.keras").exists() and (PRETRAINED / "config.json").exists()
+
+
+def test_pretrained_reads_photographed_printed_digits(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for digit in range(10):
+        for size in (90, 120):
+            path = tmp_path / f"{digit}-{size}.jpg"
+            photographed_digit(digit, rng, size).save(path, quality=85)
+            paths.append(path)
+    result = training.predict_run(PRETRAINED, [str(path) for path in paths])
+    right = sum(int(Path(p["input"]).name[0]) == p["label"] for p in result["predictions"])
+    assert right >= 17, [(Path(p["input"]).name, p["label"]) for p in result["predictions"]]
