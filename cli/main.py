@@ -265,6 +265,9 @@ def data(
     typer.echo(f"mnist: {len(x_train)} training and {len(x_test)} test images, verified, cached in {cache_dir()}")
 
 
+INTERRUPTED = 130  # the shell's status for a process stopped by Ctrl-C (128 + SIGINT)
+
+
 def first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
@@ -283,8 +286,7 @@ def run(argv: list[str] | None = None) -> None:
         print(f"error: {error.format_message()}", file=sys.stderr)
         status = 2
     except (typer.Abort, KeyboardInterrupt):
-        print("interrupted: an unfinished run keeps its checkpoints; continue it with --resume", file=sys.stderr)
-        status = 130
+        status = INTERRUPTED
     except (UserError, RunError) as error:
         if debug:
             traceback.print_exc()
@@ -295,6 +297,8 @@ def run(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         print(f"error: {type(error).__name__}: {first_line(error)} (run with --debug for details)", file=sys.stderr)
         status = 1
+    if status == INTERRUPTED:  # Typer turns Ctrl-C into this exit status itself, silently
+        print("interrupted: an unfinished run keeps its checkpoints; continue it with --resume", file=sys.stderr)
     sys.exit(status if isinstance(status, int) else 0)
 
 
