@@ -54,6 +54,8 @@ def test_sweep_refuses_bad_grids_before_training(tmp_path):
         sweep.sweep("adder", {"cell": ["lstm", "transformer"]}, TINY_ADDER, tmp_path)
     with pytest.raises(UserError, match="does not apply"):
         sweep.sweep("recall", {"loss": ["mse"]}, {}, tmp_path)
+    with pytest.raises(UserError, match="no sequence lengths"):
+        sweep.sweep("mnist", {"units": [8]}, {"limit": 64}, tmp_path, lengths=[1, 2])
     with pytest.raises(UserError, match="whole numbers"):
         sweep.parse_list("2,five", int)
     with pytest.raises(UserError, match="uni and bi"):
