@@ -30,7 +30,7 @@ def test_fit_interrupted_by_a_signal_resumes_to_the_same_epoch_count(tmp_path):
     for _ in range(3):  # Ctrl-C, mid-fit; pressed again if the first press lands where TensorFlow drops it
         child.send_signal(signal.SIGINT)
         try:
-            _, stderr = child.communicate(timeout=20)
+            _, stderr = child.communicate(timeout=8)
             break
         except subprocess.TimeoutExpired:
             continue
