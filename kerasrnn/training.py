@@ -263,6 +263,7 @@ def predict_run(path: Path, inputs: list[str], show: str | None = None) -> dict:
 
 
 def predict_with(task, config: dict, model, inputs: list[str], show: str | None = None) -> dict:
+    """`task`'s prediction with an already loaded model or artifact (anything with `predict(x)`)."""
     if not inputs:
         raise UserError(f"predict needs inputs for {task.name}: {task.predict_inputs}")
     if show is None:
