@@ -11,7 +11,6 @@ batch (kerasrnn.torch_reference: what the course notebooks run) adds a row.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from kerasrnn import tables
 from kerasrnn.backend import BACKENDS, INSTALL_HINTS, backend_installed
 from kerasrnn.errors import UserError, require
 
@@ -136,20 +136,13 @@ def write_tables(document: dict, out: Path) -> None:
     from kerasrnn import plots, runs
 
     runs.write_json_atomic(out / "bench.json", document)
-    with (out / "bench.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow([key for key, _ in TABLE_COLUMNS])
-        for row in document["results"]:
-            writer.writerow([row.get(key, "") for key, _ in TABLE_COLUMNS])
+    tables.write_csv(out / "bench.csv", document["results"], [key for key, _ in TABLE_COLUMNS])
     (out / "bench.md").write_text(markdown_table(document["results"]) + "\n")
     plots.bench_bars(out / "bench.png", document)
 
 
 def markdown_table(results: list[dict]) -> str:
-    lines = ["| " + " | ".join(title for _, title in TABLE_COLUMNS) + " |", "|" + " --- |" * len(TABLE_COLUMNS)]
-    for row in results:
-        lines.append("| " + " | ".join(format_cell(row.get(key)) for key, _ in TABLE_COLUMNS) + " |")
-    return "\n".join(lines)
+    return tables.markdown(results, [key for key, _ in TABLE_COLUMNS], [title for _, title in TABLE_COLUMNS], format_cell)
 
 
 def format_cell(value) -> str:

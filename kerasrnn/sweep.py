@@ -9,12 +9,11 @@ val_loss.png and (for sequence tasks) accuracy_by_length.png.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import time
 from pathlib import Path
 
-from kerasrnn import plots, runs
+from kerasrnn import plots, runs, tables
 from kerasrnn.errors import UserError, require
 from kerasrnn.tasks import get_task
 
@@ -147,13 +146,8 @@ def write_results(out: Path, document: dict, histories: dict, by_length: dict) -
     rows = document["rows"]
     columns = list(dict.fromkeys(key for row in rows for key in row))
     runs.write_json_atomic(out / "sweep.json", document)
-    with (out / "sweep.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(format_cell(row.get(key)) for key in columns) + " |" for row in rows]
-    (out / "sweep.md").write_text("\n".join(lines) + "\n")
+    tables.write_csv(out / "sweep.csv", rows, columns)
+    (out / "sweep.md").write_text(tables.markdown(rows, columns, format_cell=format_cell) + "\n")
     plots.sweep_curves(out / "val_loss.png", histories)
     if by_length:
         plots.sweep_accuracy_by_length(out / "accuracy_by_length.png", by_length)
