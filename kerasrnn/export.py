@@ -80,10 +80,10 @@ def read_metadata(artifact: Path) -> dict:
 
 # ---- the model's recurrent structure -----------------------------------------
 def recurrent_layers_and_head(model):
-    """(recurrent layers in order, the per-step head layer) of a toolkit model; refuses what cannot stream."""
+    """(recurrent layers in order, the per-step head layers in order) of a toolkit model; refuses what cannot stream."""
     import keras
 
-    recurrent, head = [], None
+    recurrent, head = [], []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
@@ -93,12 +93,12 @@ def recurrent_layers_and_head(model):
                 "at a time through LiteRT: export it as savedmodel or keras instead"
             )
         if isinstance(layer, keras.layers.RNN):
-            require(head is None, f"layer {layer.name} follows the head: this model is not a toolkit sequence model")
+            require(not head, f"layer {layer.name} follows the head: this model is not a toolkit sequence model")
             recurrent.append(layer)
         else:
-            require(head is None, f"more than one layer after the recurrent layers ({layer.name}): cannot stream")
-            head = layer.layer if isinstance(layer, keras.layers.TimeDistributed) else layer
-    require(recurrent and head is not None, "the model has no recurrent layer and head to stream")
+            # Dense layers (a readout, the output) act on one step at a time, wrapped or not.
+            head.append(layer.layer if isinstance(layer, keras.layers.TimeDistributed) else layer)
+    require(recurrent and head, "the model has no recurrent layer and head to stream")
     return recurrent, head
 
 
@@ -122,7 +122,9 @@ def streaming_step(model):
             features, states = layer.cell(features, list(parts[start : start + count]), training=False)
             new_states.extend(states if isinstance(states, (list, tuple)) else [states])
             start += count
-        return {"y": head(features), "state": tf.concat(new_states, axis=-1)}
+        for layer in head:
+            features = layer(features)
+        return {"y": features, "state": tf.concat(new_states, axis=-1)}
 
     return step, int(model.input_shape[-1]), int(sum(sizes))
 

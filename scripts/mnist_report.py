@@ -16,10 +16,12 @@ import sys
 import time
 from pathlib import Path
 
+# The gated cells start at Adam 3e-3 (measured: LSTM 128 reaches 98.92% at 2e-3 and 99.12% at
+# 3e-3 in 10 epochs); SimpleRNN keeps the default 1e-3.
 MODELS = [
-    ("LSTM 128", ["--cell", "lstm", "--units", "128"]),
-    ("GRU 128", ["--cell", "gru", "--units", "128"]),
-    ("bidirectional GRU 128", ["--cell", "gru", "--units", "128", "--bidirectional"]),
+    ("LSTM 128", ["--cell", "lstm", "--units", "128", "--lr", "0.003"]),
+    ("GRU 128", ["--cell", "gru", "--units", "128", "--lr", "0.003"]),
+    ("bidirectional GRU 128", ["--cell", "gru", "--units", "128", "--bidirectional", "--lr", "0.003"]),
     ("SimpleRNN 128", ["--cell", "rnn", "--units", "128"]),
 ]
 

@@ -2,7 +2,7 @@
 
     python scripts/recall_report.py [--out runs/recall-report]
 
-Each row: `kerasrnn fit recall --cell C --units N` (K=2, lengths 3..10), its
+Each row: `kerasrnn fit recall --cell C --units N [options]` (K=2, lengths 3..10), its
 wall time (process start to exit), the lowest accuracy over lengths 3..10 and
 the accuracy at L=50, both read from the run's metrics.json (1,000 fresh
 sequences per length).
@@ -18,7 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-MODELS = [("lstm", 10), ("gru", 10), ("gru", 5), ("lstm", 5), ("rnn", 10), ("lstm", 2)]
+# (cell, units, extra options): the defaults, and LSTM 2 again with a nonlinear readout of its state.
+MODELS = [
+    ("lstm", 10, []), ("gru", 10, []), ("gru", 5, []), ("lstm", 5, []), ("rnn", 10, []), ("lstm", 2, []),
+    ("lstm", 2, ["-o", "readout_units=32"]),
+]  # fmt: skip
 NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
 
 
@@ -29,9 +33,9 @@ def main() -> None:
     print(f"Machine: {platform.node()} ({platform.machine()}, 2 cores), {time.strftime('%Y-%m-%d')}\n")
     print("| cell, units | lowest accuracy, lengths 3..10 | accuracy at L=50 | fit wall time | command |")
     print("| --- | --- | --- | --- | --- |")
-    for cell, units in MODELS:
-        run_dir = args.out / f"{cell}-{units}"
-        command = ["fit", "recall", "--cell", cell, "--units", str(units)]
+    for cell, units, options in MODELS:
+        run_dir = args.out / "-".join([cell, str(units), *(option.replace("=", "-") for option in options[1::2])])
+        command = ["fit", "recall", "--cell", cell, "--units", str(units), *options]
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "kerasrnn_cli.main", *command, "--out", str(run_dir), "--overwrite", "--quiet"])
         wall = time.perf_counter() - started
@@ -39,7 +43,8 @@ def main() -> None:
             raise SystemExit(f"kerasrnn {' '.join(command)} failed")
         by_length = json.loads((run_dir / "metrics.json").read_text())["by_length"]
         lowest = min(by_length[str(n)]["exact_accuracy"] for n in range(3, 11))
-        print(f"| {NAMES[cell]} {units} | {lowest:.2%} | {by_length['50']['exact_accuracy']:.2%} | {wall:.0f} s | `kerasrnn {' '.join(command)}` |", flush=True)
+        name = f"{NAMES[cell]} {units}" + (f" ({', '.join(options[1::2])})" if options else "")
+        print(f"| {name} | {lowest:.2%} | {by_length['50']['exact_accuracy']:.2%} | {wall:.0f} s | `kerasrnn {' '.join(command)}` |", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ MODELS = {
     "adder-lstm-2-layers": ("adder", {"cell": "lstm", "layers": 2}),
     "adder-gru": ("adder", {"cell": "gru", "units": 6}),
     "recall-rnn": ("recall", {"cell": "rnn", "units": 5}),
+    "recall-lstm-readout": ("recall", {"cell": "lstm", "units": 2, "readout_units": 8}),
     "recall-lstm-2-layers": ("recall", {"cell": "lstm", "layers": 2}),
     "mnist-gru": ("mnist", {"cell": "gru", "units": 16}),
     "mnist-bidirectional-lstm": ("mnist", {"cell": "lstm", "units": 8, "bidirectional": True}),
@@ -39,7 +40,7 @@ MODELS = {
 # The default suite covers each task, each format and stacking; every other pair is `slow`.
 DEFAULT_CASES = {
     ("adder-lstm-2-layers", "savedmodel"), ("adder-lstm-2-layers", "tflite"), ("adder-gru", "keras"),
-    ("recall-rnn", "tflite"), ("mnist-bidirectional-lstm", "tflite"), ("mnist-gru", "savedmodel"),
+    ("recall-rnn", "tflite"), ("recall-lstm-readout", "tflite"), ("mnist-bidirectional-lstm", "tflite"), ("mnist-gru", "savedmodel"),
 }  # fmt: skip
 CASES = [
     pytest.param(name, fmt, id=f"{name}-{fmt}", marks=() if (name, fmt) in DEFAULT_CASES else pytest.mark.slow)

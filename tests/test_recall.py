@@ -51,6 +51,8 @@ def test_mixed_length_dataset_covers_every_length():
         ({"min_length": 8, "max_length": 5}, "must not exceed"),
         ({"min_length": 0}, "min length"),
         ({"loss": "mse"}, "does not apply"),
+        ({"readout_units": -1}, "readout units"),
+        ({"readout_units": 2.5}, "readout units"),
     ],
 )
 def test_bad_options_are_refused(options, message):
@@ -108,3 +110,11 @@ def test_cli_round_trip(k0_run, cli):
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and "Traceback" not in bad.stderr
     evaluated = cli("evaluate", str(run_dir), "--lengths", "2-3", "--json")
     assert json.loads(evaluated.stdout)["by_length"].keys() == {"2", "3"}
+
+
+def test_readout_sits_between_the_state_and_the_softmax():
+    model = recall.build_model(recall.make_config({"units": 2, "readout_units": 16}))
+    readout = model.get_layer("readout")
+    assert readout.kernel.shape == (2, 16)  # reads the 2-number final state
+    assert model.get_layer("digit").kernel.shape == (16, 10)
+    assert "readout" not in [layer.name for layer in recall.build_model(recall.make_config({})).layers]
