@@ -16,12 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-# The gated cells start at Adam 3e-3 (measured: LSTM 128 reaches 98.92% at 2e-3 and 99.12% at
-# 3e-3 in 10 epochs); SimpleRNN keeps the default 1e-3.
+# The settings that met the floors (README has the runs that did not): the gated cells start at
+# Adam 3e-3; GRU, which fits the training images almost perfectly by epoch 8 and then stops
+# improving on validation, also trains on augmented images. SimpleRNN keeps the defaults.
 MODELS = [
     ("LSTM 128", ["--cell", "lstm", "--units", "128", "--lr", "0.003"]),
-    ("GRU 128", ["--cell", "gru", "--units", "128", "--lr", "0.003"]),
-    ("bidirectional GRU 128", ["--cell", "gru", "--units", "128", "--bidirectional", "--lr", "0.003"]),
+    ("GRU 128", ["--cell", "gru", "--units", "128", "--lr", "0.003", "--augment"]),
+    ("bidirectional GRU 128", ["--cell", "gru", "--units", "128", "--bidirectional", "--lr", "0.003", "--augment"]),
     ("SimpleRNN 128", ["--cell", "rnn", "--units", "128"]),
 ]
 
