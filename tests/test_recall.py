@@ -53,6 +53,7 @@ def test_mixed_length_dataset_covers_every_length():
         ({"loss": "mse"}, "does not apply"),
         ({"readout_units": -1}, "readout units"),
         ({"readout_units": 2.5}, "readout units"),
+        ({"readout_units": True}, "readout units"),
     ],
 )
 def test_bad_options_are_refused(options, message):

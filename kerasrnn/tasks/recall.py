@@ -124,7 +124,7 @@ class RecallTask(Task):
     def validate(self, config: dict) -> None:
         require_whole_numbers(config, ("min_length", "max_length", "steps_per_epoch", "validation_samples", "test_samples", "eval_samples", "max_eval_length"))
         readout = config["readout_units"]
-        require(isinstance(readout, int) and readout >= 0, f"readout units must be a whole number >= 0, got {readout!r}")
+        require(isinstance(readout, int) and not isinstance(readout, bool) and readout >= 0, f"readout units must be a whole number >= 0, got {readout!r}")
         index, low, high = config["index"], config["min_length"], config["max_length"]
         require(isinstance(index, int) and index >= 0, f"index K must be a whole number >= 0, got {index!r}")
         require(low <= high, f"min length ({low}) must not exceed max length ({high})")
@@ -144,10 +144,11 @@ class RecallTask(Task):
 
     def build_model(self, config: dict):
         def head(features):
-            if config["readout_units"]:
+            readout_units = config.get("readout_units", 0)  # runs saved before the option have none
+            if readout_units:
                 # A nonlinear readout of the final state: the state stays `units` numbers, but ten
-                # classes no longer have to be cut apart by straight lines in it (LSTM 2: 29% -> 66%).
-                features = keras.layers.Dense(config["readout_units"], activation="relu", name="readout")(features)
+                # classes no longer have to be cut apart by straight lines in it (README: LSTM 2).
+                features = keras.layers.Dense(readout_units, activation="relu", name="readout")(features)
             return keras.layers.Dense(DIGITS, activation="softmax", name="digit")(features)
 
         return build_model("recall", (None, DIGITS), RecurrentSpec.from_config(config), head, return_sequences=False)
