@@ -22,19 +22,6 @@ import time
 from pathlib import Path
 
 
-def parse_options(pairs: list[str]) -> dict:
-    import json
-
-    options = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
-
-
 def op_time_by_type(trace_dir: Path) -> tuple[collections.Counter, collections.Counter]:
     """Total duration (ms) and count of each op type on TensorFlow's compute threads in one trace."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
@@ -117,6 +104,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from kerasrnn.backend import select_backend
+    from kerasrnn.errors import UserError
+    from kerasrnn_cli.main import parse_option_pairs  # `-o KEY=VALUE` read exactly as `kerasrnn fit` reads it
 
     select_backend("tensorflow")
     import tensorflow as tf
@@ -125,7 +114,10 @@ def main() -> None:
     from kerasrnn.training import compile_model, make_deterministic
 
     task = get_task("mnist")
-    config = task.make_config(parse_options(args.option))
+    try:
+        config = task.make_config(parse_option_pairs(args.option))
+    except UserError as error:
+        raise SystemExit(f"error: {error}") from None
     if args.reference:
         profile_torch_reference(config, args.steps, args.top)
         return
