@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 
 from kerasrnn import backend as backends
-from kerasrnn import runs
+from kerasrnn import candidates, runs
 from kerasrnn.errors import RunError, UserError
 from kerasrnn.plots import HISTORY_FILE, ITERATIONS_FILE
 from kerasrnn.tasks import get_task
@@ -108,10 +108,10 @@ def learning_rate(config: dict, steps_per_epoch: int | None):
     return config["lr"]
 
 
-def compile_model(task, config: dict, model=None, steps_per_epoch: int | None = None):
-    """Compile `model` (a new one built from `config` when None) with the task's loss and metrics."""
+def compile_model(task, config: dict, model=None, steps_per_epoch: int | None = None, loss_and_metrics=None):
+    """Compile `model` (a new one built from `config` when None) with the task's loss and metrics (or those given)."""
     model = model or task.build_model(config)
-    loss, metrics = task.loss_and_metrics(config)
+    loss, metrics = loss_and_metrics or task.loss_and_metrics(config)
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate(config, steps_per_epoch), clipnorm=config.get("clipnorm"))
     model.compile(
         optimizer=optimizer,
@@ -121,6 +121,31 @@ def compile_model(task, config: dict, model=None, steps_per_epoch: int | None = 
         steps_per_execution=config.get("steps_per_execution", 1),
     )
     return model
+
+
+def candidate_count(config: dict) -> int:
+    return config.get("candidates", 1)
+
+
+def training_model(task, config: dict, steps_per_epoch: int):
+    """The compiled model that trains: the task's own, or side-by-side candidates of it (kerasrnn.candidates)."""
+    count = candidate_count(config)
+    if count == 1:
+        return compile_model(task, config, steps_per_epoch=steps_per_epoch)
+    build_single = lambda: task.build_model(config)  # noqa: E731
+    pool = candidates.build_pool(build_single(), count)
+    candidates.initialize_pool(pool, build_single, config["seed"], count)
+    loss, _ = task.loss_and_metrics(config)
+    pool_loss_and_metrics = (candidates.CandidateLoss(loss), [candidates.BestCandidateAccuracy(count)])
+    return compile_model(task, config, model=pool, steps_per_epoch=steps_per_epoch, loss_and_metrics=pool_loss_and_metrics)
+
+
+def checkpoint_monitor(config: dict) -> dict:
+    """Which epoch's weights to keep: lowest validation loss; with candidates, the best candidate's accuracy
+    (the mean loss over candidates says little about the one that will be kept)."""
+    if candidate_count(config) > 1:
+        return {"monitor": "val_accuracy", "mode": "max"}
+    return {"monitor": "val_loss", "mode": "min"}
 
 
 def fit(
@@ -147,7 +172,7 @@ def fit(
     log(f"kerasrnn: {task.name} on backend {keras.backend.backend()}, device {device}")
     make_deterministic(config["seed"], kernels=config.get("deterministic", True))
     train, validation, steps_per_epoch = task.training_data(config)
-    model = compile_model(task, config, steps_per_epoch=steps_per_epoch)
+    model = training_model(task, config, steps_per_epoch)
 
     checkpoints = run_dir / runs.CHECKPOINT_DIR
     checkpoints.mkdir(exist_ok=True)
@@ -156,7 +181,7 @@ def fit(
         keras.callbacks.BackupAndRestore(str(checkpoints / "backup")),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.ModelCheckpoint(
-            str(checkpoints / BEST_WEIGHTS), monitor="val_loss", save_best_only=True, save_weights_only=True
+            str(checkpoints / BEST_WEIGHTS), save_best_only=True, save_weights_only=True, **checkpoint_monitor(config)
         ),
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resume),
         IterationLossLogger(run_dir / ITERATIONS_FILE),
@@ -183,6 +208,11 @@ def fit(
     # Keep the epoch that did best on validation, not merely the last one.
     if (checkpoints / BEST_WEIGHTS).exists():
         model.load_weights(checkpoints / BEST_WEIGHTS)
+    chosen = {}
+    if candidate_count(config) > 1:
+        model, chosen["candidates"] = candidates.best_candidate(model, lambda: task.build_model(config), validation)
+        model = compile_model(task, config, model=model)
+        log(f"kerasrnn: kept candidate {chosen['candidates']['chosen']} of {candidate_count(config)} (best validation accuracy)")
     runs.save_model_atomic(model, run_dir / runs.MODEL_FILE)
 
     log("kerasrnn: evaluating on held-out data")
@@ -201,6 +231,7 @@ def fit(
         "train_samples_per_second": round(steady_samples_per_second(clock.epoch_seconds, samples_per_epoch), 1),
         "epoch_seconds": [round(seconds, 3) for seconds in clock.epoch_seconds],
         "predict_samples_per_second": round(prediction_speed(task, config, model), 1),
+        **chosen,
         **public(evaluation),
     }
     runs.write_json_atomic(run_dir / runs.METRICS_FILE, metrics)  # last: marks the run complete

@@ -110,6 +110,7 @@ class RecallTask(Task):
         "lr_schedule": "cosine",
         "clipnorm": 1.0,
         "readout_units": 0,  # a ReLU layer between the final state and the softmax; 0: none
+        "candidates": 1,  # train N starts side by side, keep the best on validation (kerasrnn.candidates)
         "index": 2,
         "min_length": 3,
         "max_length": 10,
@@ -125,6 +126,12 @@ class RecallTask(Task):
         require_whole_numbers(config, ("min_length", "max_length", "steps_per_epoch", "validation_samples", "test_samples", "eval_samples", "max_eval_length"))
         readout = config["readout_units"]
         require(isinstance(readout, int) and not isinstance(readout, bool) and readout >= 0, f"readout units must be a whole number >= 0, got {readout!r}")
+        count = config["candidates"]
+        require(isinstance(count, int) and not isinstance(count, bool) and count >= 1, f"candidates must be a whole number >= 1, got {count!r}")
+        require(
+            count == 1 or (config["layers"] == 1 and not config["bidirectional"]),
+            "candidates > 1 need one unidirectional recurrent layer (--layers 1, no --bidirectional)",
+        )
         index, low, high = config["index"], config["min_length"], config["max_length"]
         require(isinstance(index, int) and index >= 0, f"index K must be a whole number >= 0, got {index!r}")
         require(low <= high, f"min length ({low}) must not exceed max length ({high})")
