@@ -5,6 +5,7 @@ Call `kerasrnn.backend.select_backend` before importing this module.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import platform
@@ -132,7 +133,7 @@ def training_model(task, config: dict, steps_per_epoch: int):
     count = candidate_count(config)
     if count == 1:
         return compile_model(task, config, steps_per_epoch=steps_per_epoch)
-    build_single = lambda: task.build_model(config)  # noqa: E731
+    build_single = functools.partial(task.build_model, config)
     pool = candidates.build_pool(build_single(), count)
     candidates.initialize_pool(pool, build_single, config["seed"], count)
     loss, _ = task.loss_and_metrics(config)
@@ -210,7 +211,7 @@ def fit(
         model.load_weights(checkpoints / BEST_WEIGHTS)
     chosen = {}
     if candidate_count(config) > 1:
-        model, chosen["candidates"] = candidates.best_candidate(model, lambda: task.build_model(config), validation)
+        model, chosen["candidates"] = candidates.best_candidate(model, functools.partial(task.build_model, config), validation)
         model = compile_model(task, config, model=model)
         log(f"kerasrnn: kept candidate {chosen['candidates']['chosen']} of {candidate_count(config)} (best validation accuracy)")
     runs.save_model_atomic(model, run_dir / runs.MODEL_FILE)
