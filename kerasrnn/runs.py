@@ -49,6 +49,22 @@ def default_run_dir(config: dict) -> Path:
     return DEFAULT_ROOT / f"{config['task']}-{config['cell']}-{config['units']}-{stamp}"
 
 
+def backup_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / "backup"
+
+
+def completed_epochs(run_dir: Path) -> int:
+    """How many epochs an unfinished run's backup holds: where a resumed fit continues.
+
+    Read from the record Keras' BackupAndRestore keeps beside its weights (the same file it restores
+    from); 0 when there is none yet.
+    """
+    try:
+        return int(json.loads((backup_dir(run_dir) / "training_metadata.json").read_text())["epoch"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return 0
+
+
 def is_complete(run_dir: Path) -> bool:
     return (Path(run_dir) / METRICS_FILE).exists()
 

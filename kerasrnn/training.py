@@ -5,10 +5,13 @@ Call `kerasrnn.backend.select_backend` before importing this module.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
 import platform
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -84,6 +87,46 @@ class TrainingClock(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_seconds.append(self.last_batch_end - self.started)
         self.last_epoch = epoch
+
+
+class StopOnCtrlC(keras.callbacks.Callback):
+    """Ctrl-C stops a fit between two steps, never in the middle of the epoch's end (checkpoints, history).
+
+    Python raises KeyboardInterrupt wherever the main thread is when the signal arrives: inside a
+    finalizer or a library's bare `except:` it is discarded and the fit runs on to its end; between
+    two of Keras' epoch-end callbacks it leaves the backup and history.csv an epoch apart. While
+    `handling_ctrl_c` is active the signal only sets a flag, and the fit raises KeyboardInterrupt
+    itself at the next step. A second Ctrl-C raises at once.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+
+    @contextlib.contextmanager
+    def handling_ctrl_c(self):
+        previous = signal.getsignal(signal.SIGINT)
+        # Only where Python's own Ctrl-C handling is in place: not in other threads (signals cannot be set
+        # there), not where Ctrl-C is ignored (a background job) or handled by someone else.
+        if threading.current_thread() is not threading.main_thread() or previous is not signal.default_int_handler:
+            yield
+            return
+        signal.signal(signal.SIGINT, self._request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _request_stop(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def stop_if_requested(self, *_, **__):
+        if self.requested:
+            raise KeyboardInterrupt
+
+    on_epoch_begin = on_train_batch_end = on_test_batch_end = stop_if_requested
 
 
 def steady_samples_per_second(epoch_seconds: list[float], samples_per_epoch: int) -> float:
@@ -172,14 +215,16 @@ def fit(
     device = backends.describe_device()
     log(f"kerasrnn: {task.name} on backend {keras.backend.backend()}, device {device}")
     make_deterministic(config["seed"], kernels=config.get("deterministic", True))
-    train, validation, steps_per_epoch = task.training_data(config)
+    # A resumed fit's generated data goes on from the batch where the interrupted fit stopped.
+    first_epoch = runs.completed_epochs(run_dir) if resume else 0
+    train, validation, steps_per_epoch = task.training_data(config, first_epoch=first_epoch)
     model = training_model(task, config, steps_per_epoch)
 
     checkpoints = run_dir / runs.CHECKPOINT_DIR
     checkpoints.mkdir(exist_ok=True)
     clock = TrainingClock()
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(checkpoints / "backup")),
+        keras.callbacks.BackupAndRestore(str(runs.backup_dir(run_dir))),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.ModelCheckpoint(
             str(checkpoints / BEST_WEIGHTS), save_best_only=True, save_weights_only=True, **checkpoint_monitor(config)
@@ -188,16 +233,19 @@ def fit(
         IterationLossLogger(run_dir / ITERATIONS_FILE),
         clock,
     ]
+    ctrl_c = StopOnCtrlC()  # last: every other callback has finished an epoch before it can stop the fit
     started = time.perf_counter()
-    history = model.fit(
-        train,
-        epochs=config["epochs"],
-        steps_per_epoch=steps_per_epoch,
-        validation_data=validation,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # the data pipelines shuffle (or generate fresh data) themselves
-    )
+    with ctrl_c.handling_ctrl_c():
+        history = model.fit(
+            train,
+            epochs=config["epochs"],
+            steps_per_epoch=steps_per_epoch,
+            validation_data=validation,
+            callbacks=[*callbacks, ctrl_c],
+            verbose=verbose,
+            shuffle=False,  # the data pipelines shuffle (or generate fresh data) themselves
+        )
+        ctrl_c.stop_if_requested()  # pressed during the last epoch's end
     train_seconds = time.perf_counter() - started
     losses = history.history.get("loss", [])
     if any(not math.isfinite(value) for value in losses):

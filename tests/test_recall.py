@@ -9,7 +9,13 @@ from kerasrnn import training
 from kerasrnn.errors import UserError
 from kerasrnn.tasks import get_task
 from kerasrnn.tasks.base import seeded_rng
-from kerasrnn.tasks.recall import mixed_length_dataset, parse_digit_sequence, random_recall_examples, training_dataset
+from kerasrnn.tasks.recall import (
+    curriculum_max_length,
+    mixed_length_dataset,
+    parse_digit_sequence,
+    random_recall_examples,
+    training_dataset,
+)
 
 recall = get_task("recall")
 
@@ -35,6 +41,29 @@ def test_training_batches_have_one_length_each_within_range():
     assert lengths == set(range(4, 10))
 
 
+def batch_lengths(dataset, count: int) -> list[int]:
+    return [int(x.shape[1]) for x, _ in dataset.take(count)]
+
+
+def test_curriculum_grows_the_longest_training_length_epoch_by_epoch():
+    config = recall.make_config({"curriculum_epochs": 4, "steps_per_epoch": 30, "batch_size": 8})  # lengths 3..10
+    assert [curriculum_max_length(config, epoch) for epoch in range(6)] == [4, 5, 7, 8, 10, 10]
+    lengths = batch_lengths(training_dataset(config), 6 * 30)
+    for epoch in range(6):
+        in_epoch = lengths[epoch * 30 : (epoch + 1) * 30]
+        assert min(in_epoch) >= 3 and max(in_epoch) <= curriculum_max_length(config, epoch)
+    assert max(lengths[:30]) == 4 and max(lengths[-30:]) == 10 and 3 in lengths[:30]
+    plain = recall.make_config({"steps_per_epoch": 30})
+    assert {curriculum_max_length(plain, epoch) for epoch in range(3)} == {10}  # off by default
+
+
+def test_a_resumed_stream_continues_with_the_batches_an_uninterrupted_one_sees():
+    config = recall.make_config({"curriculum_epochs": 3, "steps_per_epoch": 5, "batch_size": 4})
+    whole = [(x.numpy(), y.numpy()) for x, y in training_dataset(config).take(20)]
+    resumed = [(x.numpy(), y.numpy()) for x, y in training_dataset(config, first_epoch=2).take(10)]
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(whole[10:], resumed))
+
+
 def test_mixed_length_dataset_covers_every_length():
     dataset = mixed_length_dataset(seeded_rng(1, 1), 300, [3, 5, 8], index=0)
     seen = {}
@@ -54,6 +83,9 @@ def test_mixed_length_dataset_covers_every_length():
         ({"readout_units": -1}, "readout units"),
         ({"readout_units": 2.5}, "readout units"),
         ({"readout_units": True}, "readout units"),
+        ({"curriculum_epochs": -2}, "curriculum epochs must be a whole number >= 0"),
+        ({"curriculum_epochs": "5"}, "curriculum epochs"),
+        ({"steps_per_epoch": True}, "steps per epoch"),
     ],
 )
 def test_bad_options_are_refused(options, message):
@@ -98,24 +130,27 @@ def test_evaluation_beyond_training_lengths_in_one_process(k0_run):
     assert result["by_length"]["60"]["samples"] == 300
 
 
-def test_cli_round_trip(k0_run, cli):
+def run_cli_here(capfd, *args: str):
+    """`kerasrnn ARGS` through the console entry point in this process (spares a TensorFlow import per
+    call; tests/test_cli.py runs the same entry point in real processes): (exit status, stdout, stderr)."""
+    from kerasrnn_cli.main import run
+
+    with pytest.raises(SystemExit) as exit_status:
+        run(list(args))
+    out, err = capfd.readouterr()
+    return exit_status.value.code, out, err
+
+
+def test_cli_round_trip(k0_run, capfd):
     run_dir, _ = k0_run
-    done = cli("predict", str(run_dir), "7", "1", "4", "--json")
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    status, out, err = run_cli_here(capfd, "predict", str(run_dir), "7", "1", "4", "--json")
+    assert status == 0, err
+    result = json.loads(out)
     assert result["sequence"] == [7, 1, 4] and result["index"] == 0 and result["digit"] == 7
     assert 0.5 < result["confidence"] <= 1.0
-    text = cli("predict", str(run_dir), "52")
-    assert "[5] 2" in text.stdout and "is 5" in text.stdout
-    bad = cli("predict", str(run_dir), "4", "a")
-    assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and "Traceback" not in bad.stderr
-    evaluated = cli("evaluate", str(run_dir), "--lengths", "2-3", "--json")
-    assert json.loads(evaluated.stdout)["by_length"].keys() == {"2", "3"}
-
-
-def test_readout_sits_between_the_state_and_the_softmax():
-    model = recall.build_model(recall.make_config({"units": 2, "readout_units": 16}))
-    readout = model.get_layer("readout")
-    assert readout.kernel.shape == (2, 16)  # reads the 2-number final state
-    assert model.get_layer("digit").kernel.shape == (16, 10)
-    assert "readout" not in [layer.name for layer in recall.build_model(recall.make_config({})).layers]
+    status, out, _ = run_cli_here(capfd, "predict", str(run_dir), "52")
+    assert status == 0 and "[5] 2" in out and "is 5" in out
+    status, _, err = run_cli_here(capfd, "predict", str(run_dir), "4", "a")
+    assert status == 2 and err.strip().startswith("error:") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    status, out, _ = run_cli_here(capfd, "evaluate", str(run_dir), "--lengths", "2-3", "--json")
+    assert status == 0 and json.loads(out)["by_length"].keys() == {"2", "3"}

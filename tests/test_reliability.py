@@ -1,15 +1,18 @@
 """Interrupted fits resume to the right epoch count; one seed gives one result."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 
-from kerasrnn import training
+import pytest
+
+from kerasrnn import runs, training
 from kerasrnn.tasks import get_task
 
-SMALL_ADDER = {"epochs": 12, "steps_per_epoch": 60, "eval_samples": 50, "validation_samples": 200, "test_samples": 200}
+SMALL_ADDER = {"epochs": 6, "steps_per_epoch": 60, "eval_samples": 50, "validation_samples": 200, "test_samples": 200}
 
 
 def history_rows(run_dir) -> int:
@@ -35,17 +38,41 @@ def test_fit_interrupted_by_a_signal_resumes_to_the_same_epoch_count(tmp_path):
     assert "--resume" in stderr and "Traceback" not in stderr
     assert not (run_dir / "metrics.json").exists()  # not reported as done
     finished_before = history_rows(run_dir)
-    assert 2 <= finished_before < 12
-    assert (run_dir / "checkpoints" / "backup").is_dir()
+    assert 2 <= finished_before < 6
+    assert runs.completed_epochs(run_dir) == finished_before  # stopped between epochs' ends, never inside one
 
     refused = subprocess.run(command, capture_output=True, text=True)  # without --resume: refused, run kept
     assert refused.returncode == 2 and "unfinished run" in refused.stderr
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["epochs_run"] == 12
+    assert metrics["epochs_run"] == 6
     epochs = [line.split(",")[0] for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
-    assert epochs == [str(n) for n in range(12)]  # each epoch once: resumed after the last finished one
+    assert epochs == [str(n) for n in range(6)]  # each epoch once: resumed after the last finished one
+
+
+@pytest.fixture
+def python_ctrl_c_handling():
+    """Python's own SIGINT handler, as in the CLI's process (a test run may have another installed)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_a_fit_waits_for_the_next_step_and_a_second_one_stops_at_once(python_ctrl_c_handling):
+    ctrl_c = training.StopOnCtrlC()
+    with ctrl_c.handling_ctrl_c():
+        os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode: only a request
+        time.sleep(0.01)
+        assert ctrl_c.requested
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c.on_train_batch_end(3, {})  # where the fit stops
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handling is back
+    idle = training.StopOnCtrlC()
+    idle.on_epoch_begin(0)  # nothing requested: the fit goes on
 
 
 def test_two_fits_with_one_seed_agree_exactly(tmp_path):

@@ -106,8 +106,8 @@ def parse_binary(text: str) -> int:
     return int(text, 2)
 
 
-def training_dataset(length: int, batch_size: int, seed: int) -> tf.data.Dataset:
-    """An endless tf.data stream of fresh batches; batch i depends only on (seed, i)."""
+def training_dataset(length: int, batch_size: int, seed: int, first_batch: int = 0) -> tf.data.Dataset:
+    """An endless tf.data stream of fresh batches from batch `first_batch` on; batch i depends only on (seed, i)."""
 
     def make_batch(index):
         return random_adder_examples(seeded_rng(seed, TRAIN_STREAM, int(index)), batch_size, length)
@@ -118,7 +118,7 @@ def training_dataset(length: int, batch_size: int, seed: int) -> tf.data.Dataset
         return x, y
 
     return (
-        tf.data.Dataset.counter()
+        tf.data.Dataset.counter(start=first_batch)
         .map(lambda i: tf.numpy_function(make_batch, [i], (tf.float32, tf.float32), stateful=False))
         .map(with_shapes)
         .prefetch(tf.data.AUTOTUNE)
@@ -198,9 +198,9 @@ class AdderTask(Task):
         ]
         return loss, metrics
 
-    def training_data(self, config: dict):
+    def training_data(self, config: dict, first_epoch: int = 0):
         length, batch = config["train_length"], config["batch_size"]
-        train = training_dataset(length, batch, config["seed"])
+        train = training_dataset(length, batch, config["seed"], first_batch=first_epoch * config["steps_per_epoch"])
         validation_length = config.get("validation_length") or length
         x_val, y_val = random_adder_examples(seeded_rng(config["seed"], VALIDATION_STREAM), config["validation_samples"], validation_length)
         validation = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(512)

@@ -66,8 +66,12 @@ class Task:
     def loss_and_metrics(self, config: dict):
         raise NotImplementedError
 
-    def training_data(self, config: dict):
-        """(train dataset, validation dataset, steps per epoch, samples per epoch)."""
+    def training_data(self, config: dict, first_epoch: int = 0):
+        """(train dataset, validation dataset, steps per epoch).
+
+        `first_epoch`: the epoch a resumed fit starts from; data generated batch by batch starts
+        with that epoch's first batch.
+        """
         raise NotImplementedError
 
     def evaluate(self, model, config: dict, lengths: list[int] | None = None) -> dict:
@@ -110,11 +114,15 @@ def validate_common(config: dict) -> None:
     require(isinstance(config["seed"], int) and config["seed"] >= 0, f"seed must be a whole number >= 0, got {config['seed']!r}")
 
 
-def require_whole_numbers(config: dict, keys) -> None:
-    """Each of `keys` must be an int >= 1; the message names the option as people write it."""
+def require_whole_numbers(config: dict, keys, minimum: int = 1) -> None:
+    """Each of `keys` must be an int >= `minimum`; the message names the option as people write it.
+
+    true and false are refused: Python counts them as 1 and 0, a person does not mean a size by them.
+    """
     for key in keys:
         value = config[key]
-        require(isinstance(value, int) and value >= 1, f"{key.replace('_', ' ')} must be a whole number >= 1, got {value!r}")
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        require(whole and value >= minimum, f"{key.replace('_', ' ')} must be a whole number >= {minimum}, got {value!r}")
 
 
 def parse_lengths(text: str | None, default: list[int] | None = None) -> list[int] | None:

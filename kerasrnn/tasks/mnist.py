@@ -111,7 +111,8 @@ class MnistTask(Task):
             x_train, y_train = x_train[: config["limit"]], y_train[: config["limit"]]
         return (x_train, y_train), (x_val, y_val), (x_test, y_test)
 
-    def training_data(self, config: dict):
+    def training_data(self, config: dict, first_epoch: int = 0):
+        # A resumed fit starts a fresh seeded shuffle: the images are the same set, their order differs.
         (x_train, y_train), (x_val, y_val), _ = self.splits(config)
         batch = min(config["batch_size"], len(x_train))
         train = (

@@ -56,13 +56,31 @@ def batch_length(rng: np.random.Generator, min_length: int, max_length: int) -> 
     return int(rng.integers(min_length, max_length + 1))
 
 
-def training_dataset(config: dict) -> tf.data.Dataset:
-    """An endless tf.data stream of fresh batches, each of one random length; batch i depends only on (seed, i)."""
-    batch, index = config["batch_size"], config["index"]
+def curriculum_max_length(config: dict, epoch: int) -> int:
+    """The longest training length in `epoch`: it grows from min_length + 1 to max_length over the first
+    `curriculum_epochs` epochs (0: max_length from the start).
+
+    Short sequences first let a small model learn to store the digit at K and then hold it; a batch of
+    length K + 1 alone would only ask for the last digit read, so the ramp starts one longer.
+    """
+    ramp, high = config.get("curriculum_epochs", 0), config["max_length"]  # runs saved before the option have none
+    start = min(high, config["min_length"] + 1)
+    if epoch >= ramp:
+        return high
+    return start + (high - start) * epoch // ramp
+
+
+def training_dataset(config: dict, first_epoch: int = 0) -> tf.data.Dataset:
+    """An endless tf.data stream of fresh batches, each of one random length; batch i depends only on (seed, i).
+
+    A resumed fit starts at `first_epoch`'s first batch, so it sees the batches an uninterrupted fit would.
+    """
+    batch, index, steps = config["batch_size"], config["index"], config["steps_per_epoch"]
 
     def make_batch(step):
-        rng = seeded_rng(config["seed"], TRAIN_STREAM, int(step))
-        length = batch_length(rng, config["min_length"], config["max_length"])
+        step = int(step)
+        rng = seeded_rng(config["seed"], TRAIN_STREAM, step)
+        length = batch_length(rng, config["min_length"], curriculum_max_length(config, step // steps))
         return random_recall_examples(rng, batch, length, index)
 
     def with_shapes(x, y):
@@ -71,7 +89,7 @@ def training_dataset(config: dict) -> tf.data.Dataset:
         return x, y
 
     return (
-        tf.data.Dataset.counter()
+        tf.data.Dataset.counter(start=first_epoch * steps)
         .map(lambda i: tf.numpy_function(make_batch, [i], (tf.float32, tf.int32), stateful=False))
         .map(with_shapes)
         .prefetch(tf.data.AUTOTUNE)
@@ -111,6 +129,7 @@ class RecallTask(Task):
         "clipnorm": 1.0,
         "readout_units": 0,  # a ReLU layer between the final state and the softmax; 0: none
         "candidates": 1,  # train N starts side by side, keep the best on validation (kerasrnn.candidates)
+        "curriculum_epochs": 0,  # grow the longest training length over this many epochs; 0: all lengths from the start
         "index": 2,
         "min_length": 3,
         "max_length": 10,
@@ -124,12 +143,10 @@ class RecallTask(Task):
 
     def validate(self, config: dict) -> None:
         require_whole_numbers(config, ("min_length", "max_length", "steps_per_epoch", "validation_samples", "test_samples", "eval_samples", "max_eval_length"))
-        readout = config["readout_units"]
-        require(isinstance(readout, int) and not isinstance(readout, bool) and readout >= 0, f"readout units must be a whole number >= 0, got {readout!r}")
-        count = config["candidates"]
-        require(isinstance(count, int) and not isinstance(count, bool) and count >= 1, f"candidates must be a whole number >= 1, got {count!r}")
+        require_whole_numbers(config, ("readout_units", "curriculum_epochs"), minimum=0)
+        require_whole_numbers(config, ("candidates",))
         require(
-            count == 1 or (config["layers"] == 1 and not config["bidirectional"]),
+            config["candidates"] == 1 or (config["layers"] == 1 and not config["bidirectional"]),
             "candidates > 1 need one unidirectional recurrent layer (--layers 1, no --bidirectional)",
         )
         index, low, high = config["index"], config["min_length"], config["max_length"]
@@ -166,11 +183,11 @@ class RecallTask(Task):
     def training_lengths(self, config: dict) -> list[int]:
         return list(range(config["min_length"], config["max_length"] + 1))
 
-    def training_data(self, config: dict):
+    def training_data(self, config: dict, first_epoch: int = 0):
         validation = mixed_length_dataset(
             seeded_rng(config["seed"], VALIDATION_STREAM), config["validation_samples"], self.training_lengths(config), config["index"]
         )
-        return training_dataset(config), validation, config["steps_per_epoch"]
+        return training_dataset(config, first_epoch), validation, config["steps_per_epoch"]
 
     def evaluate(self, model, config: dict, lengths: list[int] | None = None) -> dict:
         lengths = lengths or self.default_lengths(config)
