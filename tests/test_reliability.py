@@ -53,23 +53,29 @@ def test_fit_interrupted_by_a_signal_resumes_to_the_same_epoch_count(tmp_path):
 
 @pytest.fixture
 def python_ctrl_c_handling():
-    """Python's own SIGINT handler, as in the CLI's process (a test run may have another installed)."""
+    """Python's own SIGINT handler and SIGINT not blocked, as in the CLI's process (code run earlier in
+    this test process may have changed either)."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     yield
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     signal.signal(signal.SIGINT, previous)
+
+
+def press_ctrl_c():
+    signal.raise_signal(signal.SIGINT)  # to this thread (os.kill may hand it to any thread of the process)
+    time.sleep(0.01)
 
 
 def test_ctrl_c_during_a_fit_waits_for_the_next_step_and_a_second_one_stops_at_once(python_ctrl_c_handling):
     ctrl_c = training.StopOnCtrlC()
     with ctrl_c.handling_ctrl_c():
-        os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode: only a request
-        time.sleep(0.01)
-        assert ctrl_c.requested
+        press_ctrl_c()  # only a request
+        assert ctrl_c.requested, (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
         with pytest.raises(KeyboardInterrupt):
             ctrl_c.on_train_batch_end(3, {})  # where the fit stops
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.01)
+            press_ctrl_c()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handling is back
     idle = training.StopOnCtrlC()
     idle.on_epoch_begin(0)  # nothing requested: the fit goes on
