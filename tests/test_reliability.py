@@ -1,7 +1,6 @@
 """Interrupted fits resume to the right epoch count; one seed gives one result."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
