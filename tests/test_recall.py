@@ -154,3 +154,11 @@ def test_cli_round_trip(k0_run, capfd):
     assert status == 2 and err.strip().startswith("error:") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     status, out, _ = run_cli_here(capfd, "evaluate", str(run_dir), "--lengths", "2-3", "--json")
     assert status == 0 and json.loads(out)["by_length"].keys() == {"2", "3"}
+
+
+def test_readout_sits_between_the_state_and_the_softmax():
+    model = recall.build_model(recall.make_config({"units": 2, "readout_units": 16}))
+    readout = model.get_layer("readout")
+    assert readout.kernel.shape == (2, 16)  # reads the 2-number final state
+    assert model.get_layer("digit").kernel.shape == (16, 10)
+    assert "readout" not in [layer.name for layer in recall.build_model(recall.make_config({})).layers]
