@@ -73,3 +73,14 @@ def test_bad_configurations_are_refused(options, message):
 def test_ce_is_an_alias_of_bce():
     assert adder.make_config({"loss": "CE"})["loss"] == "bce"
     assert RecurrentSpec.from_config(adder.make_config({})).cell == "lstm"
+
+
+def test_predict_batches_matches_keras_predict_across_batch_boundaries():
+    from kerasrnn.tasks.base import predict_batches
+
+    model = get_task("recall").build_model(get_task("recall").make_config({"units": 4}))
+    x = np.random.default_rng(0).random((23, 6, 10), dtype=np.float32)
+    expected = model.predict(x, verbose=0)
+    for batch_size in (5, 23, 100):  # uneven last slice, exactly one slice, one short slice
+        got = predict_batches(model, x, batch_size=batch_size)
+        assert got.shape == expected.shape and np.allclose(got, expected, atol=1e-6)

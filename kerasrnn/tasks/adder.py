@@ -27,6 +27,7 @@ from kerasrnn.tasks.base import (
     TRAIN_STREAM,
     VALIDATION_STREAM,
     Task,
+    predict_batches,
     require_whole_numbers,
     seeded_rng,
 )
@@ -230,9 +231,9 @@ class AdderTask(Task):
             rng = seeded_rng(seed, EVALUATION_STREAM, length)
             a_bits, b_bits = random_operand_bits(rng, samples, length), random_operand_bits(rng, samples, length)
         x, y = adder_examples(a_bits, b_bits)
-        result = score_predictions(model.predict(x, batch_size=512, verbose=0), y)
+        result = score_predictions(predict_batches(model, x), y)
         chain_x, chain_y = adder_examples(*carry_chain_operands(length))
-        result["carry_chain_exact"] = score_predictions(model.predict(chain_x, verbose=0), chain_y)["exact_accuracy"] == 1.0
+        result["carry_chain_exact"] = score_predictions(predict_batches(model, chain_x), chain_y)["exact_accuracy"] == 1.0
         return result
 
     def predict(self, model, config: dict, inputs: list[str]) -> dict:

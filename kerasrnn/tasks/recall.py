@@ -25,6 +25,7 @@ from kerasrnn.tasks.base import (
     TRAIN_STREAM,
     VALIDATION_STREAM,
     Task,
+    predict_batches,
     require_whole_numbers,
     seeded_rng,
 )
@@ -210,7 +211,7 @@ class RecallTask(Task):
     def score_length(self, model, config: dict, length: int) -> dict:
         rng = seeded_rng(config["seed"], EVALUATION_STREAM, length)
         x, y = random_recall_examples(rng, config["eval_samples"], length, config["index"])
-        predicted = model.predict(x, batch_size=512, verbose=0).argmax(axis=-1)
+        predicted = predict_batches(model, x).argmax(axis=-1)
         return {"exact_accuracy": float((predicted == y).mean()), "samples": int(len(y))}
 
     def predict(self, model, config: dict, inputs: list[str]) -> dict:
