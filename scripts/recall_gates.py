@@ -23,6 +23,8 @@ select_backend("tensorflow")
 
 import keras  # noqa: E402
 
+from kerasrnn.errors import UserError  # noqa: E402
+from kerasrnn.runs import load_model  # noqa: E402
 from kerasrnn.tasks.recall import one_hot  # noqa: E402
 
 
@@ -49,7 +51,10 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("digits", nargs="*", help="one sequence, e.g. 3 1 4 1 5 (default: three random ones)")
     args = parser.parse_args()
-    model = keras.models.load_model(args.run / "model.keras", compile=False)
+    try:
+        model = load_model(args.run)  # a missing or damaged run: one clear line
+    except UserError as error:
+        sys.exit(f"error: {error}")
     layers = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
     if len(layers) != 1:  # a bidirectional layer wraps its LSTMs, so it is not listed here
         sys.exit("error: this shows one unidirectional LSTM layer; the run has another model")

@@ -23,6 +23,17 @@ def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     )
 
 
+def run_cli_here(capfd, *args: str) -> tuple[int, str, str]:
+    """`kerasrnn ARGS` through the console entry point in this process (spares a TensorFlow import per
+    call; `run_cli` runs the same entry point in a real process): (exit status, stdout, stderr)."""
+    from kerasrnn_cli.main import run
+
+    with pytest.raises(SystemExit) as exit_status:
+        run(list(args))
+    out, err = capfd.readouterr()
+    return exit_status.value.code, out, err
+
+
 @pytest.fixture
 def cli():
     return run_cli

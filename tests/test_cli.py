@@ -88,13 +88,11 @@ def damaged_runs(adder_run, tmp_path_factory):
 @pytest.mark.parametrize("args,expected", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
 def test_bad_input_gives_one_clear_line(args, expected, damaged_runs, capfd):
     """In this process (the entry point's own error handling), to spare a TensorFlow import per case."""
-    from kerasrnn_cli.main import run
+    from conftest import run_cli_here
 
     before = {path: path.read_bytes() for path in damaged_runs["RUN"].rglob("*") if path.is_file()}
-    with pytest.raises(SystemExit) as exit_status:
-        run([str(damaged_runs.get(arg, arg)) for arg in args])
-    out, err = capfd.readouterr()
-    assert exit_status.value.code == 2, (exit_status.value.code, err)
+    status, out, err = run_cli_here(capfd, *[str(damaged_runs.get(arg, arg)) for arg in args])
+    assert status == 2, (status, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("error: ") and expected in lines[0]

@@ -130,18 +130,9 @@ def test_evaluation_beyond_training_lengths_in_one_process(k0_run):
     assert result["by_length"]["60"]["samples"] == 300
 
 
-def run_cli_here(capfd, *args: str):
-    """`kerasrnn ARGS` through the console entry point in this process (spares a TensorFlow import per
-    call; tests/test_cli.py runs the same entry point in real processes): (exit status, stdout, stderr)."""
-    from kerasrnn_cli.main import run
-
-    with pytest.raises(SystemExit) as exit_status:
-        run(list(args))
-    out, err = capfd.readouterr()
-    return exit_status.value.code, out, err
-
-
 def test_cli_round_trip(k0_run, capfd):
+    from conftest import run_cli_here
+
     run_dir, _ = k0_run
     status, out, err = run_cli_here(capfd, "predict", str(run_dir), "7", "1", "4", "--json")
     assert status == 0, err
