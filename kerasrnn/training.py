@@ -36,11 +36,15 @@ class IterationLossLogger(keras.callbacks.Callback):
     batches since the last report, at the iteration of the last of them.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, tensorboard_dir: Path | None = None):
         super().__init__()
         self.path = Path(path)
         self.iteration = self._rows_already_written()
         self.rows: list[str] = []
+        self.losses: list[tuple[int, float]] = []
+        # The same losses as the scalar `iteration_loss`, beside Keras' own TensorBoard logs.
+        self.tensorboard_dir = tensorboard_dir
+        self.writer = None
 
     def _rows_already_written(self) -> int:
         if not self.path.exists():
@@ -63,11 +67,29 @@ class IterationLossLogger(keras.callbacks.Callback):
         self.previous_mean, self.previous_batches = mean, batches
         self.iteration += new
         self.rows.append(f"{self.iteration},{self.epoch},{batch_loss:.8g}\n")
+        self.losses.append((self.iteration, batch_loss))
 
     def on_epoch_end(self, epoch, logs=None):
         with self.path.open("a") as handle:  # one append per epoch: a crash loses at most that epoch
             handle.writelines(self.rows)
-        self.rows = []
+        if self.tensorboard_dir is not None:
+            self._write_tensorboard()
+        self.rows, self.losses = [], []
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def _write_tensorboard(self):
+        import tensorflow as tf  # tf.summary writes TensorBoard's files on every backend
+
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(str(self.tensorboard_dir))
+        with self.writer.as_default():
+            for iteration, loss in self.losses:
+                tf.summary.scalar("iteration_loss", loss, step=iteration)
+        self.writer.flush()
 
 
 class TrainingClock(keras.callbacks.Callback):
@@ -230,7 +252,9 @@ def fit(
             str(checkpoints / BEST_WEIGHTS), save_best_only=True, save_weights_only=True, **checkpoint_monitor(config)
         ),
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resume),
-        IterationLossLogger(run_dir / ITERATIONS_FILE),
+        # Loss, metrics and learning rate per epoch under tensorboard/train and tensorboard/validation.
+        keras.callbacks.TensorBoard(str(run_dir / runs.TENSORBOARD_DIR), write_graph=False),
+        IterationLossLogger(run_dir / ITERATIONS_FILE, tensorboard_dir=run_dir / runs.TENSORBOARD_DIR / "train"),
         clock,
     ]
     ctrl_c = StopOnCtrlC()  # last: every other callback has finished an epoch before it can stop the fit

@@ -15,11 +15,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import ops
 
 from kerasrnn import plots
 from kerasrnn.errors import UserError, require
 from kerasrnn.layers import TimeDistributed
+from kerasrnn.metrics import exact_match
 from kerasrnn.models import RecurrentSpec, build_model
 from kerasrnn.tasks.base import (
     EVALUATION_STREAM,
@@ -127,13 +127,6 @@ def training_dataset(length: int, batch_size: int, seed: int, first_batch: int =
 
 
 # ---- metrics ---------------------------------------------------------------
-@keras.saving.register_keras_serializable(package="kerasrnn")
-def exact_match(y_true, y_pred):
-    """1 for a sample whose every output bit is right (the whole sum), else 0."""
-    wrong_bits = ops.not_equal(ops.cast(y_pred > 0.5, "float32"), ops.cast(y_true, "float32"))
-    return 1.0 - ops.cast(ops.any(wrong_bits, axis=(1, 2)), "float32")
-
-
 def score_predictions(probabilities: np.ndarray, targets: np.ndarray) -> dict:
     bits = (probabilities > 0.5).astype(np.float32)
     right = bits == targets
@@ -175,7 +168,8 @@ class AdderTask(Task):
             require_whole_numbers(config, ("validation_length",))
 
     def default_lengths(self, config: dict) -> list[int]:
-        return list(range(1, 21))
+        """1 to twice the training length: the accuracy-by-length figure shows how far the adder generalises."""
+        return list(range(1, 2 * config["train_length"] + 1))
 
     def typical_steps(self, config: dict) -> int:
         return config["train_length"] + 1

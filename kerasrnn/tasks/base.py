@@ -6,29 +6,8 @@ import re
 
 import numpy as np
 
+from kerasrnn.config import COMMON_DEFAULTS, Recipe, nullable_options
 from kerasrnn.errors import UserError, require
-
-# Options every task understands. A task's `defaults` overrides these and adds its own.
-COMMON_DEFAULTS = {
-    "cell": "lstm",
-    "units": 10,
-    "layers": 1,
-    "bidirectional": False,
-    "dropout": 0.0,
-    "recurrent_dropout": 0.0,
-    "epochs": 10,
-    "batch_size": 64,
-    "lr": 1e-3,
-    "lr_schedule": "constant",
-    "clipnorm": None,  # clip each gradient's norm (Adam's clipnorm); None: no clipping
-    "seed": 0,
-    # Speed, not results: see README "Backends and speed" for what was measured.
-    "unroll": False,
-    "jit_compile": "auto",  # Keras decides: XLA for JAX; not on TensorFlow on a CPU
-    "steps_per_execution": 1,
-    "deterministic": True,  # TensorFlow's deterministic kernels (it also rules out XLA)
-}
-
 
 class Task:
     """A learning problem: its data, its model head, its metrics, its inputs and outputs.
@@ -39,22 +18,38 @@ class Task:
 
     name: str = ""
     defaults: dict = {}
+    # Defaults measured to do better for some cells and sizes (kerasrnn.config.Recipe), in order.
+    recipes: tuple[Recipe, ...] = ()
     # The options of `predict` (for help texts): what one INPUT is.
     predict_inputs: str = ""
 
     # ---- configuration -------------------------------------------------
-    def make_config(self, overrides: dict) -> dict:
-        """Defaults + overrides, validated. Options of other tasks are refused."""
-        known = {**COMMON_DEFAULTS, **self.defaults}
-        unknown = sorted(set(overrides) - set(known))
+    def make_config(self, overrides: dict, log=None) -> dict:
+        """Defaults, the recipes that apply, then `overrides`, validated; `log` hears which recipes applied.
+
+        Options of other tasks are refused; None means "none" where an option allows it.
+        """
+        base = {**COMMON_DEFAULTS, **self.defaults}
+        unknown = sorted(set(overrides) - set(base))
         if unknown:
             names = ", ".join("--" + key.replace("_", "-") for key in unknown)
             raise UserError(f"option {names} does not apply to task {self.name!r}")
-        config = {**known, **{k: v for k, v in overrides.items() if v is not None}}
-        config["task"] = self.name
+        nulls = sorted(key for key, value in overrides.items() if value is None and key not in nullable_options(self.defaults))
+        if nulls:
+            raise UserError(f"option {', '.join(nulls)} cannot be null: give a value (or leave it out for the default)")
+        chosen = {**base, **overrides}
+        for recipe in self.applicable_recipes(chosen):
+            base.update(recipe.settings)
+            if log:
+                model = f"{'bidirectional ' if chosen['bidirectional'] else ''}{chosen['cell']} {chosen['units']}"
+                log(f"kerasrnn: {self.name} defaults for {model}: {recipe.describe()}")
+        config = {**base, **overrides, "task": self.name}
         validate_common(config)
         self.validate(config)
         return config
+
+    def applicable_recipes(self, options: dict) -> list[Recipe]:
+        return [recipe for recipe in self.recipes if recipe.applies_to(options)]
 
     def validate(self, config: dict) -> None:
         """Check task options; raise UserError naming what is allowed."""

@@ -18,6 +18,7 @@ from sklearn.metrics import classification_report, confusion_matrix
 from sklearn.model_selection import train_test_split
 
 from kerasrnn import images, plots
+from kerasrnn.config import Recipe
 from kerasrnn.datasets import load_mnist
 from kerasrnn.errors import UserError, require
 from kerasrnn.models import RecurrentSpec, build_model
@@ -87,6 +88,16 @@ class MnistTask(Task):
         "augment": False,
         "data_path": None,
     }
+    # Measured over 10 epochs (docs/mnist.md): 3e-3 lifts LSTM 128 from 98.92% to 99.12%; augmented
+    # images keep GRU and bidirectional models learning after they fit the training images.
+    recipes = (
+        Recipe("gated cells: a higher starting rate", lambda options: options["cell"] in ("lstm", "gru"), {"lr": 3e-3}),
+        Recipe(
+            "GRU and bidirectional gated cells: augmented images",
+            lambda options: options["cell"] == "gru" or (options["cell"] == "lstm" and options["bidirectional"]),
+            {"augment": True},
+        ),
+    )
     predict_inputs = "image files of single digits (png, jpg, ...)"
 
     def validate(self, config: dict) -> None:

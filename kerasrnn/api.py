@@ -1,0 +1,175 @@
+"""The Python API: what the command line does, as functions and a `Run` object for notebooks and scripts.
+
+    import kerasrnn
+    run = kerasrnn.fit("adder", loss="mse")        # trains, writes a run directory, returns a Run
+    run.evaluate(lengths="1-64")                   # the dict `kerasrnn evaluate --json` prints
+    run.predict(["1011", "110"])                   # the dict `kerasrnn predict --json` prints
+    run.export("tflite", out="adder.tflite")       # the artifact's path
+    kerasrnn.load("adder.tflite").predict(["1011", "110"])
+
+The command line is a thin layer over these functions. Keras is imported on the first call that needs
+it, with the backend asked for there (else $KERAS_BACKEND, else TensorFlow); it cannot change
+afterwards in the same process (restart the kernel to use another).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from kerasrnn.backend import select_backend
+from kerasrnn.config import choose_task, read_config_file, split_selection
+from kerasrnn.errors import UserError
+
+
+def start(task: str | None = None, config: str | Path | None = None, backend: str | None = None) -> tuple[str, str, dict]:
+    """(task name, backend, the config file's options): the task given or the file's; the backend given, else
+    the file's, else $KERAS_BACKEND, selected for this process."""
+    file_selection, file_options = split_selection(read_config_file(config)) if config else ({}, {})
+    task_name = choose_task(task, file_selection.get("task"))
+    return task_name, select_backend(backend or file_selection.get("backend")), file_options
+
+
+def resolve_config(task: str | None = None, config: str | Path | None = None, backend: str | None = None,
+                   log=None, **options) -> dict:  # fmt: skip
+    """The complete configuration `fit` would train: the task's defaults and recipes, the config file,
+    then `options`; `log` hears which recipes applied."""
+    task_name, chosen_backend, file_options = start(task, config, backend)
+    from kerasrnn.tasks import get_task
+
+    resolved = get_task(task_name).make_config({**file_options, **options}, log=log)
+    resolved["backend"] = chosen_backend
+    return resolved
+
+
+def fit(task: str | None = None, *, config: str | Path | None = None, out: str | Path | None = None,
+        backend: str | None = None, resume: bool = False, overwrite: bool = False,
+        lengths: str | list[int] | None = None, verbose: int | str = "auto", log=print, **options) -> "Run":  # fmt: skip
+    """Train `task` (or the task of the `config` file) and return the finished Run.
+
+    `options` are the task's options (units=5, loss="bce", clipnorm=None, ...), over the config file's,
+    over the defaults. `out`: the run directory (default saved_models/TASK-CELL-UNITS-TIME);
+    `resume=True` continues an interrupted fit there. `lengths`: where a sequence task is evaluated.
+    """
+    if resume and out is None:
+        raise UserError("--resume needs --out DIR: the run directory to continue")
+    resolved = resolve_config(task, config, backend, log=log, **options)
+    from kerasrnn import runs, training  # after the backend is chosen: they import Keras
+
+    run_dir = Path(out) if out is not None else runs.default_run_dir(resolved)
+    training.fit(resolved, run_dir, resume=resume, overwrite=overwrite, verbose=verbose, log=log, lengths=as_lengths(lengths))
+    return Run(run_dir)
+
+
+def load(path: str | Path, backend: str | None = None) -> "Run":
+    """A run directory, or an exported artifact (SavedModel directory, .tflite or .keras file), as a Run."""
+    select_backend(backend)
+    return Run(path)
+
+
+def as_lengths(lengths: str | list[int] | None) -> list[int] | None:
+    """'1-64' or '1-20,100' or [1, 2, 3] -> a sorted list of lengths (None: the task's default)."""
+    from kerasrnn.tasks.base import parse_lengths
+
+    if lengths is None or isinstance(lengths, str):
+        return parse_lengths(lengths)
+    return parse_lengths(",".join(str(length) for length in lengths))
+
+
+class Run:
+    """A trained run directory or an exported artifact: its config, results, figures and model."""
+
+    def __init__(self, path: str | Path):
+        from kerasrnn import export, runs
+
+        self.path = Path(path)
+        self.is_artifact = export.artifact_format(self.path) not in (None, "run")
+        self.config = export.read_metadata(self.path)["config"] if self.is_artifact else runs.read_config(self.path)
+        self._predictor = None  # (task, config, model or artifact), loaded by the first predict
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, task={self.task!r})"
+
+    @property
+    def task(self) -> str:
+        return self.config["task"]
+
+    @property
+    def metrics(self) -> dict:
+        """metrics.json of a run; an artifact's export record (task, config, parity)."""
+        from kerasrnn import export, runs
+
+        return export.read_metadata(self.path) if self.is_artifact else runs.read_metrics(self.path)
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        """Per-epoch metrics from history.csv, as Keras' History.history: {"loss": [...], ...}."""
+        from kerasrnn import plots
+
+        self._require_run("history")
+        return plots.read_csv_columns(self.path / plots.HISTORY_FILE)
+
+    @property
+    def figures(self) -> list[Path]:
+        """The run's figures (plots/*.png)."""
+        return sorted((self.path / "plots").glob("*.png")) if not self.is_artifact else []
+
+    def evaluate(self, lengths: str | list[int] | None = None) -> dict:
+        """Test metrics and, for sequence tasks, accuracy at each of `lengths`: what `evaluate --json` prints."""
+        from kerasrnn import training
+
+        self._require_run("evaluate")
+        return training.evaluate_run(self.path, as_lengths(lengths))
+
+    def predict(self, inputs: list[str] | str, show: str | Path | None = None) -> dict:
+        """The model's answer for a person's inputs (as `kerasrnn predict` takes them): what `predict --json` prints."""
+        from kerasrnn import training
+
+        inputs = [inputs] if isinstance(inputs, (str, Path)) else [str(item) for item in inputs]
+        if self._predictor is None:
+            self._predictor = training.load_predictor(self.path)
+        return training.predict_with(*self._predictor, inputs, show=str(show) if show else None)
+
+    def describe_prediction(self, result: dict) -> str:
+        """A prediction (from `predict`) as one readable line per input."""
+        from kerasrnn.tasks import get_task
+
+        return get_task(self.task).describe_prediction(result)
+
+    def export(self, format: str = "savedmodel", out: str | Path | None = None, log=None) -> Path:
+        """Write the model as keras, savedmodel or tflite (checked against Keras) and return the artifact's path.
+
+        Exports are TensorFlow's: in a process already running Keras on another backend this says so.
+        """
+        self._require_run("export")
+        select_backend("tensorflow")
+        from kerasrnn import export
+
+        metadata = export.export_run(self.path, format, Path(out) if out else None, log=log or (lambda line: None))
+        return Path(metadata["artifact_path"])
+
+    def show(self):
+        """Display the figures inline (Jupyter); elsewhere, return their paths."""
+        try:
+            from IPython.display import Image, display
+        except ImportError:
+            return self.figures
+        for figure in self.figures:
+            display(Image(filename=str(figure)))
+        return None
+
+    def _repr_html_(self) -> str:
+        """How a notebook shows a Run: what it is, its test result and its figures."""
+        lines = [f"<b>{html.escape(self.task)}</b> run <code>{html.escape(str(self.path))}</code>"]
+        if not self.is_artifact and (self.path / "metrics.json").exists():
+            test = self.metrics["test"]
+            lines.append(f"test loss {test['loss']:.4g}, accuracy {test['accuracy']:.4f}")
+        for figure in self.figures:
+            encoded = base64.b64encode(figure.read_bytes()).decode("ascii")
+            lines.append(f'<img alt="{html.escape(figure.name)}" src="data:image/png;base64,{encoded}" style="max-width:48%">')
+        return "<br>".join(lines)
+
+    def _require_run(self, what: str) -> None:
+        if self.is_artifact:
+            raise UserError(f"{what} needs a run directory; {self.path} is an exported artifact (it can predict)")

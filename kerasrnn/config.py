@@ -1,0 +1,107 @@
+"""A run's configuration: the defaults every task shares, tuned defaults, config files and null values.
+
+A configuration is built in layers, later ones winning:
+
+1. `COMMON_DEFAULTS`, then the task's own `defaults`;
+2. the task's `Recipe`s: defaults measured to be better for some cells and sizes (docs/defaults.md),
+   applied when the options ask for such a model;
+3. a config file (`--config`: TOML or JSON; a run's own config.json reproduces it);
+4. the options given on the command line or to `kerasrnn.fit`.
+
+An option set to None (`-o clipnorm=null`, `clipnorm = None` in Python) means "none" where the
+option allows it, and is refused where it does not: it never silently falls back to the default.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from kerasrnn.errors import UserError
+
+# Options every task understands. A task's `defaults` overrides these and adds its own.
+COMMON_DEFAULTS = {
+    "cell": "lstm",
+    "units": 10,
+    "layers": 1,
+    "bidirectional": False,
+    "dropout": 0.0,
+    "recurrent_dropout": 0.0,
+    "epochs": 10,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "lr_schedule": "constant",
+    "clipnorm": None,  # clip each gradient's norm (Adam's clipnorm); None: no clipping
+    "seed": 0,
+    # Speed, not results: docs/performance.md says what was measured.
+    "unroll": False,
+    "jit_compile": "auto",  # Keras decides: XLA for JAX; not on TensorFlow on a CPU
+    "steps_per_execution": 1,
+    "deterministic": True,  # TensorFlow's deterministic kernels (it also rules out XLA)
+}
+
+# Keys a config file may hold besides options: which task and backend it belongs to.
+SELECTION_KEYS = ("task", "backend")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Defaults that measurably do better for the models `applies_to` accepts.
+
+    `applies_to` sees the options as they will be (defaults and the user's choices); the user's own
+    options always win over a recipe's `settings`.
+    """
+
+    name: str
+    applies_to: Callable[[dict], bool]
+    settings: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"{self.name} ({', '.join(f'{key}={format_value(value)}' for key, value in self.settings.items())})"
+
+
+def format_value(value) -> str:
+    """A value as it is written after -o: JSON for booleans and null."""
+    return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+
+
+def nullable_options(defaults: dict) -> set[str]:
+    """The options that may be None: those whose default somewhere is None (no clipping, no limit...)."""
+    return {key for layer in (COMMON_DEFAULTS, defaults) for key, value in layer.items() if value is None}
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The options in a TOML or JSON file (a run's config.json included); a clear error otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no such config file: {path}")
+    text = path.read_text(errors="replace")
+    try:
+        document = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+        raise UserError(f"config file {path} is not valid {kind}: {error}") from None
+    if not isinstance(document, dict):
+        raise UserError(f"config file {path} must hold a table of options (KEY = VALUE), not {type(document).__name__}")
+    # TOML has no null: the string "null" stands for None there, as after -o.
+    return {key.replace("-", "_"): (None if value == "null" else value) for key, value in document.items()}
+
+
+def split_selection(options: dict) -> tuple[dict, dict]:
+    """(task and backend named in `options`, the remaining options)."""
+    selection = {key: options[key] for key in SELECTION_KEYS if key in options}
+    return selection, {key: value for key, value in options.items() if key not in SELECTION_KEYS}
+
+
+def choose_task(given: str | None, from_file: str | None) -> str:
+    """The task given, else the config file's; a contradiction is refused (the options would not fit)."""
+    if given and from_file and given != from_file:
+        raise UserError(f"the task given ({given}) differs from the config file's ({from_file}); drop one of them")
+    if not (given or from_file):
+        from kerasrnn.tasks import task_names
+
+        raise UserError(f"name a task ({', '.join(task_names())}) or give a config file that names one")
+    return given or from_file
