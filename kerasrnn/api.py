@@ -45,7 +45,7 @@ def resolve_config(task: str | None = None, config: str | Path | None = None, ba
 
 def fit(task: str | None = None, *, config: str | Path | None = None, out: str | Path | None = None,
         backend: str | None = None, resume: bool = False, overwrite: bool = False,
-        lengths: str | list[int] | None = None, verbose: int | str = "auto", log=print, **options) -> "Run":  # fmt: skip
+        lengths: str | list[int] | None = None, verbose: int | str = "auto", log=print, **options) -> Run:  # fmt: skip
     """Train `task` (or the task of the `config` file) and return the finished Run.
 
     `options` are the task's options (units=5, loss="bce", clipnorm=None, ...), over the config file's,
@@ -62,7 +62,7 @@ def fit(task: str | None = None, *, config: str | Path | None = None, out: str |
     return Run(run_dir)
 
 
-def load(path: str | Path, backend: str | None = None) -> "Run":
+def load(path: str | Path, backend: str | None = None) -> Run:
     """A run directory, or an exported artifact (SavedModel directory, .tflite or .keras file), as a Run."""
     select_backend(backend)
     return Run(path)
@@ -124,12 +124,12 @@ class Run:
 
     def predict(self, inputs: list[str] | str, show: str | Path | None = None) -> dict:
         """The model's answer for a person's inputs (as `kerasrnn predict` takes them): what `predict --json` prints."""
-        from kerasrnn import training
+        from kerasrnn import prediction
 
         inputs = [inputs] if isinstance(inputs, (str, Path)) else [str(item) for item in inputs]
         if self._predictor is None:
-            self._predictor = training.load_predictor(self.path)
-        return training.predict_with(*self._predictor, inputs, show=str(show) if show else None)
+            self._predictor = prediction.load_predictor(self.path)
+        return prediction.predict_with(*self._predictor, inputs, show=str(show) if show else None)
 
     def describe_prediction(self, result: dict) -> str:
         """A prediction (from `predict`) as one readable line per input."""

@@ -120,7 +120,13 @@ def bench(task: str, backends: list[str], options: dict, out: Path, reference: b
     if reference:
         log(f"kerasrnn bench: {task} as a plain PyTorch loop")
         results.append(bench_reference(task, options, out))
-    document = {"task": task, "options": options, "machine": machine_description(), "date": time.strftime("%Y-%m-%d"), "results": results}
+    document = {
+        "task": task,
+        "options": options,
+        "machine": machine_description(),
+        "date": time.strftime("%Y-%m-%d"),
+        "results": results,
+    }
     write_tables(document, out)
     return document
 

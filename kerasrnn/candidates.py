@@ -76,7 +76,12 @@ class GroupedDense(keras.layers.Layer):
         return self.activation(ops.einsum("bgi,gio->bgo", x, self.kernel) + self.bias)
 
     def get_config(self):
-        return {**super().get_config(), "groups": self.groups, "units": self.units, "activation": keras.activations.serialize(self.activation)}
+        return {
+            **super().get_config(),
+            "groups": self.groups,
+            "units": self.units,
+            "activation": keras.activations.serialize(self.activation),
+        }
 
 
 class CandidateLoss(keras.losses.Loss):

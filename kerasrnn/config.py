@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from kerasrnn.errors import UserError
+
+# The recurrent cells by name (kerasrnn.models maps them to Keras' SimpleRNN, LSTM and GRU).
+CELL_NAMES = ("rnn", "lstm", "gru")
 
 # Options every task understands. A task's `defaults` overrides these and adds its own.
 COMMON_DEFAULTS = {

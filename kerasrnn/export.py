@@ -145,7 +145,14 @@ def export_run(run_dir: Path, fmt: str, out: Path | None = None, log=print) -> d
     config = runs.read_config(run_dir)
     model = runs.load_model(run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"artifact": "kerasrnn", "artifact_path": str(out), "format": fmt, "task": config["task"], "config": config, "source_run": str(run_dir)}
+    metadata = {
+        "artifact": "kerasrnn",
+        "artifact_path": str(out),
+        "format": fmt,
+        "task": config["task"],
+        "config": config,
+        "source_run": str(run_dir),
+    }
     writer = {"keras": write_keras, "savedmodel": write_saved_model, "tflite": write_tflite}[fmt]
     metadata["interface"] = writer(model, out)
     log(f"kerasrnn: wrote {out}; checking it against the Keras model")

@@ -62,7 +62,9 @@ def flatten_background(ink: np.ndarray) -> np.ndarray:
     background = ndimage.zoom(background, (ink.shape[0] / small.shape[0], ink.shape[1] / small.shape[1]), order=1)
     background = background[: ink.shape[0], : ink.shape[1]]
     if background.shape != ink.shape:  # zoom can round one pixel short
-        background = np.pad(background, [(0, ink.shape[0] - background.shape[0]), (0, ink.shape[1] - background.shape[1])], mode="edge")
+        background = np.pad(
+            background, [(0, ink.shape[0] - background.shape[0]), (0, ink.shape[1] - background.shape[1])], mode="edge"
+        )
     return np.clip(ink - background, 0.0, None)
 
 

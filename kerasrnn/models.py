@@ -7,18 +7,15 @@ the head; everything about the recurrent body lives here.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import keras
 
+from kerasrnn.config import CELL_NAMES
 from kerasrnn.errors import require
 
-CELLS = {
-    "rnn": keras.layers.SimpleRNN,
-    "lstm": keras.layers.LSTM,
-    "gru": keras.layers.GRU,
-}
+CELLS = dict(zip(CELL_NAMES, (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU)))
 
 
 @dataclass(frozen=True)
@@ -32,18 +29,15 @@ class RecurrentSpec:
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
     # Unroll the time loop into straight-line code (fixed-length inputs only). A speed option:
-    # on the 2-core build machine it gave no steady gain for MNIST's 28 steps (README).
+    # on the 2-core build machine it gave no steady gain for MNIST's 28 steps (docs/performance.md).
     unroll: bool = False
 
     def __post_init__(self):
         validate_recurrent_spec(self)
 
     @classmethod
-    def from_config(cls, config: dict) -> "RecurrentSpec":
+    def from_config(cls, config: dict) -> RecurrentSpec:
         return cls(**{name: config[name] for name in cls.__dataclass_fields__ if name in config})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def validate_recurrent_spec(spec: RecurrentSpec) -> None:

@@ -142,4 +142,6 @@ def load_model_file(path: Path):
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a damaged archive
-        raise UserError(f"{path} could not be loaded ({type(error).__name__}): the file is corrupt or from another version") from None
+        raise UserError(
+            f"{path} could not be loaded ({type(error).__name__}): the file is corrupt or from another version"
+        ) from None

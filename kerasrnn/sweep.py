@@ -76,8 +76,10 @@ def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengt
     out = Path(out)
     require(not out.exists() or out.is_dir(), f"{out} exists and is not a directory")
     configurations = expand(task_name, grid, options, log=log)
-    is_sequence_task = get_task(task_name).default_lengths(configurations[0][1]) is not None
-    require(not lengths or is_sequence_task, f"{task_name} has no sequence lengths: --lengths applies to adder and recall")
+    require(
+        not lengths or get_task(task_name).is_sequence_task,
+        f"{task_name} has no sequence lengths: --lengths applies to adder and recall",
+    )
     rows, histories, by_length = [], {}, {}
     for number, (name, config) in enumerate(configurations, 1):
         run_dir = out / name

@@ -67,7 +67,9 @@ def main() -> None:
         rows.append((name, wall, perfect, min(exact), by_length["20"]["exact_accuracy"], right, asked))
         print(f"done: {name}", file=sys.stderr)
     print(f"Machine: {platform.node()} ({platform.processor() or platform.machine()}), {time.strftime('%Y-%m-%d')}\n")
-    print("| configuration | fit wall time | lengths 1-64 with exact accuracy 1.0 | lowest exact accuracy, 1-64 | exact at L=20 | 300-bit sums and carry chains right |")
+    print(
+        "| configuration | fit wall time | lengths 1-64 with exact accuracy 1.0 | lowest exact accuracy, 1-64 | exact at L=20 | 300-bit sums and carry chains right |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for name, wall, perfect, lowest, at_20, right, asked in rows:
         print(f"| {name} | {wall:.1f} s | {perfect}/64 | {lowest:.3f} | {at_20:.3f} | {right}/{asked} |")

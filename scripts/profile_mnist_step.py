@@ -103,9 +103,10 @@ def main() -> None:
     parser.add_argument("--reference", action="store_true", help="profile the plain PyTorch loop instead")
     args = parser.parse_args()
 
+    from kerasrnn_cli.main import parse_option_pairs  # `-o KEY=VALUE` read exactly as `kerasrnn fit` reads it
+
     from kerasrnn.backend import select_backend
     from kerasrnn.errors import UserError
-    from kerasrnn_cli.main import parse_option_pairs  # `-o KEY=VALUE` read exactly as `kerasrnn fit` reads it
 
     select_backend("tensorflow")
     import tensorflow as tf

@@ -1,13 +1,12 @@
 """A short seeded fit really learns to add, and is evaluated at many lengths in one process."""
 
 import json
-
 import random
 
 import keras
 import pytest
 
-from kerasrnn import export, runs, training
+from kerasrnn import export, prediction, runs, training
 from kerasrnn.tasks import get_task
 
 adder = get_task("adder")
@@ -55,9 +54,9 @@ def test_evaluate_many_lengths_in_one_process(trained_run):
 def test_predict_far_beyond_training_length(trained_run):
     run_dir, _ = trained_run
     a, b = 2**299 + 12345, 3**180
-    result = training.predict_run(run_dir, [format(a, "b"), format(b, "b")])
+    result = prediction.predict_run(run_dir, [format(a, "b"), format(b, "b")])
     assert int(result["sum"], 2) == a + b and result["correct"]
-    chain = training.predict_run(run_dir, ["1" * 64, "1"])
+    chain = prediction.predict_run(run_dir, ["1" * 64, "1"])
     assert chain["sum"] == "1" + "0" * 64 and chain["correct"]
 
 
@@ -67,13 +66,13 @@ def test_exported_adder_adds_exactly_at_every_length(trained_run, fmt):
     """The export floor: through the artifact, exact sums at every length 1..64 and on the 64-bit carry chain."""
     run_dir, _ = trained_run
     artifact = export.export_run(run_dir, fmt, log=lambda *_: None)["artifact_path"]
-    task, config, model = training.load_predictor(artifact)
+    task, config, model = prediction.load_predictor(artifact)
     rng = random.Random(7)
     for length in range(1, 65):
         for a, b in [(rng.getrandbits(length), rng.getrandbits(length)) for _ in range(3)]:
-            result = training.predict_with(task, config, model, [format(a, f"0{length}b"), format(b, f"0{length}b")])
+            result = prediction.predict_with(task, config, model, [format(a, f"0{length}b"), format(b, f"0{length}b")])
             assert result["correct"], (length, result)
-    chain = training.predict_with(task, config, model, ["1" * 64, "1"])
+    chain = prediction.predict_with(task, config, model, ["1" * 64, "1"])
     assert chain["sum"] == "1" + "0" * 64 and chain["correct"]
 
 

@@ -35,7 +35,13 @@ def test_sweep_writes_one_row_per_configuration_and_reuses_finished_runs(tmp_pat
 
     fitted = []
     real_fit = training.fit
-    monkeypatch.setattr(training, "fit", lambda config, run_dir, resume=False, **kw: fitted.append((run_dir.name, resume)) or real_fit(config, run_dir, resume=resume, **kw))
+    monkeypatch.setattr(
+        training,
+        "fit",
+        lambda config, run_dir, resume=False, **kw: (
+            fitted.append((run_dir.name, resume)) or real_fit(config, run_dir, resume=resume, **kw)
+        ),
+    )
     logged.clear()
     again = sweep.sweep("adder", grid, TINY_ADDER, tmp_path, lengths=[1, 2, 3, 4], log=logged.append)
     assert fitted == [(names[-1], True)]

@@ -60,7 +60,13 @@ def test_config_files_toml_and_json_with_the_command_line_on_top(tmp_path, capfd
     toml = tmp_path / "small.toml"
     toml.write_text('task = "recall"\ncell = "gru"\nunits = 5\nclipnorm = "null"\nmax-length = 12\n')
     config = dry_run(capfd, "--config", str(toml), "--units", "7")
-    assert (config["task"], config["cell"], config["units"], config["clipnorm"], config["max_length"]) == ("recall", "gru", 7, None, 12)
+    assert (config["task"], config["cell"], config["units"], config["clipnorm"], config["max_length"]) == (
+        "recall",
+        "gru",
+        7,
+        None,
+        12,
+    )
     as_json = tmp_path / "small.json"
     as_json.write_text(json.dumps(config))
     assert dry_run(capfd, "--config", str(as_json)) == config  # a resolved config reproduces itself
@@ -71,7 +77,7 @@ def test_config_files_toml_and_json_with_the_command_line_on_top(tmp_path, capfd
     [
         ('task = "recall"\nunits = ', [], "not valid TOML"),
         ('task = "recall"\n', ["adder"], "differs from the config file's"),
-        ('units = 3\n', [], "name a task"),
+        ("units = 3\n", [], "name a task"),
         ('task = "adder"\nwarp = 9\n', [], "--warp does not apply"),
     ],
 )

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerasrnn import export, runs, training
+from kerasrnn import export, prediction, runs
 from kerasrnn.errors import UserError
 from kerasrnn.tasks import get_task
 
@@ -62,7 +62,7 @@ def test_artifact_matches_keras(name, fmt, tmp_path):
     # Independently of the export's own check: the artifact, reloaded from disk, on fresh inputs.
     artifact_path = export.default_artifact_path(run_dir, fmt)
     assert json.loads(export.metadata_path(artifact_path).read_text())["task"] == task_name
-    task, _, artifact = training.load_predictor(artifact_path)
+    task, _, artifact = prediction.load_predictor(artifact_path)
     model = runs.load_model(run_dir)
     for length in (28,) if task_name == "mnist" else (3, 12):
         x = task.sample_inputs(np.random.default_rng(length), 3, (length, model.input_shape[-1]))
@@ -107,9 +107,9 @@ def test_streaming_tflite_carries_state_across_steps(tmp_path):
 
 def test_predict_through_artifacts_gives_the_runs_answer(tmp_path, cli):
     run_dir = untrained_run(tmp_path / "run", "recall", cell="gru", units=4)
-    expected = training.predict_run(run_dir, ["3", "1", "4", "1", "5"])
+    expected = prediction.predict_run(run_dir, ["3", "1", "4", "1", "5"])
     saved_model = export.export_run(run_dir, "savedmodel", log=lambda *_: None)["artifact_path"]
-    assert training.predict_run(saved_model, ["31415"])["confidence"] == pytest.approx(expected["confidence"], abs=1e-5)
+    assert prediction.predict_run(saved_model, ["31415"])["confidence"] == pytest.approx(expected["confidence"], abs=1e-5)
 
     tflite = export.export_run(run_dir, "tflite", log=lambda *_: None)["artifact_path"]
     done = cli("predict", tflite, "3", "1", "4", "1", "5", "--json")  # as a user runs it
@@ -140,7 +140,7 @@ def test_damaged_artifacts_are_refused_clearly(damage, message, tmp_path):
     else:
         export.metadata_path(artifact).unlink()
     with pytest.raises(UserError, match=message):
-        training.predict_run(artifact, ["101", "1"])
+        prediction.predict_run(artifact, ["101", "1"])
 
 
 def test_export_refuses_unknown_format_and_missing_run(tmp_path):

@@ -66,7 +66,9 @@ def test_corrupted_cache_is_detected_and_replaced(tiny_mnist, monkeypatch, damag
         x_train[0, 0, 0] ^= 1
         np.savez(cache, x_train=x_train, y_train=arrays[1], x_test=arrays[2], y_test=arrays[3])
     fetched = []
-    monkeypatch.setattr(datasets, "fetch_with_keras", lambda folder: fetched.append("keras") or datasets.arrays_from_keras_npz(source))
+    monkeypatch.setattr(
+        datasets, "fetch_with_keras", lambda folder: fetched.append("keras") or datasets.arrays_from_keras_npz(source)
+    )
     assert same(datasets.load_mnist(), arrays)
     assert fetched == ["keras"]  # the bad cache was not used
     assert same(datasets.read_cache(cache), arrays)  # and it was replaced by a good one
@@ -150,7 +152,9 @@ def test_pipeline_shapes_and_ranges(real_mnist):
 def test_each_cell_and_direction_trains_a_step(cell, bidirectional):
     from kerasrnn.training import compile_model
 
-    config = mnist.make_config({"cell": cell, "units": 8, "bidirectional": bidirectional, "dropout": 0.1, "recurrent_dropout": 0.1})
+    config = mnist.make_config(
+        {"cell": cell, "units": 8, "bidirectional": bidirectional, "dropout": 0.1, "recurrent_dropout": 0.1}
+    )
     model = compile_model(mnist, config)
     x = np.random.default_rng(0).random((16, 28, 28), dtype=np.float32)
     y = np.arange(16) % 10

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from kerasrnn import training
+from kerasrnn import prediction
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "saved_models" / "mnist-pretrained"
 pytestmark = pytest.mark.skipif(not (PRETRAINED / "metrics.json").exists(), reason="no pretrained run shipped")
@@ -38,6 +38,6 @@ def test_pretrained_reads_photographed_printed_digits(tmp_path):
             path = tmp_path / f"{digit}-{size}.jpg"
             photographed_digit(digit, rng, size).save(path, quality=85)
             paths.append(path)
-    result = training.predict_run(PRETRAINED, [str(path) for path in paths])
+    result = prediction.predict_run(PRETRAINED, [str(path) for path in paths])
     right = sum(int(Path(p["input"]).name[0]) == p["label"] for p in result["predictions"])
     assert right >= 17, [(Path(p["input"]).name, p["label"]) for p in result["predictions"]]

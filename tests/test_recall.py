@@ -93,7 +93,9 @@ def test_bad_options_are_refused(options, message):
         recall.make_config(options)
 
 
-@pytest.mark.parametrize("inputs,expected", [(["3", "1", "4"], [3, 1, 4]), (["31415"], [3, 1, 4, 1, 5]), (["3,1", "4"], [3, 1, 4])])
+@pytest.mark.parametrize(
+    "inputs,expected", [(["3", "1", "4"], [3, 1, 4]), (["31415"], [3, 1, 4, 1, 5]), (["3,1", "4"], [3, 1, 4])]
+)
 def test_parse_digit_sequence(inputs, expected):
     assert parse_digit_sequence(inputs) == expected
 

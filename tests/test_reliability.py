@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from kerasrnn import runs, training
+from kerasrnn import callbacks, runs, training
 from kerasrnn.tasks import get_task
 
 SMALL_ADDER = {"epochs": 6, "steps_per_epoch": 60, "eval_samples": 50, "validation_samples": 200, "test_samples": 200}
@@ -67,7 +67,7 @@ def press_ctrl_c():
 
 
 def test_ctrl_c_during_a_fit_waits_for_the_next_step_and_a_second_one_stops_at_once(python_ctrl_c_handling):
-    ctrl_c = training.StopOnCtrlC()
+    ctrl_c = callbacks.StopOnCtrlC()
     with ctrl_c.handling_ctrl_c():
         press_ctrl_c()  # only a request
         assert ctrl_c.requested, (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
@@ -76,7 +76,7 @@ def test_ctrl_c_during_a_fit_waits_for_the_next_step_and_a_second_one_stops_at_o
         with pytest.raises(KeyboardInterrupt):
             press_ctrl_c()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handling is back
-    idle = training.StopOnCtrlC()
+    idle = callbacks.StopOnCtrlC()
     idle.on_epoch_begin(0)  # nothing requested: the fit goes on
 
 

@@ -147,8 +147,8 @@ class AdderTask(Task):
         "lr": 1e-2,
         "lr_schedule": "cosine",
         "loss": "mse",
-        # Measured (README): trained on 10-bit sums, 2 of 10 fits (seeds 0-4, MSE and BCE) add
-        # exactly at every length 1..64; on 32-bit sums all 10 do, in about the same time.
+        # Measured (docs/adder.md): on 32-bit sums every seed tried adds exactly far past them; on
+        # 10-bit sums only some do, and 32 bits cost about the same time.
         "train_length": 32,
         "steps_per_epoch": 100,
         "validation_samples": 1000,
@@ -157,6 +157,7 @@ class AdderTask(Task):
         "test_samples": 2000,
         "eval_samples": 1000,
     }
+    is_sequence_task = True
     predict_inputs = "two binary numbers, most significant bit first (e.g. 1011 110)"
 
     def validate(self, config: dict) -> None:
@@ -197,7 +198,9 @@ class AdderTask(Task):
         length, batch = config["train_length"], config["batch_size"]
         train = training_dataset(length, batch, config["seed"], first_batch=first_epoch * config["steps_per_epoch"])
         validation_length = config.get("validation_length") or length
-        x_val, y_val = random_adder_examples(seeded_rng(config["seed"], VALIDATION_STREAM), config["validation_samples"], validation_length)
+        x_val, y_val = random_adder_examples(
+            seeded_rng(config["seed"], VALIDATION_STREAM), config["validation_samples"], validation_length
+        )
         validation = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(512)
         return train, validation, config["steps_per_epoch"]
 
@@ -230,13 +233,13 @@ class AdderTask(Task):
         result["carry_chain_exact"] = score_predictions(predict_batches(model, chain_x), chain_y)["exact_accuracy"] == 1.0
         return result
 
-    def predict(self, model, config: dict, inputs: list[str]) -> dict:
+    def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
         if len(inputs) != 2:
             raise UserError(f"adder predict takes two binary numbers (e.g. 1011 110), got {len(inputs)} input(s)")
         a, b = (parse_binary(text) for text in inputs)
         length = max(len(inputs[0]), len(inputs[1]))
         x = encode_operands(int_to_bits(a, length)[None], int_to_bits(b, length)[None])
-        probabilities = model_probabilities(model, x)[0, :, 0]
+        probabilities = np.asarray(model.predict(x, verbose=0))[0, :, 0]  # a Keras model or an exported artifact
         total = bits_to_int(probabilities > 0.5)
         return {
             "a": inputs[0],
@@ -264,13 +267,6 @@ class AdderTask(Task):
                 train_lengths=(config["train_length"], config["train_length"]),
             ),
         ]
-
-
-def model_probabilities(model, x: np.ndarray) -> np.ndarray:
-    """Run a Keras model (or any callable artifact) on one batch and return numpy."""
-    if hasattr(model, "predict"):
-        return model.predict(x, verbose=0)
-    return np.asarray(model(x))
 
 
 TASK = AdderTask()

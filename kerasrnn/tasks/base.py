@@ -9,6 +9,7 @@ import numpy as np
 from kerasrnn.config import COMMON_DEFAULTS, Recipe, nullable_options
 from kerasrnn.errors import UserError, require
 
+
 class Task:
     """A learning problem: its data, its model head, its metrics, its inputs and outputs.
 
@@ -22,6 +23,9 @@ class Task:
     recipes: tuple[Recipe, ...] = ()
     # The options of `predict` (for help texts): what one INPUT is.
     predict_inputs: str = ""
+    # Whether inputs are sequences of any length (evaluated by length), and whether `predict` can draw its inputs.
+    is_sequence_task: bool = False
+    shows_inputs: bool = False
 
     # ---- configuration -------------------------------------------------
     def make_config(self, overrides: dict, log=None) -> dict:
@@ -73,19 +77,17 @@ class Task:
         """{"test": {...}, and "by_length": {...} for sequence tasks}."""
         raise NotImplementedError
 
-    def default_lengths(self, config: dict) -> list[int] | None:
-        return None
-
-    def typical_steps(self, config: dict) -> int:
-        """Time steps of a typical input, for speed measurements of models with a free time dimension."""
-        raise NotImplementedError
+    # Sequence tasks (is_sequence_task) read inputs of any length and also define
+    # default_lengths(config): the lengths a fit is evaluated at, and
+    # typical_steps(config): the time steps of a typical input, for speed measurements.
 
     def sample_inputs(self, rng: np.random.Generator, count: int, shape: tuple) -> np.ndarray:
         """`count` model inputs of `shape` (time steps first) like the task's own; for parity checks."""
         return rng.random((count, *shape), dtype=np.float32)
 
     # ---- use ------------------------------------------------------------
-    def predict(self, model, config: dict, inputs: list[str]) -> dict:
+    def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
+        """The model's answer for a person's `inputs`; `show`: a figure of the inputs, where `shows_inputs`."""
         raise NotImplementedError
 
     def describe_prediction(self, result: dict) -> str:
@@ -101,11 +103,16 @@ def validate_common(config: dict) -> None:
     RecurrentSpec.from_config(config)  # validates cell, units, layers, dropout
     require_whole_numbers(config, ("epochs", "batch_size", "steps_per_execution"))
     require(isinstance(config["deterministic"], bool), f"deterministic must be true or false, got {config['deterministic']!r}")
-    require(config["jit_compile"] in (True, False, "auto"), f"jit_compile must be true, false or auto, got {config['jit_compile']!r}")
-    require(config["lr"] > 0, f"learning rate must be > 0, got {config['lr']!r}")
+    require(
+        config["jit_compile"] in (True, False, "auto"), f"jit_compile must be true, false or auto, got {config['jit_compile']!r}"
+    )
+    lr = config["lr"]
+    require(isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0, f"learning rate must be > 0, got {lr!r}")
     require(config["clipnorm"] is None or (isinstance(config["clipnorm"], (int, float)) and config["clipnorm"] > 0),
             f"clipnorm must be > 0 (or null for none), got {config['clipnorm']!r}")  # fmt: skip
-    require(config["lr_schedule"] in ("constant", "cosine"), f"lr schedule must be constant or cosine, got {config['lr_schedule']!r}")
+    require(
+        config["lr_schedule"] in ("constant", "cosine"), f"lr schedule must be constant or cosine, got {config['lr_schedule']!r}"
+    )
     require(isinstance(config["seed"], int) and config["seed"] >= 0, f"seed must be a whole number >= 0, got {config['seed']!r}")
 
 
@@ -140,7 +147,9 @@ def parse_lengths(text: str | None, default: list[int] | None = None) -> list[in
 def predict_batches(model, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """`model.predict(x)` without its per-call set-up (a data adapter and an epoch iterator): that set-up
     is most of the time when a small model is scored at dozens of lengths (recall's 48: 8.4 s -> 0.6 s)."""
-    return np.concatenate([np.asarray(model.predict_on_batch(x[start : start + batch_size])) for start in range(0, len(x), batch_size)])
+    return np.concatenate(
+        [np.asarray(model.predict_on_batch(x[start : start + batch_size])) for start in range(0, len(x), batch_size)]
+    )
 
 
 def seeded_rng(*seed_parts: int) -> np.random.Generator:

@@ -1,0 +1,136 @@
+"""The toolkit's Keras callbacks: per-iteration loss, training time, and Ctrl-C between steps."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from pathlib import Path
+
+import keras
+
+
+class IterationLossLogger(keras.callbacks.Callback):
+    """Appends the training loss of every iteration to iterations.csv.
+
+    Keras reports the running mean of the loss over the epoch; the loss of
+    batch k is recovered exactly from two consecutive means:
+    k * mean_k - (k - 1) * mean_(k-1). With steps_per_execution > 1 Keras
+    reports once per execution; the row then holds the mean loss of the
+    batches since the last report, at the iteration of the last of them.
+    """
+
+    def __init__(self, path: Path, tensorboard_dir: Path | None = None):
+        super().__init__()
+        self.path = Path(path)
+        self.iteration = self._rows_already_written()
+        self.rows: list[str] = []
+        self.losses: list[tuple[int, float]] = []
+        # The same losses as the scalar `iteration_loss`, beside Keras' own TensorBoard logs.
+        self.tensorboard_dir = tensorboard_dir
+        self.writer = None
+
+    def _rows_already_written(self) -> int:
+        if not self.path.exists():
+            self.path.write_text("iteration,epoch,loss\n")
+            return 0
+        lines = self.path.read_text().splitlines()
+        return int(lines[-1].split(",")[0]) if len(lines) > 1 else 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.previous_mean, self.previous_batches, self.rows = epoch, 0.0, 0, []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not logs or "loss" not in logs:
+            return
+        mean, batches = float(logs["loss"]), batch + 1
+        new = batches - self.previous_batches
+        if new <= 0:
+            return
+        batch_loss = (batches * mean - self.previous_batches * self.previous_mean) / new
+        self.previous_mean, self.previous_batches = mean, batches
+        self.iteration += new
+        self.rows.append(f"{self.iteration},{self.epoch},{batch_loss:.8g}\n")
+        self.losses.append((self.iteration, batch_loss))
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self.path.open("a") as handle:  # one append per epoch: a crash loses at most that epoch
+            handle.writelines(self.rows)
+        if self.tensorboard_dir is not None:
+            self._write_tensorboard()
+        self.rows, self.losses = [], []
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def _write_tensorboard(self):
+        import tensorflow as tf  # tf.summary writes TensorBoard's files on every backend
+
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(str(self.tensorboard_dir))
+        with self.writer.as_default():
+            for iteration, loss in self.losses:
+                tf.summary.scalar("iteration_loss", loss, step=iteration)
+        self.writer.flush()
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Training time per epoch (validation excluded) and the last epoch finished."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch_seconds: list[float] = []
+        self.last_epoch = -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = self.last_batch_end = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.last_batch_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(self.last_batch_end - self.started)
+        self.last_epoch = epoch
+
+
+class StopOnCtrlC(keras.callbacks.Callback):
+    """Ctrl-C stops a fit between two steps, never in the middle of the epoch's end (checkpoints, history).
+
+    Python raises KeyboardInterrupt wherever the main thread is when the signal arrives: inside a
+    finalizer or a library's bare `except:` it is discarded and the fit runs on to its end; between
+    two of Keras' epoch-end callbacks it leaves the backup and history.csv an epoch apart. While
+    `handling_ctrl_c` is active the signal only sets a flag, and the fit raises KeyboardInterrupt
+    itself at the next step. A second Ctrl-C raises at once.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+
+    @contextlib.contextmanager
+    def handling_ctrl_c(self):
+        previous = signal.getsignal(signal.SIGINT)
+        # Only where Python's own Ctrl-C handling is in place: not in other threads (signals cannot be set
+        # there), not where Ctrl-C is ignored (a background job) or handled by someone else.
+        if threading.current_thread() is not threading.main_thread() or previous is not signal.default_int_handler:
+            yield
+            return
+        signal.signal(signal.SIGINT, self._request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _request_stop(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def stop_if_requested(self, *_, **__):
+        if self.requested:
+            raise KeyboardInterrupt
+
+    on_epoch_begin = on_train_batch_end = on_test_batch_end = stop_if_requested
