@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from kerasrnn import tables
+from kerasrnn import runs, tables
 from kerasrnn.backend import BACKENDS, INSTALL_HINTS, backend_installed
 from kerasrnn.errors import UserError, require
 
@@ -139,11 +139,11 @@ def machine_description() -> str:
 
 def write_tables(document: dict, out: Path) -> None:
     """bench.json, bench.csv, bench.md and bench.png in `out`."""
-    from kerasrnn import plots, runs
+    from kerasrnn import plots
 
     runs.write_json_atomic(out / "bench.json", document)
     tables.write_csv(out / "bench.csv", document["results"], [key for key, _ in TABLE_COLUMNS])
-    (out / "bench.md").write_text(markdown_table(document["results"]) + "\n")
+    runs.write_text_atomic(out / "bench.md", markdown_table(document["results"]) + "\n")
     plots.bench_bars(out / "bench.png", document)
 
 

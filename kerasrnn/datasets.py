@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasrnn.errors import RunError, UserError
+from kerasrnn.runs import atomic_path
 
 KERAS_MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 KERAS_MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
@@ -165,10 +166,9 @@ def read_cache(path: Path):
 
 def write_cache(path: Path, arrays) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
     x_train, y_train, x_test, y_test = arrays
-    np.savez_compressed(temporary, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        np.savez_compressed(temporary, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
 
 
 def load_mnist(data_path: str | Path | None = None, log=lambda message: None):

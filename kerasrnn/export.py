@@ -223,9 +223,8 @@ def write_tflite(model, out: Path) -> dict:
         archive.write_out(directory, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=[interface["signature"]])
         flatbuffer = converter.convert()
-    temporary = out.with_name(f".tmp-{os.getpid()}-{out.name}")
-    temporary.write_bytes(flatbuffer)
-    os.replace(temporary, out)
+    with runs.atomic_path(out) as temporary:
+        temporary.write_bytes(flatbuffer)
     return interface
 
 

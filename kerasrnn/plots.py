@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no screen on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from kerasrnn.runs import atomic_path  # noqa: E402
+
 ITERATIONS_FILE = "iterations.csv"
 HISTORY_FILE = "history.csv"
 
@@ -37,10 +39,9 @@ def save(figure, run_dir: Path, name: str) -> Path:
 def save_to(figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp.png")
-    figure.savefig(temporary, dpi=110, bbox_inches="tight")
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, bbox_inches="tight")
     plt.close(figure)
-    temporary.replace(path)
     return path
 
 
@@ -170,11 +171,7 @@ def preprocessed_digits(path, originals, prepared, predictions) -> Path:
         left.axis("off")
         right.axis("off")
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    return path
+    return save_to(figure, path)
 
 
 def bench_bars(path: Path, document: dict) -> Path:

@@ -15,6 +15,7 @@ never leaves a half-written file under its real name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -32,18 +33,33 @@ TENSORBOARD_DIR = "tensorboard"
 DEFAULT_ROOT = Path("saved_models")
 
 
-def write_json_atomic(path: Path, document: dict) -> None:
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """A temporary path beside `path` to write to; renamed into place only when the block succeeds.
+
+    The temporary name keeps the suffix (Keras wants .keras, numpy .npz, matplotlib picks the format by it).
+    """
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
-    os.replace(temporary, path)
+    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
+def write_json_atomic(path: Path, document: dict) -> None:
+    write_text_atomic(path, json.dumps(document, indent=2, sort_keys=False) + "\n")
 
 
 def save_model_atomic(model, path: Path) -> None:
-    path = Path(path)
-    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # Keras wants the .keras suffix
-    model.save(temporary)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        model.save(temporary)
 
 
 def default_run_dir(config: dict) -> Path:

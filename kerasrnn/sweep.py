@@ -149,7 +149,7 @@ def write_results(out: Path, document: dict, histories: dict, by_length: dict) -
     columns = list(dict.fromkeys(key for row in rows for key in row))
     runs.write_json_atomic(out / "sweep.json", document)
     tables.write_csv(out / "sweep.csv", rows, columns)
-    (out / "sweep.md").write_text(tables.markdown(rows, columns, format_cell=format_cell) + "\n")
+    runs.write_text_atomic(out / "sweep.md", tables.markdown(rows, columns, format_cell=format_cell) + "\n")
     plots.sweep_curves(out / "val_loss.png", histories)
     if by_length:
         plots.sweep_accuracy_by_length(out / "accuracy_by_length.png", by_length)

@@ -6,6 +6,8 @@ import csv
 from collections.abc import Callable
 from pathlib import Path
 
+from kerasrnn.runs import atomic_path
+
 
 def plain(value) -> str:
     return "" if value is None else str(value)
@@ -20,7 +22,7 @@ def markdown(rows: list[dict], columns: list[str], titles: list[str] | None = No
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     """`columns` of `rows` as CSV; a missing value is an empty field, other keys are left out."""
-    with Path(path).open("w", newline="") as handle:
+    with atomic_path(path) as temporary, temporary.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from kerasrnn.tables import markdown
+
 CONFIGS = [
     ("defaults, MSE", ["--loss", "mse"]),
     ("defaults, BCE", ["--loss", "bce"]),
@@ -64,15 +66,17 @@ def main() -> None:
         exact = [scores["exact_accuracy"] for scores in by_length.values()]
         perfect = sum(value == 1.0 for value in exact)
         right, asked = exact_on_long_sums(run_dir)
-        rows.append((name, wall, perfect, min(exact), by_length["20"]["exact_accuracy"], right, asked))
+        rows.append({
+            "configuration": name,
+            "fit wall time": f"{wall:.1f} s",
+            "lengths 1-64 with exact accuracy 1.0": f"{perfect}/64",
+            "lowest exact accuracy, 1-64": f"{min(exact):.3f}",
+            "exact at L=20": f"{by_length['20']['exact_accuracy']:.3f}",
+            "300-bit sums and carry chains right": f"{right}/{asked}",
+        })  # fmt: skip
         print(f"done: {name}", file=sys.stderr)
     print(f"Machine: {platform.node()} ({platform.processor() or platform.machine()}), {time.strftime('%Y-%m-%d')}\n")
-    print(
-        "| configuration | fit wall time | lengths 1-64 with exact accuracy 1.0 | lowest exact accuracy, 1-64 | exact at L=20 | 300-bit sums and carry chains right |"
-    )
-    print("| --- | --- | --- | --- | --- | --- |")
-    for name, wall, perfect, lowest, at_20, right, asked in rows:
-        print(f"| {name} | {wall:.1f} s | {perfect}/64 | {lowest:.3f} | {at_20:.3f} | {right}/{asked} |")
+    print(markdown(rows, list(rows[0])))
 
 
 if __name__ == "__main__":

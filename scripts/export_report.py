@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from kerasrnn.tables import markdown
+
 RUNS = {
     "adder": ["fit", "adder"],
     "recall": ["fit", "recall"],
@@ -53,22 +55,30 @@ def main() -> None:
     from kerasrnn.tasks import get_task
 
     print(f"Machine: {platform.node()} ({platform.machine()}, 2 cores), {time.strftime('%Y-%m-%d')}\n")
-    print("| task | format | size | latency, 1 sample | throughput, batch 256 | largest difference from Keras |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    columns = ["task", "format", "size", "latency, 1 sample", "throughput, batch 256", "largest difference from Keras"]
+    rows = []
     for task_name, run_dir in run_dirs.items():
         model = runs.load_model(run_dir)
         x = get_task(task_name).sample_inputs(np.random.default_rng(0), 256, (STEPS[task_name], model.input_shape[-1]))
         keras_speed = export.measure_speed(model, x)
-        print(f"| {task_name} | Keras model (reference) | {(run_dir / 'model.keras').stat().st_size / 1024:.0f} KiB "
-              f"| {keras_speed['latency_ms']:.2f} ms | {keras_speed['samples_per_second']:,.0f} /s | 0 |")  # fmt: skip
+        reference = ["Keras model (reference)", (run_dir / "model.keras").stat().st_size, keras_speed, "0"]
+        rows.append(dict(zip(columns, [task_name, *table_cells(*reference)])))
         for fmt in export.FORMATS:
             metadata = export.export_run(run_dir, fmt, log=lambda *_: None)
             speed = export.measure_speed(export.load_artifact(metadata["artifact_path"], metadata), x)
-            print(
-                f"| {task_name} | {fmt} | {metadata['size_bytes'] / 1024:.0f} KiB | {speed['latency_ms']:.2f} ms "
-                f"| {speed['samples_per_second']:,.0f} /s | {metadata['parity']['max_abs_difference']:.1e} |",
-                flush=True,
-            )
+            difference = f"{metadata['parity']['max_abs_difference']:.1e}"
+            rows.append(dict(zip(columns, [task_name, *table_cells(fmt, metadata["size_bytes"], speed, difference)])))
+    print(markdown(rows, columns))
+
+
+def table_cells(fmt: str, size_bytes: int, speed: dict, difference: str) -> list[str]:
+    return [
+        fmt,
+        f"{size_bytes / 1024:.0f} KiB",
+        f"{speed['latency_ms']:.2f} ms",
+        f"{speed['samples_per_second']:,.0f} /s",
+        difference,
+    ]
 
 
 if __name__ == "__main__":

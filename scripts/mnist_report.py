@@ -16,8 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+from kerasrnn.tables import markdown
+
 # The floor models on their defaults: the task's recipes (docs/configuration.md) give the gated cells
 # Adam 3e-3 and GRU and bidirectional models augmented images; SimpleRNN keeps the base defaults.
+SETTINGS = ("lr", "lr_schedule", "clipnorm", "augment")
 MODELS = [
     ("LSTM 128", ["--cell", "lstm", "--units", "128"]),
     ("GRU 128", ["--cell", "gru", "--units", "128"]),
@@ -43,17 +46,19 @@ def main() -> None:
             if done.returncode != 0:
                 raise SystemExit(f"kerasrnn {' '.join(command)} failed")
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        rows.append((name, metrics, "kerasrnn " + " ".join(command[:-2])))
+        test, config = metrics["test"], metrics["config"]
+        rows.append({
+            "model (10 epochs)": name,
+            "test accuracy": f"{test['accuracy']:.2%}",
+            "test loss": f"{test['loss']:.4f}",
+            "train time": f"{metrics['train_seconds']:.0f} s",
+            "steady samples/s": f"{metrics['train_samples_per_second']:.0f}",
+            "settings": " ".join(f"`{key}={json.dumps(config[key])}`" for key in SETTINGS),
+            "command": f"`kerasrnn {' '.join(command[:-2])}`",
+        })  # fmt: skip
         print(f"done: {name}", file=sys.stderr, flush=True)
     print(f"Machine: {platform.node()} ({platform.machine()}, 2 cores), {time.strftime('%Y-%m-%d')}\n")
-    print("| model (10 epochs) | test accuracy | test loss | train time | steady samples/s | command |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for name, metrics, command in rows:
-        test = metrics["test"]
-        print(
-            f"| {name} | {test['accuracy']:.2%} | {test['loss']:.4f} | {metrics['train_seconds']:.0f} s "
-            f"| {metrics['train_samples_per_second']:.0f} | `{command}` |"
-        )
+    print(markdown(rows, list(rows[0])))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from kerasrnn.tables import markdown
+
 
 def op_time_by_type(trace_dir: Path) -> tuple[collections.Counter, collections.Counter]:
     """Total duration (ms) and count of each op type on TensorFlow's compute threads in one trace."""
@@ -54,10 +56,11 @@ def random_batches(steps: int, batch: int):
 def print_table(title: str, milliseconds: collections.Counter, calls: collections.Counter, steps: int, top: int) -> None:
     total = sum(milliseconds.values())
     print(f"{title}; {total / steps:.1f} ms of op time a step over {sum(calls.values()) / steps:.0f} op calls\n")
-    print("| op type | share of op time | ms a step | calls a step |")
-    print("| --- | --- | --- | --- |")
-    for kind, ms in milliseconds.most_common(top):
-        print(f"| {kind} | {100 * ms / total:.1f}% | {ms / steps:.2f} | {calls[kind] / steps:.0f} |")
+    rows = [
+        {"op type": kind, "share of op time": f"{100 * ms / total:.1f}%", "ms a step": f"{ms / steps:.2f}", "calls a step": f"{calls[kind] / steps:.0f}"}
+        for kind, ms in milliseconds.most_common(top)
+    ]  # fmt: skip
+    print(markdown(rows, ["op type", "share of op time", "ms a step", "calls a step"]))
 
 
 def profile_torch_reference(config: dict, steps: int, top: int) -> None:

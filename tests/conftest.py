@@ -11,16 +11,15 @@ from kerasrnn.backend import select_backend
 BACKEND = select_backend(os.environ.get("KERAS_BACKEND"))
 
 
-def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `kerasrnn ARGS...` in a fresh process, as a user would."""
-    env = {**os.environ, "KERAS_BACKEND": BACKEND}
-    return subprocess.run(
-        [sys.executable, "-m", "kerasrnn_cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+def cli_command(*args: str) -> list[str]:
+    """The command line of `kerasrnn ARGS...` run with this test's Python."""
+    return [sys.executable, "-m", "kerasrnn_cli.main", *args]
+
+
+def run_cli(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `kerasrnn ARGS...` in a fresh process, as a user would (KERAS_BACKEND as in this process unless `env` says)."""
+    env = {**os.environ, "KERAS_BACKEND": BACKEND, **(env or {})}
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def run_cli_here(capfd, *args: str) -> tuple[int, str, str]:

@@ -1,11 +1,9 @@
 """The same fit on every backend: each in its own process, since Keras fixes the backend at import."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from conftest import run_cli
 
 from kerasrnn.backend import backend_installed, select_backend
 from kerasrnn.errors import UserError
@@ -18,10 +16,9 @@ def test_adder_fits_on_each_backend(backend, tmp_path):
     if not backend_installed(backend):
         pytest.skip(f"{backend} is not installed (pip install 'kerasrnn[{backend}]')")
     run_dir = tmp_path / backend
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}  # --backend must win over the environment
-    done = subprocess.run(
-        [sys.executable, "-m", "kerasrnn_cli.main", "fit", "adder", "--backend", backend, "-o", "eval_samples=100", "-o", "train_length=10", "--out", str(run_dir), "--quiet"],
-        capture_output=True, text=True, env=env, timeout=600,
+    done = run_cli(
+        "fit", "adder", "--backend", backend, "-o", "eval_samples=100", "-o", "train_length=10", "--out", str(run_dir), "--quiet",
+        env={"KERAS_BACKEND": "tensorflow"},  # --backend must win over the environment
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"backend {backend}, device" in done.stdout
@@ -29,17 +26,11 @@ def test_adder_fits_on_each_backend(backend, tmp_path):
     assert metrics["backend"] == backend and metrics["device"].startswith(("CPU", "GPU"))
     assert metrics["by_length"]["20"]["exact_accuracy"] == 1.0
     if backend == "jax":  # a run trained elsewhere exports through TensorFlow, and still adds
-        done = subprocess.run(
-            [sys.executable, "-m", "kerasrnn_cli.main", "export", str(run_dir), "--format", "tflite", "--json"],
-            capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": "jax"}, timeout=600,
-        )  # fmt: skip
+        done = run_cli("export", str(run_dir), "--format", "tflite", "--json", env={"KERAS_BACKEND": "jax"})
         assert done.returncode == 0, done.stderr
         exported = json.loads(done.stdout)
         assert exported["config"]["backend"] == "jax" and exported["parity"]["max_abs_difference"] <= 1e-5
-        done = subprocess.run(
-            [sys.executable, "-m", "kerasrnn_cli.main", "predict", exported["artifact_path"], "1" * 40, "1" * 40, "--json"],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+        done = run_cli("predict", exported["artifact_path"], "1" * 40, "1" * 40, "--json")
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["sum"] == "1" * 40 + "0"
 

@@ -3,10 +3,10 @@
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
+from conftest import cli_command
 
 from kerasrnn import callbacks, runs, training
 from kerasrnn.tasks import get_task
@@ -22,7 +22,7 @@ def history_rows(run_dir) -> int:
 def test_fit_interrupted_by_a_signal_resumes_to_the_same_epoch_count(tmp_path):
     run_dir = tmp_path / "run"
     options = [part for key, value in SMALL_ADDER.items() for part in ("-o", f"{key}={value}")]
-    command = [sys.executable, "-m", "kerasrnn_cli.main", "fit", "adder", "--out", str(run_dir), "--quiet", *options]
+    command = cli_command("fit", "adder", "--out", str(run_dir), "--quiet", *options)
     # A shell starting a job in the background (as CI may run us) sets SIGINT to "ignore", and a
     # child inherits that: restore the default so the fit meets Ctrl-C as a person's terminal sends it.
     restore_ctrl_c = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
