@@ -6,6 +6,7 @@ backend is fixed when Keras is first imported.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import traceback
@@ -290,10 +291,19 @@ def first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
+def debug_requested(args: list[str]) -> bool:
+    """Whether `--debug` (an option of `kerasrnn` itself, declared in `main`) comes before the command name.
+
+    Read here, from the arguments, because the tracebacks it asks for are printed after Typer's context is gone.
+    """
+    leading = itertools.takewhile(lambda arg: arg.startswith("-"), args)
+    return "--debug" in leading
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console entry point: every failure becomes one line on stderr and an exit status."""
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
+    debug = debug_requested(args)
     command = typer.main.get_command(app)
     try:
         status = command.main(args=args, prog_name="kerasrnn", standalone_mode=False)

@@ -20,24 +20,24 @@ CELLS = dict(zip(CELL_NAMES, (keras.layers.SimpleRNN, keras.layers.LSTM, keras.l
 
 @dataclass(frozen=True)
 class RecurrentSpec:
-    """What the recurrent body of a model looks like."""
+    """What the recurrent body of a model looks like; built from a config (its defaults live in kerasrnn.config)."""
 
-    cell: str = "lstm"
-    units: int = 10
-    layers: int = 1
-    bidirectional: bool = False
-    dropout: float = 0.0
-    recurrent_dropout: float = 0.0
-    # Unroll the time loop into straight-line code (fixed-length inputs only). A speed option:
-    # on the 2-core build machine it gave no steady gain for MNIST's 28 steps (docs/performance.md).
-    unroll: bool = False
+    cell: str
+    units: int
+    layers: int
+    bidirectional: bool
+    dropout: float
+    recurrent_dropout: float
+    # Unroll the time loop into straight-line code (fixed-length inputs only). A speed option that gave no
+    # steady gain on the build machine (docs/performance.md).
+    unroll: bool
 
     def __post_init__(self):
         validate_recurrent_spec(self)
 
     @classmethod
     def from_config(cls, config: dict) -> RecurrentSpec:
-        return cls(**{name: config[name] for name in cls.__dataclass_fields__ if name in config})
+        return cls(**{name: config[name] for name in cls.__dataclass_fields__})
 
 
 def validate_recurrent_spec(spec: RecurrentSpec) -> None:

@@ -127,7 +127,18 @@ def read_config(run_dir: Path) -> dict:
     config = read_json(run_dir / CONFIG_FILE, "the run's config.json")
     if "task" not in config:
         raise UserError(f"the run's config.json names no task: {run_dir / CONFIG_FILE}")
-    return config
+    return with_defaults(config)
+
+
+def with_defaults(config: dict) -> dict:
+    """A saved config completed with today's defaults for options added since it was written.
+
+    Options that shape the model or its inputs were added with defaults that keep older runs as they were;
+    only a resumed fit of such a run would train with today's default for a training option.
+    """
+    from kerasrnn.tasks import get_task
+
+    return {**get_task(config["task"]).base_defaults(), **config}
 
 
 def read_metrics(run_dir: Path) -> dict:

@@ -45,7 +45,7 @@ def train_and_measure(config: dict) -> dict:
     from kerasrnn.tasks.mnist import stratified_split
 
     torch.manual_seed(config["seed"])
-    x, y, x_test, y_test = load_mnist(config.get("data_path"), log=lambda message: print(message, file=sys.stderr))
+    x, y, x_test, y_test = load_mnist(config["data_path"], log=lambda message: print(message, file=sys.stderr))
     x_train, _, y_train, _ = stratified_split(x, y, config["seed"])
     if config["limit"]:
         x_train, y_train = x_train[: config["limit"]], y_train[: config["limit"]]

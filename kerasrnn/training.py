@@ -41,7 +41,7 @@ def make_deterministic(seed: int, kernels: bool = True) -> None:
 
 def learning_rate(config: dict, steps_per_epoch: int | None):
     """A constant rate, or a cosine decay to 1% of it over the whole fit (steadier last epochs)."""
-    if config.get("lr_schedule", "constant") == "cosine" and steps_per_epoch:
+    if config["lr_schedule"] == "cosine" and steps_per_epoch:
         return keras.optimizers.schedules.CosineDecay(config["lr"], decay_steps=config["epochs"] * steps_per_epoch, alpha=0.01)
     return config["lr"]
 
@@ -50,19 +50,19 @@ def compile_model(task, config: dict, model=None, steps_per_epoch: int | None = 
     """Compile `model` (a new one built from `config` when None) with the task's loss and metrics (or those given)."""
     model = model or task.build_model(config)
     loss, metrics = loss_and_metrics or task.loss_and_metrics(config)
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(config, steps_per_epoch), clipnorm=config.get("clipnorm"))
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate(config, steps_per_epoch), clipnorm=config["clipnorm"])
     model.compile(
         optimizer=optimizer,
         loss=loss,
         metrics=metrics,
-        jit_compile=config.get("jit_compile", "auto"),
-        steps_per_execution=config.get("steps_per_execution", 1),
+        jit_compile=config["jit_compile"],
+        steps_per_execution=config["steps_per_execution"],
     )
     return model
 
 
 def candidate_count(config: dict) -> int:
-    return config.get("candidates", 1)
+    return config.get("candidates", 1)  # an option of recall only
 
 
 def training_model(task, config: dict, steps_per_epoch: int):
@@ -108,7 +108,7 @@ def fit(
 
     device = backends.describe_device()
     log(f"kerasrnn: {task.name} on backend {keras.backend.backend()}, device {device}")
-    make_deterministic(config["seed"], kernels=config.get("deterministic", True))
+    make_deterministic(config["seed"], kernels=config["deterministic"])
     # A resumed fit's generated data goes on from the batch where the interrupted fit stopped.
     first_epoch = runs.completed_epochs(run_dir) if resume else 0
     train, validation, steps_per_epoch = task.training_data(config, first_epoch=first_epoch)

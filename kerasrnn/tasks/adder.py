@@ -197,7 +197,7 @@ class AdderTask(Task):
     def training_data(self, config: dict, first_epoch: int = 0):
         length, batch = config["train_length"], config["batch_size"]
         train = training_dataset(length, batch, config["seed"], first_batch=first_epoch * config["steps_per_epoch"])
-        validation_length = config.get("validation_length") or length
+        validation_length = config["validation_length"] or length
         x_val, y_val = random_adder_examples(
             seeded_rng(config["seed"], VALIDATION_STREAM), config["validation_samples"], validation_length
         )

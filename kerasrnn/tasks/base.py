@@ -33,7 +33,7 @@ class Task:
 
         Options of other tasks are refused; None means "none" where an option allows it.
         """
-        base = {**COMMON_DEFAULTS, **self.defaults}
+        base = self.base_defaults()
         unknown = sorted(set(overrides) - set(base))
         if unknown:
             names = ", ".join("--" + key.replace("_", "-") for key in unknown)
@@ -51,6 +51,10 @@ class Task:
         validate_common(config)
         self.validate(config)
         return config
+
+    def base_defaults(self) -> dict:
+        """Every option's default before recipes: the shared ones, then the task's own."""
+        return {**COMMON_DEFAULTS, **self.defaults}
 
     def applicable_recipes(self, options: dict) -> list[Recipe]:
         return [recipe for recipe in self.recipes if recipe.applies_to(options)]

@@ -114,7 +114,7 @@ class MnistTask(Task):
 
     def splits(self, config: dict):
         # Progress goes to stderr: stdout may be carrying a --json document.
-        x, y, x_test, y_test = load_mnist(config.get("data_path"), log=lambda message: print(message, file=sys.stderr))
+        x, y, x_test, y_test = load_mnist(config["data_path"], log=lambda message: print(message, file=sys.stderr))
         x_train, x_val, y_train, y_val = stratified_split(x, y, config["seed"])
         if config["limit"]:
             x_train, y_train = x_train[: config["limit"]], y_train[: config["limit"]]

@@ -65,7 +65,7 @@ def curriculum_max_length(config: dict, epoch: int) -> int:
     Short sequences first let a small model learn to store the digit at K and then hold it; a batch of
     length K + 1 alone would only ask for the last digit read, so the ramp starts one longer.
     """
-    ramp, high = config.get("curriculum_epochs", 0), config["max_length"]  # runs saved before the option have none
+    ramp, high = config["curriculum_epochs"], config["max_length"]
     start = min(high, config["min_length"] + 1)
     if epoch >= ramp:
         return high
@@ -199,7 +199,7 @@ class RecallTask(Task):
 
     def build_model(self, config: dict):
         def head(features):
-            readout_units = config.get("readout_units", 0)  # runs saved before the option have none
+            readout_units = config["readout_units"]
             if readout_units:
                 # A nonlinear readout of the final state: the state stays `units` numbers, but ten
                 # classes no longer have to be cut apart by straight lines in it (docs/recall.md: LSTM 2).
