@@ -1,6 +1,6 @@
-"""`kerasrnn`: a thin Typer app. It parses, picks the backend, calls the library, prints.
+"""`kerasrnn`: a thin Typer app over the Python API (kerasrnn.fit, kerasrnn.load, Run): it parses, calls, prints.
 
-Keras is imported only inside commands, after `select_backend`, because the
+Keras is imported only inside commands, once the backend is chosen, because the
 backend is fixed when Keras is first imported.
 """
 
@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+import kerasrnn
 from kerasrnn.backend import BACKENDS, select_backend
 from kerasrnn.config import CELL_NAMES
 from kerasrnn.errors import RunError, UserError
@@ -107,8 +108,6 @@ def fit(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ):
     """Train a model on TASK and write a run directory (config, model, history, metrics, plots, TensorBoard logs)."""
-    import kerasrnn
-
     given = dict(
         cell=cell.value if cell else None, units=units, layers=layers, bidirectional=bidirectional,
         dropout=dropout, recurrent_dropout=recurrent_dropout, epochs=epochs, batch_size=batch_size,
@@ -141,8 +140,6 @@ def evaluate(
     as_json: JsonOption = False,
 ):
     """Evaluate a trained run: test metrics and, for sequence tasks, accuracy at each length."""
-    import kerasrnn
-
     result = kerasrnn.load(run_dir, backend.value if backend else None).evaluate(lengths)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -173,8 +170,6 @@ def predict(
     as_json: JsonOption = False,
 ):
     """Run a trained model on your own inputs."""
-    import kerasrnn
-
     run = kerasrnn.load(run_dir, backend.value if backend else None)
     result = run.predict(inputs, show=show)
     typer.echo(json.dumps(result, indent=2) if as_json else run.describe_prediction(result))
@@ -188,8 +183,6 @@ def export(
     as_json: JsonOption = False,
 ):
     """Export a trained model to .keras, SavedModel or LiteRT, and check it against Keras."""
-    import kerasrnn
-
     # Exports are TensorFlow's; a .keras file from any backend loads there.
     artifact = kerasrnn.load(run_dir, "tensorflow").export(format, out, log=lambda line: print(line, file=sys.stderr))
     metadata = kerasrnn.load(artifact).metrics

@@ -2,7 +2,7 @@
 
 A very small recurrent model (recall's LSTM with 2 units) succeeds or fails by
 where it starts: most starting points settle on a poor solution, a few find a
-good one (README, recall). Trying several starts one after another multiplies
+good one (docs/recall.md). Trying several starts one after another multiplies
 the fit time; for models this small nearly all of a step's time is fixed
 overhead, so here N candidates train at once as one wider model:
 

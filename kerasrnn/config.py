@@ -62,13 +62,12 @@ class Recipe:
     applies_to: Callable[[dict], bool]
     settings: dict = field(default_factory=dict)
 
-    def describe(self) -> str:
-        return f"{self.name} ({', '.join(f'{key}={format_value(value)}' for key, value in self.settings.items())})"
 
-
-def format_value(value) -> str:
-    """A value as it is written after -o: JSON for booleans and null."""
-    return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+def format_settings(settings: dict) -> str:
+    """`key=value, ...` as written after -o: JSON for booleans and null."""
+    return ", ".join(
+        f"{key}={json.dumps(value) if value is None or isinstance(value, bool) else value}" for key, value in settings.items()
+    )
 
 
 def nullable_options(defaults: dict) -> set[str]:

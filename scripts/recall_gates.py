@@ -6,7 +6,7 @@ For each sequence (default: three random ones of length 10) one row per step: th
 read and, per unit, the input (i), forget (f) and output (o) gates, the candidate value
 (g), the cell state (c) and the output (h). The LSTM equations are written out in numpy
 from the layer's own weights, and checked against Keras' final state, so what is printed
-is what the model computes. Small models show their mechanism here (README, "Recall").
+is what the model computes. Small models show their mechanism here (docs/recall.md).
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ def main() -> None:
         command = ["fit", "recall", "--cell", cell, "--units", str(units), *options]
         started = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "kerasrnn_cli.main", *command, "--out", str(run_dir), "--overwrite", "--quiet"]
+            [sys.executable, "-m", "kerasrnn_cli.main", *command, "--out", str(run_dir), "--overwrite", "--quiet"],
+            stdout=sys.stderr,  # the fits' lines go with the progress; stdout is the table
         )
         wall = time.perf_counter() - started
         if done.returncode != 0:

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from kerasrnn.config import COMMON_DEFAULTS, Recipe, nullable_options
+from kerasrnn.config import COMMON_DEFAULTS, Recipe, format_settings, nullable_options
 from kerasrnn.errors import UserError, require
 
 
@@ -43,10 +43,11 @@ class Task:
             raise UserError(f"option {', '.join(nulls)} cannot be null: give a value (or leave it out for the default)")
         chosen = {**base, **overrides}
         for recipe in self.applicable_recipes(chosen):
-            base.update(recipe.settings)
-            if log:
+            settings = {key: value for key, value in recipe.settings.items() if key not in overrides}
+            base.update(settings)
+            if log and settings:
                 model = f"{'bidirectional ' if chosen['bidirectional'] else ''}{chosen['cell']} {chosen['units']}"
-                log(f"kerasrnn: {self.name} defaults for {model}: {recipe.describe()}")
+                log(f"kerasrnn: {self.name} defaults for {model}: {recipe.name} ({format_settings(settings)})")
         config = {**base, **overrides, "task": self.name}
         validate_common(config)
         self.validate(config)
