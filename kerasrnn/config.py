@@ -3,7 +3,7 @@
 A configuration is built in layers, later ones winning:
 
 1. `COMMON_DEFAULTS`, then the task's own `defaults`;
-2. the task's `Recipe`s: defaults measured to be better for some cells and sizes (docs/defaults.md),
+2. the task's `Recipe`s: defaults measured to be better for some cells and sizes (docs/configuration.md),
    applied when the options ask for such a model;
 3. a config file (`--config`: TOML or JSON; a run's own config.json reproduces it);
 4. the options given on the command line or to `kerasrnn.fit`.

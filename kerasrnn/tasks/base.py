@@ -42,6 +42,7 @@ class Task:
         if nulls:
             raise UserError(f"option {', '.join(nulls)} cannot be null: give a value (or leave it out for the default)")
         chosen = {**base, **overrides}
+        validate_common(chosen)  # recipes look at cell and size: they must be what they claim first
         for recipe in self.applicable_recipes(chosen):
             settings = {key: value for key, value in recipe.settings.items() if key not in overrides}
             base.update(settings)
