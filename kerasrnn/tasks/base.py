@@ -152,7 +152,7 @@ def parse_lengths(text: str | None, default: list[int] | None = None) -> list[in
 
 def predict_batches(model, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """`model.predict(x)` without its per-call set-up (a data adapter and an epoch iterator): that set-up
-    is most of the time when a small model is scored at dozens of lengths (recall's 48: 8.4 s -> 0.6 s)."""
+    is most of the time when a small model is scored at dozens of lengths (docs/recall.md has the measurement)."""
     return np.concatenate(
         [np.asarray(model.predict_on_batch(x[start : start + batch_size])) for start in range(0, len(x), batch_size)]
     )
