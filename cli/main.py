@@ -259,6 +259,8 @@ def bench(
         typer.echo(json.dumps(document, indent=2))
         return
     typer.echo(benching.markdown_table(document["results"]))
+    if document["fastest"]:
+        typer.echo(f"kerasrnn: {document['fastest']}")
     typer.echo(f"kerasrnn: tables and chart in {folder} (bench.md, bench.csv, bench.json, bench.png)")
 
 

@@ -127,8 +127,22 @@ def bench(task: str, backends: list[str], options: dict, out: Path, reference: b
         "date": time.strftime("%Y-%m-%d"),
         "results": results,
     }
+    document["fastest"] = fastest_backend(task, results, options)
     write_tables(document, out)
     return document
+
+
+def fastest_backend(task: str, results: list[dict], options: dict) -> str | None:
+    """One line naming the backend that trained fastest here, and the command that uses it (None if none ran)."""
+    finished = [row for row in results if row.get("status") == "ok" and row["backend"] in BACKENDS]
+    if not finished:
+        return None
+    best = max(finished, key=lambda row: row["train_samples_per_second"])
+    flags = "".join(f" -o {key}={json.dumps(value) if not isinstance(value, str) else value}" for key, value in options.items())
+    return (
+        f"fastest backend for {task} here: {best['backend']} ({best['train_samples_per_second']:,.0f} samples/s); "
+        f"use it with `kerasrnn fit {task} --backend {best['backend']}{flags}`"
+    )
 
 
 def machine_description() -> str:

@@ -1,4 +1,5 @@
-"""Layers the toolkit needs beyond Keras' own.
+"""Layers the toolkit needs beyond Keras' own: a TimeDistributed right for every length, and LSTM and GRU
+that use PyTorch's fused kernels on the torch backend.
 
 `TimeDistributed` fixes Keras 3.15's wrapper for inputs whose time dimension is
 unknown (the adder is trained on one length and evaluated on many). When the
@@ -35,3 +36,62 @@ class TimeDistributed(keras.layers.TimeDistributed):
             kwargs["mask"] = ops.reshape(mask, (-1,))
         outputs = self.layer.call(flat, **kwargs)
         return ops.reshape(outputs, (batch, time, *outputs.shape[1:]))
+
+
+def input_dropout(layer, sequences, training):
+    """The layer's input dropout, one mask for every step, as Keras' fused (cuDNN) path applies it."""
+    if not (training and layer.dropout):
+        return sequences
+    mask = ops.expand_dims(layer.cell.get_dropout_mask(sequences[:, 0, :]), axis=1)
+    return sequences * ops.broadcast_to(mask, ops.shape(sequences))
+
+
+def fused_kernel_applies(layer, mask) -> bool:
+    """Whether PyTorch's fused kernel computes exactly what Keras' loop would (kerasrnn.torch_kernels).
+
+    Keras' own loop stays in charge of everything else: other backends, masks, recurrent dropout,
+    unrolling, other activations or precisions, layers without biases, and use_cudnn=False.
+    """
+    return (
+        keras.backend.backend() == "torch"
+        and mask is None
+        and not layer.recurrent_dropout
+        and not layer.unroll
+        and layer.use_cudnn in ("auto", True)
+        and layer.cell.use_bias
+        and layer.cell.activation is keras.activations.tanh
+        and layer.cell.recurrent_activation is keras.activations.sigmoid
+        and layer.compute_dtype == "float32"
+        and layer.cell.kernel.dtype == "float32"
+    )
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class LSTM(keras.layers.LSTM):
+    """`keras.layers.LSTM` that runs PyTorch's fused LSTM kernel on the torch backend (oneDNN on CPUs)."""
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        mask = mask[0] if isinstance(mask, (list, tuple)) else mask
+        if not fused_kernel_applies(self, mask):
+            return super().inner_loop(sequences, initial_state, mask=mask, training=training)
+        from kerasrnn.torch_kernels import run_lstm
+
+        sequences = input_dropout(self, sequences, training)
+        kernels = (self.cell.kernel.value, self.cell.recurrent_kernel.value, self.cell.bias.value)
+        return run_lstm(sequences, initial_state[0], initial_state[1], *kernels, go_backwards=self.go_backwards)
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class GRU(keras.layers.GRU):
+    """`keras.layers.GRU` that runs PyTorch's fused GRU kernel on the torch backend (reset_after=True only)."""
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        mask = mask[0] if isinstance(mask, (list, tuple)) else mask
+        if not (fused_kernel_applies(self, mask) and self.cell.reset_after):
+            return super().inner_loop(sequences, initial_state, mask=mask, training=training)
+        from kerasrnn.torch_kernels import run_gru
+
+        state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
+        sequences = input_dropout(self, sequences, training)
+        kernels = (self.cell.kernel.value, self.cell.recurrent_kernel.value, self.cell.bias.value)
+        return run_gru(sequences, state, *kernels, go_backwards=self.go_backwards)

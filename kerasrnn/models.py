@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 import keras
 
+from kerasrnn import layers
 from kerasrnn.config import CELL_NAMES
 from kerasrnn.errors import require
 
-CELLS = dict(zip(CELL_NAMES, (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU)))
+# LSTM and GRU are Keras' own, running PyTorch's fused kernels on the torch backend (kerasrnn.layers).
+CELLS = dict(zip(CELL_NAMES, (keras.layers.SimpleRNN, layers.LSTM, layers.GRU)))
 
 
 @dataclass(frozen=True)

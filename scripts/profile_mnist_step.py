@@ -1,6 +1,6 @@
-"""Where a training step of `kerasrnn fit mnist` spends its time on TensorFlow: op time by op type.
+"""Where a training step of `kerasrnn fit mnist` spends its time: op time by op type.
 
-    python scripts/profile_mnist_step.py [-o KEY=VALUE ...] [--steps 40] [--reference]
+    python scripts/profile_mnist_step.py [-o KEY=VALUE ...] [--steps 40] [--backend torch] [--reference]
 
 Builds and compiles the mnist model exactly as `kerasrnn fit mnist` does (defaults: LSTM 128,
 batch 64; `-o` changes any option), trains one warm-up epoch of `--steps` batches, then traces
@@ -9,8 +9,11 @@ compute threads. Prints the step time (the trace costs some; compare shares, not
 Markdown table: op type, share of all op time, ms and calls per step. The batches are random
 pixels: the time of a step does not depend on what the pixels show.
 
-`--reference` profiles the plain PyTorch loop of `kerasrnn bench --reference` instead (same
-model, batch and optimizer), with PyTorch's profiler, in the same table shape.
+`--backend torch` profiles `kerasrnn fit mnist` on Keras' PyTorch backend with PyTorch's profiler
+(self time of each aten op): it shows whether the fused recurrent kernels run (one
+`aten::mkldnn_rnn_layer` forward and one `aten::mkldnn_rnn_layer_backward` per LSTM layer a step on
+CPUs). `--reference` profiles the plain PyTorch loop of `kerasrnn bench --reference` instead (same
+model, batch and optimizer), the same way.
 """
 
 from __future__ import annotations
@@ -66,7 +69,6 @@ def print_table(title: str, milliseconds: collections.Counter, calls: collection
 def profile_torch_reference(config: dict, steps: int, top: int) -> None:
     """The plain PyTorch loop's step, by op type (self time of each aten op, so nothing counts twice)."""
     import torch
-    from torch.profiler import ProfilerActivity, profile
 
     from kerasrnn.torch_reference import build
 
@@ -85,6 +87,15 @@ def profile_torch_reference(config: dict, steps: int, top: int) -> None:
             optimizer.step()
 
     epoch()  # warm-up
+    seconds, milliseconds, calls = profile_with_torch(epoch)
+    title = f"plain PyTorch loop, {config['cell']} {config['units']}, batch {batch}: {1000 * seconds / steps:.1f} ms a step under the profiler"
+    print_table(title, milliseconds, calls, steps, top)
+
+
+def profile_with_torch(epoch) -> tuple[float, collections.Counter, collections.Counter]:
+    """(seconds, ms and calls of each aten op by self time, so nothing counts twice) of one call of `epoch`."""
+    from torch.profiler import ProfilerActivity, profile
+
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
         started = time.perf_counter()
         epoch()
@@ -94,8 +105,7 @@ def profile_torch_reference(config: dict, steps: int, top: int) -> None:
         if event.key.startswith("aten::") and event.self_cpu_time_total > 0:
             milliseconds[event.key] += event.self_cpu_time_total / 1000
             calls[event.key] += event.count
-    title = f"plain PyTorch loop, {config['cell']} {config['units']}, batch {batch}: {1000 * seconds / steps:.1f} ms a step under the profiler"
-    print_table(title, milliseconds, calls, steps, top)
+    return seconds, milliseconds, calls
 
 
 def main() -> None:
@@ -103,6 +113,7 @@ def main() -> None:
     parser.add_argument("-o", "--option", action="append", default=[], help="a fit option KEY=VALUE")
     parser.add_argument("--steps", type=int, default=40, help="batches per traced epoch")
     parser.add_argument("--top", type=int, default=12, help="op types to list")
+    parser.add_argument("--backend", choices=["tensorflow", "torch"], default="tensorflow", help="the Keras backend to profile")
     parser.add_argument("--reference", action="store_true", help="profile the plain PyTorch loop instead")
     args = parser.parse_args()
 
@@ -111,7 +122,7 @@ def main() -> None:
     from kerasrnn.backend import select_backend
     from kerasrnn.errors import UserError
 
-    select_backend("tensorflow")
+    select_backend("torch" if args.backend == "torch" and not args.reference else "tensorflow")
     import tensorflow as tf
 
     from kerasrnn.tasks import get_task
@@ -131,6 +142,13 @@ def main() -> None:
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache().repeat().prefetch(4)
     model = compile_model(task, config, steps_per_epoch=args.steps)
     model.fit(data, epochs=1, steps_per_epoch=args.steps, verbose=0)  # tracing and compiling happen here
+    if args.backend == "torch":
+        seconds, milliseconds, calls = profile_with_torch(
+            lambda: model.fit(data, epochs=1, steps_per_epoch=args.steps, verbose=0)
+        )
+        title = f"Keras on PyTorch, {config['cell']} {config['units']}, batch {batch}: {1000 * seconds / args.steps:.1f} ms a step under the profiler"
+        print_table(title, milliseconds, calls, args.steps, args.top)
+        return
 
     with tempfile.TemporaryDirectory() as trace_dir:
         tf.profiler.experimental.start(trace_dir)

@@ -87,6 +87,25 @@ def test_bench_table_json_and_a_missing_backend(tmp_path, monkeypatch):
     table = (tmp_path / "bench.md").read_text().splitlines()
     assert len(table) == 2 + 3 and table[2].startswith("| tensorflow | ok |")
     assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
+    assert document["fastest"].startswith("fastest backend for adder here: tensorflow (")
+    assert document["fastest"].endswith(
+        "`kerasrnn fit adder --backend tensorflow" + "".join(f" -o {k}={v}" for k, v in TINY_ADDER.items()) + "`"
+    )
+
+
+def test_bench_names_the_fastest_backend_that_ran():
+    rows = [
+        {"backend": "tensorflow", "status": "ok", "train_samples_per_second": 1700.0},
+        {"backend": "torch", "status": "ok", "train_samples_per_second": 2300.0},
+        {"backend": "jax", "status": "failed: out of memory"},
+        {"backend": "plain PyTorch loop", "status": "ok", "train_samples_per_second": 2100.0},  # not a backend
+    ]
+    line = bench.fastest_backend("mnist", rows, {"epochs": 2})
+    assert (
+        line
+        == "fastest backend for mnist here: torch (2,300 samples/s); use it with `kerasrnn fit mnist --backend torch -o epochs=2`"
+    )
+    assert bench.fastest_backend("mnist", rows[2:3], {}) is None
 
 
 def test_bench_refuses_unknown_backends_and_options(tmp_path):

@@ -1,0 +1,159 @@
+"""Parity of kerasrnn's fused LSTM and GRU (torch backend) with Keras' own loop (use_cudnn=False).
+
+Run by tests/test_torch_kernels.py in a process of its own (the backend is fixed at import); prints one
+JSON document: for each case, the largest relative difference of outputs, final states and the gradient
+of every weight, and whether the fused kernel ran.
+"""
+
+import json
+import os
+
+os.environ["KERAS_BACKEND"] = "torch"
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from kerasrnn import layers, torch_kernels  # noqa: E402
+
+KERAS_CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+FUSED_CELLS = {"lstm": layers.LSTM, "gru": layers.GRU}
+RNG = np.random.default_rng(0)
+
+
+def relative_difference(a, b) -> float:
+    a, b = (np.asarray(keras.ops.convert_to_numpy(t), dtype=np.float64) for t in (a, b))
+    return float(np.max(np.abs(a - b)) / max(1e-12, np.max(np.abs(b))))
+
+
+def build(cell: str, fused: bool, case: str, dtype: str = "float32") -> keras.Model:
+    """A small model around one recurrent shape: the case says which (sequences, backwards, bidirectional...)."""
+    make = FUSED_CELLS[cell] if fused else KERAS_CELLS[cell]
+    options = {"units": 4, "dtype": dtype, "seed": 7}
+    if not fused:
+        options["use_cudnn"] = False
+    inputs = keras.Input((6, 3), dtype=dtype)
+    if case == "stacked":
+        x = make(return_sequences=True, **options)(inputs)
+        outputs = make(return_state=True, **options)(x)
+    elif case == "bidirectional":
+        outputs = keras.layers.Bidirectional(make(return_sequences=True, **options))(inputs)
+    else:
+        outputs = make(
+            return_sequences=case in ("sequences", "backwards", "dropout"),
+            go_backwards=case == "backwards",
+            dropout=0.3 if case == "dropout" else 0.0,
+            return_state=case != "dropout",
+            **options,
+        )(inputs)
+    return keras.Model(inputs, outputs)
+
+
+def outputs_and_gradients(model, x, training: bool):
+    outputs = keras.tree.flatten(model(x, training=training))
+    weights = [torch.rand_like(output, generator=torch.Generator().manual_seed(1)) for output in outputs]
+    loss = sum((output * weight).sum() for output, weight in zip(outputs, weights))
+    variables = [v.value for v in model.trainable_weights]
+    return outputs, torch.autograd.grad(loss, variables)
+
+
+def layer_case(cell: str, case: str) -> dict:
+    reference = build(cell, False, case)
+    fused = build(cell, True, case)
+    fused.set_weights([w + RNG.normal(0, 0.3, w.shape).astype(w.dtype) for w in reference.get_weights()])
+    reference.set_weights(fused.get_weights())
+    x = RNG.normal(size=(5, 6, 3)).astype("float32")
+    calls = []
+    original = torch_kernels.run_lstm if cell == "lstm" else torch_kernels.run_gru
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    setattr(torch_kernels, original.__name__, counting)
+    try:
+        got, got_gradients = outputs_and_gradients(fused, x, training=case == "dropout")
+    finally:
+        setattr(torch_kernels, original.__name__, original)
+    want, want_gradients = outputs_and_gradients(reference, x, training=case == "dropout")
+    return {
+        "fused_calls": len(calls),
+        "outputs": max(relative_difference(a, b) for a, b in zip(got, want)),
+        "gradients": max(relative_difference(a, b) for a, b in zip(got_gradients, want_gradients)),
+    }
+
+
+def equations(cell: str, x, kernel, recurrent_kernel, bias, go_backwards: bool):
+    """The cell's equations step by step in Keras' weight layout, in x's precision: the exact reference.
+
+    (Keras' own loop is no float64 reference on torch: `keras.ops.matmul` of two float64 tensors computes
+    in float32 there, Keras 3.15.)
+    """
+    steps = range(x.shape[1] - 1, -1, -1) if go_backwards else range(x.shape[1])
+    h = c = torch.zeros((x.shape[0], recurrent_kernel.shape[0]), dtype=x.dtype)
+    outputs = []
+    for t in steps:
+        if cell == "lstm":
+            i, f, g, o = torch.chunk(x[:, t] @ kernel + h @ recurrent_kernel + bias, 4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+        else:
+            x_z, x_r, x_h = torch.chunk(x[:, t] @ kernel + bias[0], 3, dim=1)
+            h_z, h_r, h_h = torch.chunk(h @ recurrent_kernel + bias[1], 3, dim=1)
+            z, r = torch.sigmoid(x_z + h_z), torch.sigmoid(x_r + h_r)
+            h = z * h + (1 - z) * torch.tanh(x_h + r * h_h)
+        outputs.append(h)
+    return [torch.stack(outputs, dim=1), h] + ([c] if cell == "lstm" else [])
+
+
+def float64_mapping(cell: str, go_backwards: bool) -> dict:
+    """The kernel functions themselves in float64 (PyTorch's native kernels, not oneDNN) against the equations,
+    and against Keras' own loop in float64 (which computes its products in float32)."""
+    layer = KERAS_CELLS[cell](
+        4, return_sequences=True, return_state=True, go_backwards=go_backwards, dtype="float64", use_cudnn=False
+    )
+    x = torch.tensor(RNG.normal(size=(5, 6, 3)))
+    layer(x)
+    layer.set_weights([w + RNG.normal(0, 0.3, w.shape) for w in layer.get_weights()])
+    weights = [v.value for v in layer.trainable_weights]
+    zeros = torch.zeros((5, 4), dtype=torch.float64)
+    if cell == "lstm":
+        _, outputs, states = torch_kernels.run_lstm(x, zeros, zeros, *weights, go_backwards=go_backwards)
+    else:
+        _, outputs, states = torch_kernels.run_gru(x, zeros, *weights, go_backwards=go_backwards)
+    got = [outputs, *states]
+    exact = equations(cell, x, *weights, go_backwards=go_backwards)
+    return {
+        "outputs": max(relative_difference(a, b) for a, b in zip(got, exact)),
+        "keras_loop": max(relative_difference(a, b) for a, b in zip(got, keras.tree.flatten(layer(x)))),
+    }
+
+
+def fallback_cases() -> dict:
+    """Configurations the fused kernel must leave to Keras: each is counted, none may call the kernel."""
+    calls = []
+    original = torch_kernels.run_lstm
+    torch_kernels.run_lstm = lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
+    x = RNG.normal(size=(2, 5, 3)).astype("float32")
+    for options in ({"recurrent_dropout": 0.2}, {"unroll": True}, {"activation": "relu"}, {"use_cudnn": False}):
+        layers.LSTM(4, **options)(x, training=True)
+    layers.LSTM(4)(x, mask=np.array([[True] * 5, [True, True, True, False, False]]))
+    layers.LSTM(4, dtype="float64")(x.astype("float64"))
+    torch_kernels.run_lstm = original
+    gru_calls = []
+    original_gru = torch_kernels.run_gru
+    torch_kernels.run_gru = lambda *args, **kwargs: gru_calls.append(1) or original_gru(*args, **kwargs)
+    layers.GRU(4, reset_after=False)(x)
+    torch_kernels.run_gru = original_gru
+    return {"lstm_calls": len(calls), "gru_calls": len(gru_calls)}
+
+
+if __name__ == "__main__":
+    report = {
+        f"{cell} {case}": layer_case(cell, case)
+        for cell in ("lstm", "gru")
+        for case in ("last", "sequences", "backwards", "bidirectional", "stacked", "dropout")
+    }
+    report.update({f"{cell} float64 backwards={b}": float64_mapping(cell, b) for cell in ("lstm", "gru") for b in (False, True)})
+    report["fallbacks"] = fallback_cases()
+    print(json.dumps(report))
