@@ -54,6 +54,8 @@ def fit(task: str | None = None, *, config: str | Path | None = None, out: str |
     """
     if resume and out is None:
         raise UserError("--resume needs --out DIR: the run directory to continue")
+    if resume and task is None and config is None and (Path(out) / "config.json").is_file():
+        config = Path(out) / "config.json"  # `kerasrnn fit --resume --out DIR` needs no task: the run names it
     resolved = resolve_config(task, config, backend, log=log, **options)
     from kerasrnn import runs, training  # after the backend is chosen: they import Keras
 

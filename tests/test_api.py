@@ -125,3 +125,13 @@ def test_the_example_notebook_runs(tmp_path):
     assert shown, "the notebook showed no figure"
     texts = "".join(output.get("text", "") + output.get("data", {}).get("text/plain", "") for output in outputs)
     assert "'sum': '10001'" in texts
+
+
+def test_resume_needs_no_task_the_run_names_it(tmp_path, capfd):
+    tiny = ["-o", "steps_per_epoch=5", "-o", "eval_samples=20", "-o", "train_length=4", "--epochs", "1", "--quiet"]
+    status, _, err = run_cli_here(capfd, "fit", "adder", "--out", str(tmp_path / "run"), *tiny)
+    assert status == 0, err
+    (tmp_path / "run" / "metrics.json").unlink()  # as if the fit had stopped before its end
+    status, out, err = run_cli_here(capfd, "fit", "--resume", "--out", str(tmp_path / "run"), "--quiet")
+    assert status == 0, err
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]["train_length"] == 4
