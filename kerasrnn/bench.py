@@ -20,6 +20,7 @@ from pathlib import Path
 
 from kerasrnn import runs, tables
 from kerasrnn.backend import BACKENDS, INSTALL_HINTS, backend_installed
+from kerasrnn.config import format_option_value
 from kerasrnn.errors import UserError, require
 
 TABLE_COLUMNS = [
@@ -138,7 +139,7 @@ def fastest_backend(task: str, results: list[dict], options: dict) -> str | None
     if not finished:
         return None
     best = max(finished, key=lambda row: row["train_samples_per_second"])
-    flags = "".join(f" -o {key}={json.dumps(value) if not isinstance(value, str) else value}" for key, value in options.items())
+    flags = "".join(f" -o {key}={format_option_value(value)}" for key, value in options.items())
     return (
         f"fastest backend for {task} here: {best['backend']} ({best['train_samples_per_second']:,.0f} samples/s); "
         f"use it with `kerasrnn fit {task} --backend {best['backend']}{flags}`"

@@ -25,8 +25,7 @@ class IterationLossLogger(keras.callbacks.Callback):
         super().__init__()
         self.path = Path(path)
         self.iteration = self._rows_already_written()
-        self.rows: list[str] = []
-        self.losses: list[tuple[int, float]] = []
+        self.losses: list[tuple[int, int, float]] = []  # (iteration, epoch, loss) of this epoch's batches
         # The same losses as the scalar `iteration_loss`, beside Keras' own TensorBoard logs.
         self.tensorboard_dir = tensorboard_dir
         self.writer = None
@@ -39,7 +38,7 @@ class IterationLossLogger(keras.callbacks.Callback):
         return int(lines[-1].split(",")[0]) if len(lines) > 1 else 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch, self.previous_mean, self.previous_batches, self.rows = epoch, 0.0, 0, []
+        self.epoch, self.previous_mean, self.previous_batches, self.losses = epoch, 0.0, 0, []
 
     def on_train_batch_end(self, batch, logs=None):
         if not logs or "loss" not in logs:
@@ -51,15 +50,14 @@ class IterationLossLogger(keras.callbacks.Callback):
         batch_loss = (batches * mean - self.previous_batches * self.previous_mean) / new
         self.previous_mean, self.previous_batches = mean, batches
         self.iteration += new
-        self.rows.append(f"{self.iteration},{self.epoch},{batch_loss:.8g}\n")
-        self.losses.append((self.iteration, batch_loss))
+        self.losses.append((self.iteration, self.epoch, batch_loss))
 
     def on_epoch_end(self, epoch, logs=None):
         with self.path.open("a") as handle:  # one append per epoch: a crash loses at most that epoch
-            handle.writelines(self.rows)
+            handle.writelines(f"{iteration},{epoch},{loss:.8g}\n" for iteration, epoch, loss in self.losses)
         if self.tensorboard_dir is not None:
             self._write_tensorboard()
-        self.rows, self.losses = [], []
+        self.losses = []
 
     def on_train_end(self, logs=None):
         if self.writer is not None:
@@ -72,7 +70,7 @@ class IterationLossLogger(keras.callbacks.Callback):
         if self.writer is None:
             self.writer = tf.summary.create_file_writer(str(self.tensorboard_dir))
         with self.writer.as_default():
-            for iteration, loss in self.losses:
+            for iteration, _, loss in self.losses:
                 tf.summary.scalar("iteration_loss", loss, step=iteration)
         self.writer.flush()
 

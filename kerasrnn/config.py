@@ -63,11 +63,14 @@ class Recipe:
     settings: dict = field(default_factory=dict)
 
 
+def format_option_value(value) -> str:
+    """A value as written after -o (which reads JSON): JSON for booleans and null, strings as they are."""
+    return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+
+
 def format_settings(settings: dict) -> str:
-    """`key=value, ...` as written after -o: JSON for booleans and null."""
-    return ", ".join(
-        f"{key}={json.dumps(value) if value is None or isinstance(value, bool) else value}" for key, value in settings.items()
-    )
+    """`key=value, ...` as written after -o."""
+    return ", ".join(f"{key}={format_option_value(value)}" for key, value in settings.items())
 
 
 def nullable_options(defaults: dict) -> set[str]:
