@@ -176,6 +176,25 @@ def predict(
 
 
 @app.command()
+def serve(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (or an exported artifact) to serve.")],
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 0.0.0.0 makes it reachable from other machines.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    backend: BackendOption = None,
+):
+    """Serve a trained model over HTTP: a page to draw or type inputs, POST /predict, GET /health."""
+    from kerasrnn import serve as serving
+
+    if not 0 < port < 65536:
+        raise UserError(f"port must be in 1..65535, got {port}")
+    select_backend(backend.value if backend else None)
+    typer.echo(f"kerasrnn: serving {run_dir} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
+    serving.serve(run_dir, host, port)
+
+
+@app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `kerasrnn fit` (any backend).")],
     format: Annotated[str, typer.Option("--format", help="keras, savedmodel or tflite (LiteRT).")] = "savedmodel",

@@ -19,7 +19,14 @@ from kerasrnn.errors import UserError
 
 DIGIT_BOX = 20  # MNIST scales the digit to fit 20x20...
 CANVAS = 28  # ...then centres it by mass in 28x28
-MNIST_STROKE = 2.2  # typical MNIST stroke width, in pixels of the 20x20 box
+MNIST_STROKE = 2.8  # MNIST's median stroke width in pixels, as stroke_width measures it (docs/handwriting.md)
+WORK_SCALE = 4  # strokes are measured and widened at 4x MNIST's scale, where a pixel is a quarter stroke
+WORKING_MIN, WORKING_MAX = 160, 640  # the longer side of the image while finding the digit
+BACKGROUND_FRACTION = 0.3  # paper is estimated over windows this fraction of the image: wider than strokes
+BRIDGE_FRACTION = 0.01  # gaps in grainy strokes this fraction of the image are bridged when finding the digit
+SPECK_FRACTION = 0.1  # parts with less ink than this fraction of the strongest part are specks
+MAX_PIXELS = 50_000_000  # larger than any phone photo; more is refused before decoding (decompression bombs)
+CORE_PERCENTILE = 60  # ink above this percentile of the digit's pixels saturates, as MNIST's cores do
 
 
 def load_grey(path: str | Path) -> np.ndarray:
@@ -33,39 +40,76 @@ def load_grey(path: str | Path) -> np.ndarray:
         raise UserError(f"image file is empty: {path}")
     try:
         with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
-            if image.mode in ("RGBA", "LA", "P"):
-                image = image.convert("RGBA")
-                background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                image = Image.alpha_composite(background, image)  # transparent = paper
-            grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            if image.width * image.height > MAX_PIXELS:
+                raise UserError(f"image too large: {path} has {image.width}x{image.height} pixels (at most {MAX_PIXELS:,})")
+            grey = grey_of(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise UserError(f"not a readable image: {path} ({type(error).__name__})") from None
     if grey.size == 0 or min(grey.shape) < 2:
         raise UserError(f"image is too small to hold a digit: {path}")
     return grey
 
 
-def ink_bright_on_black(grey: np.ndarray) -> np.ndarray:
-    """Invert dark-on-light images (paper is brighter than ink), judging by the border."""
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    return 1.0 - grey if np.median(border) > 0.5 else grey.copy()
+def grey_of(image: Image.Image) -> np.ndarray:
+    """A PIL image -> float grey in [0, 1], upright, transparent parts as white paper."""
+    image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
+    if image.mode in ("RGBA", "LA", "P"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)  # transparent = paper
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
-def flatten_background(ink: np.ndarray) -> np.ndarray:
-    """Subtract slowly varying light (shadows, gradients): an opening wider than a stroke sees only background."""
-    size = max(3, min(ink.shape) // 6)
-    small = ink[:: max(1, min(ink.shape) // 200), :: max(1, min(ink.shape) // 200)]
-    scale = ink.shape[0] / small.shape[0], ink.shape[1] / small.shape[1]
-    small_size = max(3, int(size / scale[0]))
-    background = ndimage.uniform_filter(ndimage.grey_opening(small, size=small_size), size=small_size)
-    background = ndimage.zoom(background, (ink.shape[0] / small.shape[0], ink.shape[1] / small.shape[1]), order=1)
-    background = background[: ink.shape[0], : ink.shape[1]]
-    if background.shape != ink.shape:  # zoom can round one pixel short
-        background = np.pad(
-            background, [(0, ink.shape[0] - background.shape[0]), (0, ink.shape[1] - background.shape[1])], mode="edge"
-        )
-    return np.clip(ink - background, 0.0, None)
+def undo_blocky_upscale(grey: np.ndarray) -> np.ndarray:
+    """A tiny scan blown up by repeating pixels is brought back to its own pixels (then upsampled smoothly)."""
+    for block in range(min(16, min(grey.shape) // 4), 1, -1):
+        small = grey[::block, ::block]
+        repeated = np.repeat(np.repeat(small, block, axis=0), block, axis=1)[: grey.shape[0], : grey.shape[1]]
+        if repeated.shape == grey.shape and np.abs(repeated - grey).mean() < 0.004:
+            return small
+    return grey
+
+
+def working_size(grey: np.ndarray) -> np.ndarray:
+    """Upsample small inputs smoothly, before anything else, and shrink huge photos (speed, nothing lost)."""
+    grey = undo_blocky_upscale(grey)
+    longest = max(grey.shape)
+    factor = WORKING_MIN / longest if longest < WORKING_MIN else WORKING_MAX / longest if longest > WORKING_MAX else 1.0
+    if factor == 1.0:
+        return grey
+    size = (max(2, round(grey.shape[1] * factor)), max(2, round(grey.shape[0] * factor)))
+    resample = Image.BICUBIC if factor > 1 else Image.BOX  # bicubic turns a blocky scan into smooth strokes
+    return np.clip(np.asarray(Image.fromarray(grey).resize(size, resample), dtype=np.float32), 0.0, 1.0)
+
+
+def dark_ink_on_light(grey: np.ndarray) -> bool:
+    """Dark ink on paper, or light chalk on a board?
+
+    Ink is what stands out from its surroundings (the median around it): pens make dark outliers,
+    chalk bright ones. Where neither clearly dominates (a digit filling the image), paper is the
+    bright case and a board the dark one.
+    """
+    small = grey if max(grey.shape) <= 64 else np.asarray(Image.fromarray(grey).reduce(max(grey.shape) // 48))
+    surroundings = ndimage.median_filter(small, size=max(3, int(BACKGROUND_FRACTION * min(small.shape))))
+    darker, brighter = np.percentile(surroundings - small, 99.5), np.percentile(small - surroundings, 99.5)
+    if darker > 2 * brighter or brighter > 2 * darker:
+        return bool(darker > brighter)
+    return bool(np.median(grey) > 0.45)
+
+
+def ink_from_background(grey: np.ndarray) -> np.ndarray:
+    """How much each pixel differs from the paper (or board) around it, in [0, 1], grey levels kept.
+
+    A closing (or, for light ink, an opening) wider than any stroke removes the digit and keeps the
+    paper, step edges of shadows included. Dark ink is measured as a fraction of the local paper
+    brightness, so a shadow over part of a stroke does not make it fainter.
+    """
+    size = max(3, int(BACKGROUND_FRACTION * min(grey.shape)))
+    if dark_ink_on_light(grey):
+        paper = ndimage.grey_closing(grey, size=size)
+        return np.clip(1.0 - grey / np.maximum(paper, 0.05), 0.0, 1.0)
+    board = ndimage.grey_opening(grey, size=size)
+    return np.clip(grey - board, 0.0, 1.0)
 
 
 def otsu_threshold(values: np.ndarray) -> float:
@@ -83,50 +127,86 @@ def otsu_threshold(values: np.ndarray) -> float:
 
 
 def digit_mask(ink: np.ndarray) -> np.ndarray:
-    """Pixels of the digit: above Otsu's threshold, in components not much smaller than the largest (specks go)."""
-    if ink.max() <= 0:
+    """Where the digit is: ink above Otsu's threshold, gaps in grainy strokes bridged, specks dropped.
+
+    Only for finding the digit: the pixels the model reads keep their grey levels.
+    """
+    if ink.max() <= 0.02:
         raise UserError("no digit found: the image is blank")
     mask = ink > otsu_threshold(ink)
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    bridge = max(1, round(BRIDGE_FRACTION * max(ink.shape)))
+    joined = ndimage.binary_closing(mask, structure=np.ones((3, 3)), iterations=bridge) | mask
+    labels, count = ndimage.label(joined, structure=np.ones((3, 3)))
     if count == 0:
         raise UserError("no digit found: the image has no ink")
-    areas = ndimage.sum(mask, labels, index=range(1, count + 1))
-    keep = [index + 1 for index, area in enumerate(areas) if area >= 0.08 * areas.max()]
-    return np.isin(labels, keep)
-
-
-def stroke_width(mask: np.ndarray) -> float:
-    """Mean stroke width: across a stroke of width w the distance to the edge runs 0..w/2, so w ~ 4 x mean distance."""
-    distances = ndimage.distance_transform_edt(mask)
-    return 4.0 * float(distances[mask].mean())
+    strength = ndimage.sum(ink * mask, labels, index=range(1, count + 1))  # ink, not area: a faint blot loses
+    keep = [index + 1 for index, value in enumerate(strength) if value >= SPECK_FRACTION * strength.max()]
+    return np.isin(labels, keep) & mask
 
 
 def crop_to_digit(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The digit's box, its ink kept near the mask only, paper noise at 0 and stroke cores saturated."""
     rows, cols = np.nonzero(mask)
-    crop = np.where(mask, ink, 0.0)[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-    peak = np.percentile(crop[crop > 0], 95) if np.any(crop > 0) else 1.0
-    return np.clip(crop / max(peak, 1e-6), 0.0, 1.0)
+    near = ndimage.binary_dilation(mask, iterations=max(1, round(0.02 * max(ink.shape))))
+    floor = float(np.percentile(ink[~near], 99)) if np.any(~near) else 0.0  # the paper's own noise
+    core = float(np.percentile(ink[mask], CORE_PERCENTILE))
+    stretched = np.clip((ink - floor) / max(core - floor, 1e-3), 0.0, 1.0) * near
+    margin = max(1, round(0.03 * max(ink.shape)))
+    top, left = max(0, rows.min() - margin), max(0, cols.min() - margin)
+    return stretched[top : rows.max() + margin + 1, left : cols.max() + margin + 1]
 
 
-def thicken_thin_strokes(crop: np.ndarray, width: float) -> np.ndarray:
-    """A pen line photographed at high resolution would vanish when shrunk: widen it to MNIST's stroke."""
-    target = MNIST_STROKE * max(crop.shape) / DIGIT_BOX
-    if width >= target:
-        return crop
-    grow = int(round(target - width))
-    if grow < 1:
-        return crop
-    # A grey dilation of size k widens a stroke by k - 1 pixels; pad so the edges have room.
-    return ndimage.grey_dilation(np.pad(crop, grow), size=(grow + 1, grow + 1))
-
-
-def fit_in_box(crop: np.ndarray) -> np.ndarray:
-    """Scale so the longer side is 20 pixels, keeping the aspect ratio, with anti-aliasing."""
+def scaled_to_box(crop: np.ndarray, box: int) -> np.ndarray:
+    """Scale so the digit's longer side is `box` pixels, aspect ratio kept, anti-aliased."""
+    rows, cols = np.nonzero(crop > 0.05)
+    crop = crop[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] if len(rows) else crop
     height, width = crop.shape
-    scale = DIGIT_BOX / max(height, width)
+    scale = box / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    image = Image.fromarray(np.uint8(np.round(crop * 255)))
-    return np.asarray(image.resize(size, Image.LANCZOS), dtype=np.float32) / 255.0
+    resample = Image.BICUBIC if scale > 1 else Image.LANCZOS
+    return np.clip(np.asarray(Image.fromarray(crop.astype(np.float32)).resize(size, resample), dtype=np.float32), 0, 1)
+
+
+def resaturated(digit: np.ndarray) -> np.ndarray:
+    """Shrinking a hair-thin line dims it: bring its cores back to full ink before measuring its width."""
+    inked = digit[digit > 0.05]
+    peak = float(np.percentile(inked, 90)) if inked.size else 1.0
+    return np.clip(digit / max(peak, 0.05), 0.0, 1.0)
+
+
+def stroke_width(digit: np.ndarray) -> float:
+    """Mean stroke width in pixels: across a stroke of width w the distance to its edge runs 0..w/2."""
+    mask = digit > 0.5
+    if not mask.any():
+        return 0.0
+    return 4.0 * float(ndimage.distance_transform_edt(mask)[mask].mean())
+
+
+def disk(radius: int) -> np.ndarray:
+    y, x = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return x**2 + y**2 <= radius**2 + radius
+
+
+def match_stroke_width(digit: np.ndarray) -> np.ndarray:
+    """Widen thin pen lines and thin marker strokes toward MNIST's stroke width (grey morphology)."""
+    target = MNIST_STROKE * WORK_SCALE
+    width = stroke_width(digit)
+    padded = np.pad(digit, WORK_SCALE * 2)
+    if width < target / 1.25:
+        radius = max(1, round((target - width) / 2))
+        return ndimage.grey_dilation(padded, footprint=disk(radius))
+    if width > target * 1.6:  # thinning gently: a font's thin diagonal must survive its thick stems
+        radius = max(1, round((width - target) / 4))
+        thinner = ndimage.grey_erosion(padded, footprint=disk(radius))
+        return thinner if stroke_width(thinner) > target / 2 else padded  # never erase a stroke
+    return padded
+
+
+def shrink(digit: np.ndarray) -> np.ndarray:
+    """From the working scale down to MNIST's 20x20 box, anti-aliased."""
+    rows, cols = np.nonzero(digit > 0.05)
+    digit = digit[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    return scaled_to_box(digit, DIGIT_BOX)
 
 
 def centre_by_mass(digit: np.ndarray) -> np.ndarray:
@@ -139,13 +219,22 @@ def centre_by_mass(digit: np.ndarray) -> np.ndarray:
     return np.clip(ndimage.shift(canvas, shift, order=0, mode="constant"), 0.0, 1.0)
 
 
+def preprocessing_steps(grey: np.ndarray) -> dict[str, np.ndarray]:
+    """Every step from a grey photo to the 28x28 the model reads, by name, in order (what --show draws)."""
+    steps = {"input": grey}
+    steps["working size"] = working_size(grey)
+    steps["ink"] = ink_from_background(steps["working size"])
+    mask = digit_mask(steps["ink"])
+    steps["digit found"] = np.where(mask, 1.0, 0.35 * steps["ink"])
+    steps["cropped, contrast"] = crop_to_digit(steps["ink"], mask)
+    steps["stroke width"] = match_stroke_width(resaturated(scaled_to_box(steps["cropped, contrast"], DIGIT_BOX * WORK_SCALE)))
+    steps["28x28"] = centre_by_mass(shrink(steps["stroke width"])).astype(np.float32)
+    return steps
+
+
 def mnist_like(grey: np.ndarray) -> np.ndarray:
     """Grey image in [0, 1] -> (28, 28) float32 in [0, 1], ink bright on black, like an MNIST digit."""
-    ink = flatten_background(ink_bright_on_black(grey))
-    mask = digit_mask(ink)
-    crop = crop_to_digit(ink, mask)
-    crop = thicken_thin_strokes(crop, stroke_width(mask))
-    return centre_by_mass(fit_in_box(np.clip(crop, 0.0, 1.0))).astype(np.float32)
+    return preprocessing_steps(grey)["28x28"]
 
 
 def preprocess_file(path: str | Path) -> np.ndarray:

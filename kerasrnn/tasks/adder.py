@@ -233,12 +233,16 @@ class AdderTask(Task):
         result["carry_chain_exact"] = score_predictions(predict_batches(model, chain_x), chain_y)["exact_accuracy"] == 1.0
         return result
 
-    def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
+    def model_input(self, config: dict, inputs: list[str]) -> tuple[np.ndarray, dict]:
         if len(inputs) != 2:
             raise UserError(f"adder predict takes two binary numbers (e.g. 1011 110), got {len(inputs)} input(s)")
         a, b = (parse_binary(text) for text in inputs)
         length = max(len(inputs[0]), len(inputs[1]))
-        x = encode_operands(int_to_bits(a, length)[None], int_to_bits(b, length)[None])
+        return encode_operands(int_to_bits(a, length)[None], int_to_bits(b, length)[None]), {"a": inputs[0], "b": inputs[1]}
+
+    def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
+        x, _ = self.model_input(config, inputs)
+        a, b = (parse_binary(text) for text in inputs)
         probabilities = np.asarray(model.predict(x, verbose=0))[0, :, 0]  # a Keras model or an exported artifact
         total = bits_to_int(probabilities > 0.5)
         return {

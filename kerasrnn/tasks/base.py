@@ -92,6 +92,10 @@ class Task:
         return rng.random((count, *shape), dtype=np.float32)
 
     # ---- use ------------------------------------------------------------
+    def model_input(self, config: dict, inputs: list[str]) -> tuple[np.ndarray, dict]:
+        """(the model's input array for a person's `inputs`, what a page shows beside the answer)."""
+        raise NotImplementedError
+
     def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
         """The model's answer for a person's `inputs`; `show`: a figure of the inputs, where `shows_inputs`."""
         raise NotImplementedError

@@ -58,13 +58,36 @@ def vary_strokes(batch, seed):
     return tf.where(choice < 1 / 3, thick, tf.where(choice < 2 / 3, blurred, batch))
 
 
-def augmented(dataset: tf.data.Dataset, seed: int) -> tf.data.Dataset:
+def degrade_like_photos(batch, seed):
+    """What a person's photo or scan leaves after preprocessing: a writer's wobble (elastic), strokes
+    thicker or thinner, blur, a low-resolution round trip, and weaker contrast at the edges."""
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    size = tf.shape(batch)[0]
+    choice = tf.random.stateless_uniform((size, 1, 1, 1), seed=seeds[0])
+    thin = -tf.nn.max_pool2d(-batch, ksize=2, strides=1, padding="SAME")
+    low = tf.random.stateless_uniform((), minval=8, maxval=15, dtype=tf.int32, seed=seeds[1])
+    round_trip = tf.image.resize(tf.image.resize(batch, (low, low), method="area"), (28, 28), method="bicubic")
+    peak = tf.maximum(tf.reduce_max(round_trip, axis=(1, 2, 3), keepdims=True), 0.1)
+    round_trip = tf.clip_by_value((round_trip / peak - 0.15) / 0.45, 0, 1)  # re-stretched, as preprocessing does
+    batch = tf.where(choice < 0.15, thin, tf.where(choice < 0.4, round_trip, batch))
+    gamma = tf.exp(tf.random.stateless_uniform((size, 1, 1, 1), minval=-0.5, maxval=0.5, seed=seeds[2]))
+    return tf.clip_by_value(batch, 0.0, 1.0) ** gamma
+
+
+def augmented(dataset: tf.data.Dataset, seed: int, photo: bool) -> tf.data.Dataset:
     layers = augmenter(seed)
+    elastic = keras.layers.RandomElasticTransform(factor=(0.6, 0.6), scale=(0.05, 0.1), value_range=(0, 1), seed=seed + 3,
+                                                  fill_mode="constant")  # fmt: skip
 
     def apply(x, y, step):
         channels = tf.expand_dims(x, -1)
+        if photo:
+            channels = elastic(channels, training=True)
         channels = layers(channels, training=True)
-        channels = vary_strokes(channels, seed=tf.stack([tf.cast(seed, tf.int64), step]))
+        step_seed = tf.stack([tf.cast(seed, tf.int64), step])
+        channels = vary_strokes(channels, seed=step_seed)
+        if photo:
+            channels = degrade_like_photos(channels, seed=step_seed + 1)
         return tf.clip_by_value(tf.squeeze(channels, -1), 0.0, 1.0), y
 
     return dataset.enumerate().map(lambda step, batch: apply(*batch, step), num_parallel_calls=tf.data.AUTOTUNE)
@@ -101,7 +124,7 @@ class MnistTask(Task):
     def validate(self, config: dict) -> None:
         limit = config["limit"]
         require(limit is None or (isinstance(limit, int) and limit >= 1), f"limit must be a whole number >= 1, got {limit!r}")
-        require(isinstance(config["augment"], bool), f"augment must be true or false, got {config['augment']!r}")
+        require(config["augment"] in (False, True, "photo"), f"augment must be true, false or photo, got {config['augment']!r}")
 
     def build_model(self, config: dict):
         def head(features):
@@ -132,7 +155,7 @@ class MnistTask(Task):
             .map(scale, num_parallel_calls=tf.data.AUTOTUNE)
         )
         if config["augment"]:
-            train = augmented(train, config["seed"])
+            train = augmented(train, config["seed"], photo=config["augment"] == "photo")
         train = train.repeat().prefetch(tf.data.AUTOTUNE)
         validation = tf.data.Dataset.from_tensor_slices((x_val, y_val.astype(np.int32))).batch(512).map(scale).cache()
         return train, validation, len(x_train) // batch
@@ -158,8 +181,12 @@ class MnistTask(Task):
             "_examples": (x_test, y_test, predicted),  # for the figures; not written to metrics.json
         }
 
-    def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
+    def model_input(self, config: dict, inputs: list[str]) -> tuple[np.ndarray, dict]:
         prepared = np.stack([images.preprocess_file(path) for path in inputs])
+        return prepared, {"image": np.round(prepared[0], 4).tolist()}
+
+    def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
+        prepared, _ = self.model_input(config, inputs)
         probabilities = np.asarray(model.predict(prepared, verbose=0))
         predictions = [
             {"input": path, "label": int(row.argmax()), "confidence": float(row.max()),

@@ -247,12 +247,17 @@ class RecallTask(Task):
         predicted = predict_batches(model, x).argmax(axis=-1)
         return {"exact_accuracy": float((predicted == y).mean()), "samples": int(len(y))}
 
-    def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
+    def model_input(self, config: dict, inputs: list[str]) -> tuple[np.ndarray, dict]:
         sequence = parse_digit_sequence(inputs)
         index = config["index"]
         if len(sequence) <= index:
             raise UserError(f"this model recalls position K={index}: give at least {index + 1} digits, got {len(sequence)}")
-        probabilities = np.asarray(model.predict(one_hot(np.array([sequence])), verbose=0))[0]
+        return one_hot(np.array([sequence])), {"sequence": sequence, "index": index}
+
+    def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
+        x, shown = self.model_input(config, inputs)
+        sequence, index = shown["sequence"], shown["index"]
+        probabilities = np.asarray(model.predict(x, verbose=0))[0]
         digit = int(probabilities.argmax())
         return {
             "sequence": sequence,

@@ -1,0 +1,131 @@
+"""The page `kerasrnn serve` shows, in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+A digit is drawn on the canvas with the mouse and the prediction is read back from the page. Screenshots
+are kept in test-artifacts/ (or $KERASRNN_TEST_ARTIFACTS). Without Chromium or Playwright the tests are skipped.
+"""
+
+import math
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import BACKEND, cli_command, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAINED = ROOT / "saved_models" / "mnist-pretrained"
+ARTIFACTS = Path(os.environ.get("KERASRNN_TEST_ARTIFACTS") or ROOT / "test-artifacts")
+CHROMIUM = next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
+
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium"),
+    pytest.mark.skipif(not (PRETRAINED / "metrics.json").exists(), reason="no pretrained run shipped"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (the dev extra has it)")
+
+
+def free_port() -> int:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        return listener.getsockname()[1]
+
+
+@pytest.fixture
+def served():
+    """Start `kerasrnn serve RUN` on a free port; yields a function that serves a run and returns its URL."""
+    servers = []
+
+    def start(run: Path) -> str:
+        port = free_port()
+        server = subprocess.Popen(
+            cli_command("serve", str(run), "--port", str(port)),
+            env={**os.environ, "KERAS_BACKEND": BACKEND},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        servers.append(server)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1).close()
+                return url
+            except OSError:
+                if server.poll() is not None:
+                    raise AssertionError(server.stderr.read().decode()) from None
+                time.sleep(0.5)
+        raise AssertionError("the server did not start in 2 minutes")
+
+    yield start
+    for server in servers:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def draw(page, points) -> None:
+    """Draw one stroke through `points` (in the pad's 280x280 pixels) with the mouse."""
+    box = page.locator("#pad").bounding_box()
+    scale = box["width"] / 280
+    (x0, y0), rest = points[0], points[1:]
+    page.mouse.move(box["x"] + x0 * scale, box["y"] + y0 * scale)
+    page.mouse.down()
+    for x, y in rest:
+        page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=3)
+    page.mouse.up()
+
+
+def read_digit(page) -> str:
+    page.wait_for_function("document.getElementById('digit').textContent !== '?'", timeout=30_000)
+    return page.locator("#digit").text_content()
+
+
+STROKES = {
+    1: [(150, 40), (145, 140), (138, 240)],
+    0: [(140 + 70 * math.sin(t / 20 * 2 * math.pi), 140 - 100 * math.cos(t / 20 * 2 * math.pi)) for t in range(22)],
+    7: [(60, 50), (215, 45), (160, 140), (120, 245)],
+}
+
+
+def test_drawn_digits_are_read_on_the_page(served, browser):
+    page = browser.new_page()
+    page.goto(served(PRETRAINED))
+    assert page.locator("#task").text_content() == "mnist"
+    for digit, stroke in STROKES.items():
+        page.click("#clear")
+        draw(page, stroke)
+        assert read_digit(page) == str(digit)
+        assert page.locator("#bars .bar").count() == 10
+        assert page.locator("#rows tr").count() == 28  # the answer after each of the 28 rows
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"page-mnist-{digit}.png"), full_page=True)
+    # The 28x28 the model read is drawn: its centre is bright, its corner black.
+    pixels = page.evaluate("Array.from(document.getElementById('read').getContext('2d').getImageData(0, 0, 28, 28).data)")
+    brightness = [pixels[i] for i in range(0, len(pixels), 4)]
+    assert max(brightness) > 200 and brightness[0] == 0
+
+
+def test_adder_page_answers_step_by_step(served, browser, tmp_path):
+    run = tmp_path / "adder"
+    assert run_cli("fit", "adder", "--epochs", "1", "--out", str(run), "--quiet").returncode == 0
+    page = browser.new_page()
+    page.goto(served(run))
+    page.fill("#inputs", "1011 110")
+    page.click("form button")
+    page.wait_for_function("document.getElementById('answer').textContent !== '?'", timeout=30_000)
+    assert page.locator("#answer").text_content().startswith("1011 + 110 = ")
+    assert page.locator("#steps tr").count() == 1 + 5  # a header and one row per output bit
+    page.fill("#inputs", "10x1 110")
+    page.click("form button")
+    page.wait_for_function("document.getElementById('error').textContent.includes('not a binary number')", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "page-adder.png"), full_page=True)
