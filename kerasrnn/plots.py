@@ -159,17 +159,17 @@ def sample_grid(run_dir: Path, images, labels, predicted, seed: int = 0, count: 
     return save(figure, run_dir, name)
 
 
-def preprocessed_digits(path, originals, prepared, predictions) -> Path:
-    """Each input image beside its MNIST-like 28x28 version and the prediction."""
-    count = len(originals)
-    figure, axes = plt.subplots(count, 2, figsize=(4.5, 2.2 * count), squeeze=False)
-    for (left, right), original, digit, prediction in zip(axes, originals, prepared, predictions):
-        left.imshow(original, cmap="gray", vmin=0, vmax=1)
-        left.set_title(Path(prediction["input"]).name, fontsize=8)
-        right.imshow(digit, cmap="gray", vmin=0, vmax=1)
-        right.set_title(f"-> {prediction['label']} ({prediction['confidence']:.0%})", fontsize=9)
-        left.axis("off")
-        right.axis("off")
+def preprocessed_digits(path, steps_per_input: list[dict], predictions) -> Path:
+    """Each input image through every preprocessing step to the 28x28 the model read, and the prediction."""
+    count, columns = len(steps_per_input), len(steps_per_input[0])
+    figure, axes = plt.subplots(count, columns, figsize=(1.9 * columns, 2.1 * count), squeeze=False)
+    for row, steps, prediction in zip(axes, steps_per_input, predictions):
+        for axis, (name, image) in zip(row, steps.items()):
+            axis.imshow(image, cmap="gray", vmin=0, vmax=1)
+            axis.set_title(name, fontsize=8)
+            axis.axis("off")
+        row[0].set_title(Path(prediction["input"]).name, fontsize=8)
+        row[-1].set_title(f"-> {prediction['label']} ({prediction['confidence']:.0%})", fontsize=9)
     figure.tight_layout()
     return save_to(figure, path)
 

@@ -6,7 +6,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from kerasrnn.errors import UserError
-from kerasrnn.images import CANVAS, load_grey, mnist_like, otsu_threshold, preprocess_file
+from kerasrnn.images import CANVAS, load_grey, mnist_like, otsu_threshold, preprocess_file, preprocessing_steps
 
 
 def drawn_digit(size=(200, 160), box=(60, 40, 110, 150), width=8, ink=0, paper=255, mode="L"):
@@ -89,3 +89,18 @@ def test_blank_image_is_refused(tmp_path):
     path = save(Image.new("L", (50, 50), 255), tmp_path, "blank.png")
     with pytest.raises(UserError, match="no digit"):
         preprocess_file(path)
+
+
+def test_every_step_is_kept_for_show():
+    grey = np.asarray(drawn_digit(), dtype=np.float32) / 255.0
+    steps = preprocessing_steps(grey)
+    assert list(steps) == ["input", "working size", "ink", "digit found", "cropped, contrast", "stroke width", "28x28"]
+    assert np.array_equal(steps["28x28"], mnist_like(grey)) and steps["input"] is grey
+    assert steps["ink"].max() > 0.5 and steps["ink"][0, 0] < 0.05  # the paper is gone, the ink is bright
+
+
+def test_huge_images_are_refused_before_decoding(tmp_path):
+    path = tmp_path / "bomb.png"
+    Image.new("1", (10000, 8000), 1).save(path)  # 80 megapixels in a few kilobytes
+    with pytest.raises(UserError, match="too large"):
+        load_grey(path)

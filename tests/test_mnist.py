@@ -136,7 +136,7 @@ def real_mnist():
 
 
 def test_pipeline_shapes_and_ranges(real_mnist):
-    for augment in (False, True):
+    for augment in (False, True, "photo"):
         config = mnist.make_config({"limit": 640, "batch_size": 32, "augment": augment})
         train, validation, steps = mnist.training_data(config)
         assert steps == 20
@@ -145,6 +145,16 @@ def test_pipeline_shapes_and_ranges(real_mnist):
         assert 0.0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 1.0 and float(x.numpy().max()) > 0.5
         x_val, _ = next(iter(validation))
         assert x_val.shape[1:] == (28, 28) and float(x_val.numpy().max()) <= 1.0
+
+
+def test_photo_augmentation_degrades_the_images(real_mnist):
+    config = mnist.make_config({"limit": 640, "batch_size": 64, "augment": "photo"})
+    plain = next(iter(mnist.training_data({**config, "augment": False})[0]))[0].numpy()
+    degraded = next(iter(mnist.training_data(config)[0]))[0].numpy()
+    assert degraded.shape == plain.shape and 0.0 <= degraded.min() and degraded.max() <= 1.0
+    assert np.abs(degraded - plain).mean() > 0.02
+    with pytest.raises(UserError, match="true, false or photo"):
+        mnist.make_config({"augment": "heavy"})
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])

@@ -194,7 +194,8 @@ class MnistTask(Task):
             for path, row in zip(inputs, probabilities)
         ]  # fmt: skip
         if show:
-            plots.preprocessed_digits(show, [images.load_grey(path) for path in inputs], prepared, predictions)
+            steps = [images.preprocessing_steps(images.load_grey(path)) for path in inputs]
+            plots.preprocessed_digits(show, steps, predictions)
         return {"predictions": predictions}
 
     def describe_prediction(self, result: dict) -> str:
