@@ -115,6 +115,7 @@ def test_drawn_digits_are_read_on_the_page(served, browser):
     assert max(brightness) > 200 and brightness[0] == 0
 
 
+@pytest.mark.slow  # trains a run and starts a second server: left out of the default suite for time
 def test_adder_page_answers_step_by_step(served, browser, tmp_path):
     run = tmp_path / "adder"
     assert run_cli("fit", "adder", "--epochs", "1", "--out", str(run), "--quiet").returncode == 0
