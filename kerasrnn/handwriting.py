@@ -287,14 +287,3 @@ def digit_set(seed: int, per_digit: int, conditions=CONDITIONS):
         for digit in range(10)
         for _ in range(per_digit)
     ]
-
-
-def write_digit_set(folder: Path, seed: int, per_digit: int, conditions=CONDITIONS) -> list[tuple[str, int, Path]]:
-    """The set as files, `CONDITION/DIGIT-N.png` (PNG keeps the JPEG artefacts already drawn in)."""
-    written = []
-    for index, (condition, digit, image) in enumerate(digit_set(seed, per_digit, conditions)):
-        path = Path(folder) / condition / f"{digit}-{index}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(path)
-        written.append((condition, digit, path))
-    return written
