@@ -287,3 +287,22 @@ def digit_set(seed: int, per_digit: int, conditions=CONDITIONS):
         for digit in range(10)
         for _ in range(per_digit)
     ]
+
+
+def read_digits(model, samples) -> tuple[np.ndarray, np.ndarray]:
+    """(the 28x28 each sample's image becomes, the digit `model` reads in it), for samples from digit_set.
+
+    An image in which preprocessing finds no digit reads as a blank 28x28 and the digit -1: a miss.
+    """
+    from kerasrnn import images
+    from kerasrnn.errors import UserError
+
+    def read(image) -> np.ndarray:
+        try:
+            return images.mnist_like(images.grey_of(image))
+        except UserError:
+            return np.zeros((images.CANVAS, images.CANVAS), dtype=np.float32)
+
+    prepared = np.stack([read(image) for _, _, image in samples])
+    predicted = np.asarray(model.predict(prepared, batch_size=256, verbose=0)).argmax(axis=-1)
+    return prepared, np.where(prepared.max(axis=(1, 2)) > 0, predicted, -1)

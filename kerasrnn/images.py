@@ -221,11 +221,9 @@ def match_stroke_width(digit: np.ndarray) -> np.ndarray:
 
 def shrink(digit: np.ndarray) -> np.ndarray:
     """From the working scale down to MNIST's 20x20 box, anti-aliased."""
-    rows, cols = np.nonzero(digit > 0.05)
-    if not len(rows):
+    if not (digit > 0.05).any():
         raise UserError("no digit found: the ink is too faint to tell from the paper")
-    digit = digit[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-    return scaled_to_box(digit, DIGIT_BOX)
+    return scaled_to_box(digit, DIGIT_BOX)  # trims to the ink first
 
 
 def centre_by_mass(digit: np.ndarray) -> np.ndarray:
@@ -257,8 +255,13 @@ def mnist_like(grey: np.ndarray) -> np.ndarray:
 
 
 def preprocess_file(path: str | Path) -> np.ndarray:
+    return file_preprocessing_steps(path)["28x28"]
+
+
+def file_preprocessing_steps(path: str | Path) -> dict[str, np.ndarray]:
+    """preprocessing_steps of an image file; errors name the file."""
     try:
-        return mnist_like(load_grey(path))
+        return preprocessing_steps(load_grey(path))
     except UserError as error:
         message = str(error)
         raise UserError(message if str(path) in message else f"{path}: {message}") from None

@@ -11,8 +11,13 @@ MAX_UPLOAD_BYTES are refused before they are read, and so are images with more p
 than kerasrnn.images.MAX_PIXELS (decompression bombs).
 """
 
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +195,32 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     except ImportError:
         raise UserError("kerasrnn serve needs FastAPI and uvicorn: pip install 'kerasrnn[serve]'") from None
     uvicorn.run(create_app(path), host=host, port=port, log_level="warning")
+
+
+def free_port() -> int:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        return listener.getsockname()[1]
+
+
+def start_server_process(path: str | Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`kerasrnn serve PATH` on a free port of 127.0.0.1 in a child process, once /health answers: (process, URL).
+
+    For scripts and tests; the caller terminates the process.
+    """
+    port = free_port()
+    errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server never blocks on a full pipe
+    command = [sys.executable, "-m", "kerasrnn_cli.main", "serve", str(path), "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=1).close()
+            return server, url
+        except OSError:
+            if server.poll() is not None:
+                errors.seek(0)
+                raise RunError(f"kerasrnn serve stopped: {errors.read().decode(errors='replace').strip()}") from None
+            time.sleep(0.5)
+    server.terminate()
+    raise RunError("kerasrnn serve did not start in 2 minutes")

@@ -19,28 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasrnn import handwriting, images, prediction
-from kerasrnn.errors import UserError
+from kerasrnn import handwriting, prediction
 from kerasrnn.tables import markdown
 
 SEEDS = {"tuning": handwriting.TUNING_SEED, "held-out": handwriting.HELD_OUT_SEED}
-
-
-def read_or_blank(image) -> np.ndarray:
-    """The 28x28 the model reads; a blank one (a miss, whatever the model says) where no digit is found."""
-    try:
-        return images.mnist_like(images.grey_of(image))
-    except UserError:
-        return np.zeros((images.CANVAS, images.CANVAS), dtype=np.float32)
 
 
 def read_set(run: Path, seed: int, per_digit: int):
     """[(condition, digit, image, 28x28 read, predicted)] for the whole set."""
     _, _, model = prediction.load_predictor(run)
     samples = handwriting.digit_set(seed, per_digit)
-    prepared = np.stack([read_or_blank(image) for _, _, image in samples])
-    predicted = np.asarray(model.predict(prepared, batch_size=256, verbose=0)).argmax(axis=-1)
-    predicted = np.where(prepared.max(axis=(1, 2)) > 0, predicted, -1)
+    prepared, predicted = handwriting.read_digits(model, samples)
     return [(c, d, image, read, int(p)) for (c, d, image), read, p in zip(samples, prepared, predicted)]
 
 

@@ -14,10 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import platform
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,12 +23,7 @@ import httpx
 import numpy as np
 
 from kerasrnn import handwriting
-
-
-def free_port() -> int:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        return listener.getsockname()[1]
+from kerasrnn.serve import start_server_process
 
 
 def drawn_digits(count: int, seed: int = 7) -> list[tuple[int, bytes]]:
@@ -43,18 +35,6 @@ def drawn_digits(count: int, seed: int = 7) -> list[tuple[int, bytes]]:
         image.save(buffer, format="PNG")
         digits.append((index % 10, buffer.getvalue()))
     return digits
-
-
-def start_server(run: Path, port: int) -> subprocess.Popen:
-    server = subprocess.Popen([sys.executable, "-m", "kerasrnn_cli.main", "serve", str(run), "--port", str(port)])
-    for _ in range(240):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            return server
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    server.terminate()
-    raise SystemExit("the server did not start in 2 minutes")
 
 
 def post(client: httpx.Client, url: str, content: bytes) -> tuple[float, int, int | None]:
@@ -70,9 +50,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100, help="sequential requests for the latency")
     parser.add_argument("--concurrent", type=int, default=200, help="requests sent at once")
     args = parser.parse_args()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start_server(args.run, port)
+    server, url = start_server_process(args.run)
     try:
         digits = drawn_digits(max(args.requests, args.concurrent))
         with httpx.Client() as client:

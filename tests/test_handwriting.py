@@ -10,7 +10,6 @@ from PIL import Image
 from scipy import ndimage
 
 from kerasrnn import handwriting, images
-from kerasrnn.errors import UserError
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "saved_models" / "mnist-pretrained"
 TEST_SEED = 2  # neither the tuning (0) nor the held-out (1) set
@@ -75,21 +74,13 @@ def test_shadows_and_uneven_light_do_not_become_ink():
         assert cols.max() - cols.min() <= 14  # a "1" stays a thin stroke: no shadow edge beside it
 
 
-def read_or_blank(image) -> np.ndarray:
-    try:
-        return images.mnist_like(images.grey_of(image))
-    except UserError:  # no digit found: a miss
-        return np.zeros((images.CANVAS, images.CANVAS), dtype=np.float32)
-
-
 @pytest.mark.skipif(not (PRETRAINED / "metrics.json").exists(), reason="no pretrained run shipped")
 def test_the_pretrained_model_reads_other_writers():
     from kerasrnn import prediction
 
     _, _, model = prediction.load_predictor(PRETRAINED)
     samples = handwriting.digit_set(TEST_SEED, 2)
-    prepared = np.stack([read_or_blank(image) for _, _, image in samples])
-    predicted = np.asarray(model.predict(prepared, batch_size=256, verbose=0)).argmax(axis=-1)
+    _, predicted = handwriting.read_digits(model, samples)  # no digit found: -1, a miss
     right = Counter(c for (c, d, _), p in zip(samples, predicted) if d == p)
     handwritten = [c for c in handwriting.CONDITIONS if c != "printed"]
     assert sum(right[c] for c in handwritten) / (20 * len(handwritten)) >= 0.94, right

@@ -7,14 +7,12 @@ are kept in test-artifacts/ (or $KERASRNN_TEST_ARTIFACTS). Without Chromium or P
 import math
 import os
 import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import BACKEND, cli_command, run_cli
+from conftest import BACKEND, run_cli
+
+from kerasrnn.serve import start_server_process
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "saved_models" / "mnist-pretrained"
@@ -28,36 +26,15 @@ pytestmark = [
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (the dev extra has it)")
 
 
-def free_port() -> int:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        return listener.getsockname()[1]
-
-
 @pytest.fixture
 def served():
     """Start `kerasrnn serve RUN` on a free port; yields a function that serves a run and returns its URL."""
     servers = []
 
     def start(run: Path) -> str:
-        port = free_port()
-        server = subprocess.Popen(
-            cli_command("serve", str(run), "--port", str(port)),
-            env={**os.environ, "KERAS_BACKEND": BACKEND},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        server, url = start_server_process(run, env={**os.environ, "KERAS_BACKEND": BACKEND})
         servers.append(server)
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=1).close()
-                return url
-            except OSError:
-                if server.poll() is not None:
-                    raise AssertionError(server.stderr.read().decode()) from None
-                time.sleep(0.5)
-        raise AssertionError("the server did not start in 2 minutes")
+        return url
 
     yield start
     for server in servers:

@@ -76,8 +76,11 @@ def degrade_like_photos(batch, seed):
 
 def augmented(dataset: tf.data.Dataset, seed: int, photo: bool) -> tf.data.Dataset:
     layers = augmenter(seed)
-    elastic = keras.layers.RandomElasticTransform(factor=(0.6, 0.6), scale=(0.05, 0.1), value_range=(0, 1), seed=seed + 3,
-                                                  fill_mode="constant")  # fmt: skip
+    elastic = None
+    if photo:
+        elastic = keras.layers.RandomElasticTransform(
+            factor=(0.6, 0.6), scale=(0.05, 0.1), value_range=(0, 1), seed=seed + 3, fill_mode="constant"
+        )
 
     def apply(x, y, step):
         channels = tf.expand_dims(x, -1)
@@ -186,15 +189,14 @@ class MnistTask(Task):
         return prepared, {"image": np.round(prepared[0], 4).tolist()}
 
     def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
-        prepared, _ = self.model_input(config, inputs)
-        probabilities = np.asarray(model.predict(prepared, verbose=0))
+        steps = [images.file_preprocessing_steps(path) for path in inputs]  # kept for --show
+        probabilities = np.asarray(model.predict(np.stack([step["28x28"] for step in steps]), verbose=0))
         predictions = [
             {"input": path, "label": int(row.argmax()), "confidence": float(row.max()),
              "probabilities": [round(float(p), 6) for p in row]}
             for path, row in zip(inputs, probabilities)
         ]  # fmt: skip
         if show:
-            steps = [images.preprocessing_steps(images.load_grey(path)) for path in inputs]
             plots.preprocessed_digits(show, steps, predictions)
         return {"predictions": predictions}
 
