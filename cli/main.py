@@ -84,7 +84,7 @@ def fit(
     dropout: Annotated[float | None, typer.Option(help="Input dropout of each recurrent layer, 0 <= F < 1.")] = None,
     recurrent_dropout: Annotated[float | None, typer.Option(help="Recurrent-state dropout, 0 <= F < 1.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Examples per batch.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per batch: the global batch, split over --devices.")] = None,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (data, weights, shuffling).")] = None,
     backend: BackendOption = None,
@@ -110,6 +110,19 @@ def fit(
         bool, typer.Option("--dry-run", help="Print the configuration the fit would train, as JSON, and stop.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    devices: Annotated[
+        str,
+        typer.Option(
+            help="Data-parallel devices, N or all (GPUs, else N logical CPU devices: for testing, not speed); tensorflow and jax."
+        ),
+    ] = "1",
+    coordinator: Annotated[
+        str | None, typer.Option(help="Multi-process fit (jax): HOST:PORT of process 0's coordinator.")
+    ] = None,
+    num_processes: Annotated[int | None, typer.Option(help="Multi-process fit (jax): how many processes.")] = None,
+    process_id: Annotated[
+        int | None, typer.Option(help="Multi-process fit (jax): this process, 0..P-1 (only 0 writes the run).")
+    ] = None,
 ):
     """Train a model on TASK and write a run directory (config, model, history, metrics, plots, TensorBoard logs)."""
     given = dict(
@@ -126,7 +139,10 @@ def fit(
         typer.echo(json.dumps(kerasrnn.resolve_config(task, config, chosen_backend, log=log, **options), indent=2))
         return
     run = kerasrnn.fit(task, config=config, out=out, backend=chosen_backend, resume=resume, overwrite=overwrite,
-                       verbose=0 if quiet else "auto", log=typer.echo, **options)  # fmt: skip
+                       verbose=0 if quiet else "auto", log=typer.echo, devices=devices, coordinator=coordinator,
+                       num_processes=num_processes, process_id=process_id, **options)  # fmt: skip
+    if run is None:
+        return  # another process of a multi-process fit writes the run
     metrics = run.metrics
     test = metrics["test"]
     typer.echo(

@@ -18,6 +18,7 @@ import base64
 import html
 from pathlib import Path
 
+from kerasrnn import distribution
 from kerasrnn.backend import select_backend
 from kerasrnn.config import choose_task, read_config_file, split_selection
 from kerasrnn.errors import UserError
@@ -45,23 +46,32 @@ def resolve_config(task: str | None = None, config: str | Path | None = None, ba
 
 def fit(task: str | None = None, *, config: str | Path | None = None, out: str | Path | None = None,
         backend: str | None = None, resume: bool = False, overwrite: bool = False,
-        lengths: str | list[int] | None = None, verbose: int | str = "auto", log=print, **options) -> Run:  # fmt: skip
+        lengths: str | list[int] | None = None, verbose: int | str = "auto", log=print, devices: int | str = 1,
+        coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
+        **options) -> Run | None:  # fmt: skip
     """Train `task` (or the task of the `config` file) and return the finished Run.
 
     `options` are the task's options (units=5, loss="bce", clipnorm=None, ...), over the config file's,
     over the defaults. `out`: the run directory (default saved_models/TASK-CELL-UNITS-TIME);
     `resume=True` continues an interrupted fit there. `lengths`: where a sequence task is evaluated.
+    `devices`: data-parallel devices (a number or "all"; the batch size stays the global batch);
+    `coordinator` ("HOST:PORT"), `num_processes`, `process_id`: one process of a multi-process JAX fit,
+    where only process 0 writes the run and gets a Run back (the others get None). docs/distributed.md.
     """
     if resume and out is None:
         raise UserError("--resume needs --out DIR: the run directory to continue")
     if resume and task is None and config is None and (Path(out) / "config.json").is_file():
         config = Path(out) / "config.json"  # `kerasrnn fit --resume --out DIR` needs no task: the run names it
+    devices = distribution.parse_devices(devices)
+    cluster = distribution.parse_cluster(coordinator, num_processes, process_id)
     resolved = resolve_config(task, config, backend, log=log, **options)
+    distribution.start_devices(resolved["backend"], devices, cluster)  # before the backend computes anything
     from kerasrnn import runs, training  # after the backend is chosen: they import Keras
 
     run_dir = Path(out) if out is not None else runs.default_run_dir(resolved)
-    training.fit(resolved, run_dir, resume=resume, overwrite=overwrite, verbose=verbose, log=log, lengths=as_lengths(lengths))
-    return Run(run_dir)
+    metrics = training.fit(resolved, run_dir, resume=resume, overwrite=overwrite, verbose=verbose, log=log,
+                           lengths=as_lengths(lengths), devices=devices)  # fmt: skip
+    return Run(run_dir) if metrics is not None else None
 
 
 def load(path: str | Path, backend: str | None = None) -> Run:

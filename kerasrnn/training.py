@@ -14,9 +14,9 @@ from pathlib import Path
 import keras
 
 from kerasrnn import backend as backends
-from kerasrnn import candidates, runs
+from kerasrnn import candidates, distribution, runs
 from kerasrnn.callbacks import IterationLossLogger, StopOnCtrlC, TrainingClock
-from kerasrnn.errors import RunError
+from kerasrnn.errors import RunError, UserError
 from kerasrnn.plots import HISTORY_FILE, ITERATIONS_FILE
 from kerasrnn.tasks import get_task
 
@@ -94,12 +94,24 @@ def fit(
     verbose: int | str = "auto",
     log=print,
     lengths: list[int] | None = None,
-) -> dict:
+    devices: int | str = 1,
+) -> dict | None:
     """Train `config`'s task into `run_dir` and write the complete run directory; return metrics.
 
-    `lengths`: the sequence lengths to evaluate at the end (default: the task's).
+    `lengths`: the sequence lengths to evaluate at the end (default: the task's). `devices`: data-parallel
+    devices per process (kerasrnn.distribution, started by `distribution.start_devices`); in a multi-process
+    run only process 0 writes `run_dir` and returns metrics, the others train alongside it and return None.
     """
-    run_dir = Path(run_dir)
+    placement = distribution.place(devices)
+    placement.require_divisible(config["batch_size"])
+    if placement.processes > 1 and resume:
+        raise UserError("--resume continues one-process runs only: restart a multi-process fit from the start")
+    with distribution.run_folder(Path(run_dir), placement) as folder:
+        return fit_placed(config, Path(folder), placement, resume, overwrite, verbose, log, lengths)
+
+
+def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: bool, verbose, log, lengths) -> dict | None:
+    """`fit` on the devices of `placement`."""
     runs.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if resume:
         config = runs.read_config(run_dir)
@@ -108,11 +120,14 @@ def fit(
 
     device = backends.describe_device()
     log(f"kerasrnn: {task.name} on backend {keras.backend.backend()}, device {device}")
+    if placement.distributed:
+        log(f"kerasrnn: {describe_placement(placement)}")
     make_deterministic(config["seed"], kernels=config["deterministic"])
     # A resumed fit's generated data goes on from the batch where the interrupted fit stopped.
     first_epoch = runs.completed_epochs(run_dir) if resume else 0
     train, validation, steps_per_epoch = task.training_data(config, first_epoch=first_epoch)
-    model = training_model(task, config, steps_per_epoch)
+    with placement.scope():
+        model = training_model(task, config, steps_per_epoch)
 
     checkpoints = run_dir / runs.CHECKPOINT_DIR
     checkpoints.mkdir(exist_ok=True)
@@ -133,10 +148,10 @@ def fit(
     started = time.perf_counter()
     with ctrl_c.handling_ctrl_c():
         history = model.fit(
-            train,
+            distribution.slice_for_process(train, placement),
             epochs=config["epochs"],
             steps_per_epoch=steps_per_epoch,
-            validation_data=validation,
+            validation_data=distribution.slice_for_process(validation, placement),
             callbacks=[*callbacks, ctrl_c],
             verbose=verbose,
             shuffle=False,  # the data pipelines shuffle (or generate fresh data) themselves
@@ -153,6 +168,11 @@ def fit(
     # Keep the epoch that did best on validation, not merely the last one.
     if (checkpoints / BEST_WEIGHTS).exists():
         model.load_weights(checkpoints / BEST_WEIGHTS)
+    if placement.distributed:
+        model = on_one_device(task, config, model, placement, steps_per_epoch)
+    if not placement.writes_run:
+        log(f"kerasrnn: process {placement.process_id} of {placement.processes} done; process 0 writes the run")
+        return None
     chosen = {}
     if candidate_count(config) > 1:
         model, chosen["candidates"] = candidates.best_candidate(model, functools.partial(task.build_model, config), validation)
@@ -175,12 +195,33 @@ def fit(
         "train_seconds": round(train_seconds, 3),
         "train_samples_per_second": round(steady_samples_per_second(clock.epoch_seconds, samples_per_epoch), 1),
         "epoch_seconds": [round(seconds, 3) for seconds in clock.epoch_seconds],
+        "distribution": placement.record(),
         "predict_samples_per_second": round(prediction_speed(task, config, model), 1),
         **chosen,
         **public(evaluation),
     }
     runs.write_json_atomic(run_dir / runs.METRICS_FILE, metrics)  # last: marks the run complete
     return metrics
+
+
+def describe_placement(placement) -> str:
+    kind = (
+        "logical CPU devices (they share the same cores: a test of the set-up, not a speed-up)"
+        if placement.logical
+        else "devices"
+    )
+    processes = f" in {placement.processes} processes" if placement.processes > 1 else ""
+    return f"data-parallel on {len(placement.devices)} {kind}{processes} with {placement.strategy}"
+
+
+def on_one_device(task, config: dict, trained, placement, steps_per_epoch: int):
+    """The trained weights in the same model built outside the distribution: evaluation, prediction and
+    the saved model use one device, as after any other fit."""
+    weights = trained.get_weights()
+    placement.end()
+    model = training_model(task, config, steps_per_epoch)
+    model.set_weights(weights)
+    return model
 
 
 def prediction_speed(task, config: dict, model, samples: int = 4096) -> float:
