@@ -65,6 +65,9 @@ def fit(task: str | None = None, *, config: str | Path | None = None, out: str |
     devices = distribution.parse_devices(devices)
     cluster = distribution.parse_cluster(coordinator, num_processes, process_id)
     resolved = resolve_config(task, config, backend, log=log, **options)
+    asked = distribution.device_count(devices, cluster)
+    if asked:  # refused before any device starts; "all" is checked once the devices are known
+        distribution.require_divisible(resolved["batch_size"], asked)
     distribution.start_devices(resolved["backend"], devices, cluster)  # before the backend computes anything
     from kerasrnn import runs, training  # after the backend is chosen: they import Keras
 

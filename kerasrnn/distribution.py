@@ -65,6 +65,23 @@ def parse_cluster(coordinator: str | None, num_processes: int | None, process_id
     return Cluster(coordinator, num_processes, process_id)
 
 
+def require_divisible(batch_size: int, devices: int) -> None:
+    """The global batch must split evenly over every device (Keras raises ZeroDivisionError or a sharding
+    error otherwise)."""
+    if batch_size % devices:
+        raise UserError(
+            f"--batch-size {batch_size} does not split over {devices} devices: "
+            f"use a multiple of {devices} (the batch size is the global batch)"
+        )
+
+
+def device_count(devices: int | str, cluster: Cluster | None) -> int | None:
+    """How many devices a fit asks for over every process; None for 'all' (known once the backend starts)."""
+    if devices == ALL:
+        return None
+    return devices * (cluster.num_processes if cluster else 1)
+
+
 def start_devices(backend: str, devices: int | str, cluster: Cluster | None = None) -> None:
     """Make `devices` devices (per process) exist before the backend starts computing; join the cluster."""
     if devices == 1 and cluster is None:
@@ -157,14 +174,6 @@ class Placement:
             "logical_cpu_devices": self.logical,
         }
 
-    def require_divisible(self, batch_size: int) -> None:
-        """The global batch must split evenly (Keras raises ZeroDivisionError or a sharding error otherwise)."""
-        if self.distributed and batch_size % len(self.devices):
-            raise UserError(
-                f"--batch-size {batch_size} does not split over {len(self.devices)} devices: "
-                f"use a multiple of {len(self.devices)} (the batch size is the global batch)"
-            )
-
     def end(self) -> None:
         """Leave the distribution: what follows (evaluation, prediction, export) runs on one device."""
         if self.strategy == "DataParallel":
@@ -228,7 +237,7 @@ def jax_placement(devices: int | str) -> Placement:
         return Placement(strategy=None, devices=names)
     distribution = keras.distribution.DataParallel(devices=names)
     # Every process draws the same global batch and takes its own slice (`slice_for_process`): the same
-    # rule for training and validation data, whose last batches Keras' own sharding cannot split.
+    # rule for training and validation data, whose uneven last batches Keras' own sharding cannot split.
     distribution.auto_shard_dataset = False
     keras.distribution.set_distribution(distribution)
     return Placement(
@@ -244,9 +253,10 @@ def slice_for_process(dataset, placement: Placement):
     """Each batch of `dataset` cut to what the devices can share, and this process's part of it.
 
     A training batch always splits evenly (`require_divisible`); a validation batch may lose its last
-    examples (fewer than the device count), which one device would have scored.
+    examples (fewer than the device count), which one device would have scored: neither MirroredStrategy
+    nor JAX's sharding takes a batch that the devices do not divide.
     """
-    if placement.strategy != "DataParallel":
+    if not placement.distributed:
         return dataset
     import tensorflow as tf
 

@@ -103,7 +103,7 @@ def fit(
     run only process 0 writes `run_dir` and returns metrics, the others train alongside it and return None.
     """
     placement = distribution.place(devices)
-    placement.require_divisible(config["batch_size"])
+    distribution.require_divisible(config["batch_size"], len(placement.devices))
     if placement.processes > 1 and resume:
         raise UserError("--resume continues one-process runs only: restart a multi-process fit from the start")
     with distribution.run_folder(Path(run_dir), placement) as folder:

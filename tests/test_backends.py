@@ -9,7 +9,9 @@ from kerasrnn.backend import backend_installed, select_backend
 from kerasrnn.errors import UserError
 
 
-@pytest.mark.parametrize("backend", ["jax", "torch"])  # tensorflow: tests/test_adder_training.py
+# tensorflow: tests/test_adder_training.py; torch under -m slow for time (its fused layers' fits and
+# parity: tests/test_torch_kernels.py).
+@pytest.mark.parametrize("backend", ["jax", pytest.param("torch", marks=pytest.mark.slow)])
 def test_adder_fits_on_each_backend(backend, tmp_path):
     # Trains on 10-bit sums (a third of the default's time steps) to keep the default suite short; seed 0
     # still adds exactly at length 20 on every backend.

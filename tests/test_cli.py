@@ -11,7 +11,8 @@ def adder_run(tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("cli") / "adder-run"
     done = run_cli(
-        "fit", "adder", "--loss", "bce", "-o", "eval_samples=100", "--seed", "2", "--out", str(run_dir), "--quiet",
+        "fit", "adder", "--loss", "bce", "-o", "eval_samples=100", "-o", "train_length=10", "--seed", "2",
+        "--out", str(run_dir), "--quiet",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "run saved in" in done.stdout
