@@ -284,6 +284,9 @@ def bench(
         list[str], typer.Option("--option", "-o", help="Task options for every fit, KEY=VALUE (e.g. -o epochs=2).")
     ] = [],
     out: Annotated[Path | None, typer.Option(help="Bench folder (default saved_models/bench-TASK).")] = None,
+    devices: Annotated[
+        str, typer.Option(help="Device counts to compare, e.g. 1,2: adds a scaling table (see `fit --devices`).")
+    ] = "1",
     as_json: JsonOption = False,
 ):
     """Run the same fit (same seed, options, data) on each backend, each in its own process; one table."""
@@ -292,12 +295,15 @@ def bench(
 
     names = benching.parse_backends(backends)
     folder = out or Path("saved_models") / f"bench-{task}"
+    counts = benching.parse_device_counts(devices)
     document = benching.bench(task, names, parse_option_pairs(option), folder, reference=reference,
-                              log=lambda line: typer.echo(line, err=True))  # fmt: skip
+                              log=lambda line: typer.echo(line, err=True), devices=counts)  # fmt: skip
     if as_json:
         typer.echo(json.dumps(document, indent=2))
         return
     typer.echo(benching.markdown_table(document["results"]))
+    if document["scaling"]:
+        typer.echo("\n" + benching.scaling_table(document["scaling"]))
     if document["fastest"]:
         typer.echo(f"kerasrnn: {document['fastest']}")
     typer.echo(f"kerasrnn: tables and chart in {folder} (bench.md, bench.csv, bench.json, bench.png)")

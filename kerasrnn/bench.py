@@ -25,6 +25,7 @@ from kerasrnn.errors import UserError, require
 
 TABLE_COLUMNS = [
     ("backend", "backend"),
+    ("devices", "devices"),
     ("status", "status"),
     ("first_epoch_seconds", "first epoch (s, incl. tracing)"),
     ("train_samples_per_second", "train samples/s (steady)"),
@@ -55,28 +56,40 @@ def run_measured(command: list[str], env: dict | None = None) -> tuple[int, floa
     return child.returncode, time.perf_counter() - started, usage.ru_maxrss / 1024, stderr.strip()[-400:]
 
 
+def parse_device_counts(text: str) -> list[int]:
+    """`--devices 1,2,4`: the device counts to compare."""
+    from kerasrnn.distribution import parse_devices
+
+    counts = [parse_devices(part) for part in text.split(",") if part.strip()]
+    require(counts and all(isinstance(count, int) for count in counts), f"--devices takes counts such as 1,2, got {text!r}")
+    return list(dict.fromkeys(counts))
+
+
 def fit_arguments(options: dict) -> list[str]:
     """Task options as `-o key=value` pairs: the child validates them exactly as `kerasrnn fit` does."""
     return [part for key, value in options.items() for part in ("-o", f"{key}={json.dumps(value)}")]
 
 
-def bench_backend(task: str, backend: str, options: dict, out: Path) -> dict:
-    """One backend's row: fit in a fresh process, then read the run's metrics."""
+def bench_backend(task: str, backend: str, options: dict, out: Path, devices: int = 1) -> dict:
+    """One backend's row on `devices` devices: fit in a fresh process, then read the run's metrics."""
     if not backend_installed(backend):
-        return {"backend": backend, "status": f"not installed: {INSTALL_HINTS[backend]}"}
-    run_dir = out / backend
-    command = [sys.executable, "-m", "kerasrnn_cli.main", "fit", task, "--backend", backend,
+        return {"backend": backend, "devices": devices, "status": f"not installed: {INSTALL_HINTS[backend]}"}
+    run_dir = out / (backend if devices == 1 else f"{backend}-{devices}-devices")
+    command = [sys.executable, "-m", "kerasrnn_cli.main", "fit", task, "--backend", backend, "--devices", str(devices),
                "--out", str(run_dir), "--overwrite", "--quiet", *fit_arguments(options)]  # fmt: skip
     status, wall, memory, stderr = run_measured(command)
     if status != 0:
-        return {"backend": backend, "status": f"failed: {stderr.splitlines()[-1] if stderr else status}"}
+        return {"backend": backend, "devices": devices, "status": f"failed: {stderr.splitlines()[-1] if stderr else status}"}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return row_from_metrics(backend, metrics, wall, memory)
 
 
 def row_from_metrics(name: str, metrics: dict, wall: float, memory: float) -> dict:
+    placement = metrics.get("distribution", {})
     return {
         "backend": name,
+        "devices": len(placement.get("devices", [None])),
+        "logical_cpu_devices": placement.get("logical_cpu_devices", False),
         "status": "ok",
         "device": metrics.get("device"),
         "first_epoch_seconds": metrics["epoch_seconds"][0],
@@ -106,8 +119,10 @@ def bench_reference(task: str, options: dict, out: Path) -> dict:
     return row_from_metrics(name, json.loads(result_file.read_text()), wall, memory)
 
 
-def bench(task: str, backends: list[str], options: dict, out: Path, reference: bool = False, log=print) -> dict:
-    """Fit `task` with `options` on each backend (and the reference loop); write the tables; return the results."""
+def bench(task: str, backends: list[str], options: dict, out: Path, reference: bool = False, log=print,
+          devices: list[int] = (1,)) -> dict:  # fmt: skip
+    """Fit `task` with `options` on each backend and device count (and the reference loop); write the tables;
+    return the results, with a scaling table (samples/s per device count) when more than one count ran."""
     from kerasrnn.tasks import get_task
 
     get_task(task).make_config(dict(options))  # refuse bad options before starting any process
@@ -116,8 +131,9 @@ def bench(task: str, backends: list[str], options: dict, out: Path, reference: b
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for backend in backends:
-        log(f"kerasrnn bench: {task} on {backend}")
-        results.append(bench_backend(task, backend, options, out))
+        for count in devices:
+            log(f"kerasrnn bench: {task} on {backend}" + (f", {count} devices" if count != 1 else ""))
+            results.append(bench_backend(task, backend, options, out, count))
     if reference:
         log(f"kerasrnn bench: {task} as a plain PyTorch loop")
         results.append(bench_reference(task, options, out))
@@ -128,6 +144,7 @@ def bench(task: str, backends: list[str], options: dict, out: Path, reference: b
         "date": time.strftime("%Y-%m-%d"),
         "results": results,
     }
+    document["scaling"] = scaling(results) if len(devices) > 1 else []
     document["fastest"] = fastest_backend(task, results, options)
     write_tables(document, out)
     return document
@@ -140,10 +157,49 @@ def fastest_backend(task: str, results: list[dict], options: dict) -> str | None
         return None
     best = max(finished, key=lambda row: row["train_samples_per_second"])
     flags = "".join(f" -o {key}={format_option_value(value)}" for key, value in options.items())
+    on_devices = f" on {best['devices']} devices" if best.get("devices", 1) != 1 else ""
+    device_flag = f" --devices {best['devices']}" if on_devices else ""
     return (
-        f"fastest backend for {task} here: {best['backend']} ({best['train_samples_per_second']:,.0f} samples/s); "
-        f"use it with `kerasrnn fit {task} --backend {best['backend']}{flags}`"
+        f"fastest backend for {task} here: {best['backend']}{on_devices} ({best['train_samples_per_second']:,.0f} samples/s); "
+        f"use it with `kerasrnn fit {task} --backend {best['backend']}{device_flag}{flags}`"
     )
+
+
+SCALING_COLUMNS = [
+    ("backend", "backend"),
+    ("devices", "devices"),
+    ("train_samples_per_second", "train samples/s"),
+    ("speedup", "vs 1 device"),
+    ("per_device", "samples/s per device"),
+]
+
+
+def scaling(results: list[dict]) -> list[dict]:
+    """Samples/s per device count and backend, against the same backend on one device."""
+    finished = [row for row in results if row.get("status") == "ok" and row["backend"] in BACKENDS]
+    single = {row["backend"]: row["train_samples_per_second"] for row in finished if row["devices"] == 1}
+    return [
+        {
+            "backend": row["backend"],
+            "devices": row["devices"],
+            "train_samples_per_second": row["train_samples_per_second"],
+            "speedup": row["train_samples_per_second"] / single[row["backend"]] if row["backend"] in single else None,
+            "per_device": row["train_samples_per_second"] / row["devices"],
+            "logical_cpu_devices": row["logical_cpu_devices"],
+        }
+        for row in finished
+    ]
+
+
+def scaling_table(rows: list[dict]) -> str:
+    """The scaling table in Markdown, with a note when logical CPU devices (the same cores) took part."""
+    table = tables.markdown(rows, [key for key, _ in SCALING_COLUMNS], [title for _, title in SCALING_COLUMNS], format_cell)
+    if any(row["logical_cpu_devices"] for row in rows):
+        table += (
+            "\n\nThe devices above 1 are logical CPU devices sharing this machine's same cores: the table tests the "
+            "distributed set-up, it cannot show a speed-up."
+        )
+    return table
 
 
 def machine_description() -> str:
@@ -158,7 +214,8 @@ def write_tables(document: dict, out: Path) -> None:
 
     runs.write_json_atomic(out / "bench.json", document)
     tables.write_csv(out / "bench.csv", document["results"], [key for key, _ in TABLE_COLUMNS])
-    runs.write_text_atomic(out / "bench.md", markdown_table(document["results"]) + "\n")
+    scaling_part = "\n\n" + scaling_table(document["scaling"]) if document["scaling"] else ""
+    runs.write_text_atomic(out / "bench.md", markdown_table(document["results"]) + scaling_part + "\n")
     plots.bench_bars(out / "bench.png", document)
 
 

@@ -127,7 +127,7 @@ def start_jax_devices(devices: int | str, cluster: Cluster | None) -> None:
     import jax
 
     # Logical CPU devices only matter where JAX computes on the CPU; on a GPU machine they are unused.
-    if devices != ALL and devices > 1:
+    if devices != ALL and devices > 1 and jax.config.values.get("jax_num_cpu_devices") != devices:
         try:
             jax.config.update("jax_num_cpu_devices", devices)
         except RuntimeError:

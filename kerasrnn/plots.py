@@ -179,7 +179,7 @@ def bench_bars(path: Path, document: dict) -> Path:
     rows = [row for row in document["results"] if row.get("status") == "ok"]
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for axis, key, title in zip(axes, ("train_samples_per_second", "predict_samples_per_second"), ("training", "prediction")):
-        names = [row["backend"] for row in rows]
+        names = [row["backend"] + (f" x{row['devices']}" if row.get("devices", 1) != 1 else "") for row in rows]
         values = [row.get(key) or 0 for row in rows]
         bars = axis.barh(names, values, color="tab:blue")
         axis.bar_label(bars, labels=[f"{value:,.0f}" for value in values], padding=3)

@@ -74,23 +74,33 @@ def test_bench_table_json_and_a_missing_backend(tmp_path, monkeypatch):
 
     installed = backend.backend_installed
     monkeypatch.setattr(bench, "backend_installed", lambda name: name != "jax" and installed(name))
-    document = bench.bench("adder", ["tensorflow", "jax"], TINY_ADDER, tmp_path, reference=True, log=lambda *_: None)
+    document = bench.bench(
+        "adder", ["tensorflow", "jax"], TINY_ADDER, tmp_path, reference=True, log=lambda *_: None, devices=[1, 2]
+    )
 
-    tensorflow, jax, reference = document["results"]
+    tensorflow, tensorflow_on_two, jax, _, reference = document["results"]
     assert tensorflow["status"] == "ok", tensorflow["status"]
     assert tensorflow["train_samples_per_second"] > 0 and tensorflow["predict_samples_per_second"] > 0
     assert tensorflow["first_epoch_seconds"] > 0 and tensorflow["peak_memory_mb"] > 100  # TensorFlow alone is more
     assert 0.0 <= tensorflow["test"]["accuracy"] <= 1.0
     assert jax["status"] == 'not installed: pip install "kerasrnn[jax]"'
     assert "mnist only" in reference["status"]
-    assert json.loads((tmp_path / "bench.json").read_text())["results"][1]["backend"] == "jax"
+    assert json.loads((tmp_path / "bench.json").read_text())["results"][2]["backend"] == "jax"
     table = (tmp_path / "bench.md").read_text().splitlines()
-    assert len(table) == 2 + 3 and table[2].startswith("| tensorflow | ok |")
-    assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
-    assert document["fastest"].startswith("fastest backend for adder here: tensorflow (")
-    assert document["fastest"].endswith(
-        "`kerasrnn fit adder --backend tensorflow" + "".join(f" -o {k}={v}" for k, v in TINY_ADDER.items()) + "`"
+    assert (
+        len(table) >= 2 + 5 and table[2].startswith("| tensorflow | 1 | ok |") and table[3].startswith("| tensorflow | 2 | ok |")
     )
+    # The scaling table: samples/s per device count against one device, and what logical devices mean.
+    assert tensorflow_on_two["status"] == "ok" and tensorflow_on_two["logical_cpu_devices"]
+    assert [(row["backend"], row["devices"]) for row in document["scaling"]] == [("tensorflow", 1), ("tensorflow", 2)]
+    two = document["scaling"][1]
+    assert two["speedup"] == pytest.approx(tensorflow_on_two["train_samples_per_second"] / tensorflow["train_samples_per_second"])
+    assert two["per_device"] == pytest.approx(tensorflow_on_two["train_samples_per_second"] / 2)
+    assert "sharing this machine's same cores" in "\n".join(table)
+    assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
+    assert document["fastest"].startswith("fastest backend for adder here: tensorflow")
+    flags = "".join(f" -o {k}={v}" for k, v in TINY_ADDER.items()) + "`"
+    assert document["fastest"].endswith(flags) and "`kerasrnn fit adder --backend tensorflow" in document["fastest"]
 
 
 def test_bench_names_the_fastest_backend_that_ran():
@@ -104,6 +114,10 @@ def test_bench_names_the_fastest_backend_that_ran():
     assert (
         line
         == "fastest backend for mnist here: torch (2,300 samples/s); use it with `kerasrnn fit mnist --backend torch -o epochs=2`"
+    )
+    rows.append({"backend": "jax", "devices": 2, "status": "ok", "train_samples_per_second": 2400.0})
+    assert bench.fastest_backend("mnist", rows, {}) == (
+        "fastest backend for mnist here: jax on 2 devices (2,400 samples/s); use it with `kerasrnn fit mnist --backend jax --devices 2`"
     )
     assert bench.fastest_backend("mnist", rows[2:3], {}) is None
 

@@ -46,18 +46,30 @@ def history(run_dir: Path) -> np.ndarray:
     return np.array([[float(row[key]) for key in sorted(row) if key != "epoch"] for row in rows])
 
 
-def test_two_devices_and_two_processes_train_alike(tmp_path):
-    # One fit on 2 logical devices in one process, one by 2 JAX processes on 127.0.0.1 with a device each:
-    # the same seed and global batch give the same epochs (losses, validation) to float rounding (and one
-    # step on 2 devices is one step on 1: test_one_step_on_two_devices_equals_one_step_on_one).
-    needs("jax")
-    two = tmp_path / "two-devices"
-    done = run_cli("fit", "adder", "--backend", "jax", "--devices", "2", "--out", str(two), *SHORT_ADDER)
+def jax_fit_on_two_devices(run_dir: Path) -> dict:
+    done = run_cli("fit", "adder", "--backend", "jax", "--devices", "2", "--out", str(run_dir), *SHORT_ADDER)
     assert done.returncode == 0, done.stderr
     assert "2 logical CPU devices" in done.stdout and "not a speed-up" in done.stdout
-    record = json.loads((two / "metrics.json").read_text())["distribution"]
-    assert record == {"strategy": "DataParallel", "devices": ["cpu:0", "cpu:1"], "processes": 1, "logical_cpu_devices": True}
+    return json.loads((run_dir / "metrics.json").read_text())
 
+
+def test_jax_fit_on_two_devices_records_its_distribution(tmp_path):
+    needs("jax")
+    metrics = jax_fit_on_two_devices(tmp_path / "two-devices")
+    assert metrics["distribution"] == {
+        "strategy": "DataParallel", "devices": ["cpu:0", "cpu:1"], "processes": 1, "logical_cpu_devices": True
+    }  # fmt: skip
+    assert history(tmp_path / "two-devices").shape[0] == 2  # both epochs ran
+
+
+@pytest.mark.slow  # three processes at once on 2 cores: about a minute
+def test_two_jax_processes_train_as_two_devices_in_one(tmp_path):
+    # A fit by 2 JAX processes on 127.0.0.1 with a device each and a fit on 2 devices in one process: the
+    # same seed and global batch give the same epochs (losses, validation) to float rounding (and one step
+    # on 2 devices is one step on 1: test_one_step_on_two_devices_equals_one_step_on_one).
+    needs("jax")
+    two = tmp_path / "two-devices"
+    one_process = jax_fit_on_two_devices(two)
     processes = tmp_path / "two-processes"
     port = free_port()
     env = {**os.environ, "KERAS_BACKEND": "jax"}
@@ -92,7 +104,7 @@ def test_two_devices_and_two_processes_train_alike(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["two-devices", "two-processes"]  # no stray folders
 
     np.testing.assert_allclose(history(processes), history(two), rtol=1e-4, atol=1e-6)
-    assert metrics["test"]["loss"] == pytest.approx(json.loads((two / "metrics.json").read_text())["test"]["loss"], rel=1e-4)
+    assert metrics["test"]["loss"] == pytest.approx(one_process["test"]["loss"], rel=1e-4)
 
 
 def test_tensorflow_fit_on_two_devices_records_its_strategy(tmp_path, capfd):
