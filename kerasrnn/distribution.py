@@ -245,7 +245,7 @@ def jax_placement(devices: int | str) -> Placement:
         devices=names,
         processes=jax.process_count(),
         process_id=jax.process_index(),
-        logical=chosen[0].platform == "cpu",
+        logical=chosen[0].platform == "cpu" and per_process > 1,
     )
 
 

@@ -100,6 +100,7 @@ def test_two_jax_processes_train_as_two_devices_in_one(tmp_path):
     assert "process 0 writes the run" in outputs[1][0]
     metrics = json.loads((processes / "metrics.json").read_text())  # written last: the run is complete
     assert metrics["distribution"]["processes"] == 2 and len(metrics["distribution"]["devices"]) == 2
+    assert not metrics["distribution"]["logical_cpu_devices"]  # one device per process: each its own CPU
     assert (processes / "model.keras").is_file()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["two-devices", "two-processes"]  # no stray folders
 
