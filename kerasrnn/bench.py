@@ -150,9 +150,14 @@ def bench(task: str, backends: list[str], options: dict, out: Path, reference: b
     return document
 
 
+def finished_backend_rows(results: list[dict]) -> list[dict]:
+    """The rows of backends that ran (not failed ones, not the plain PyTorch loop)."""
+    return [row for row in results if row.get("status") == "ok" and row["backend"] in BACKENDS]
+
+
 def fastest_backend(task: str, results: list[dict], options: dict) -> str | None:
     """One line naming the backend that trained fastest here, and the command that uses it (None if none ran)."""
-    finished = [row for row in results if row.get("status") == "ok" and row["backend"] in BACKENDS]
+    finished = finished_backend_rows(results)
     if not finished:
         return None
     best = max(finished, key=lambda row: row["train_samples_per_second"])
@@ -176,7 +181,7 @@ SCALING_COLUMNS = [
 
 def scaling(results: list[dict]) -> list[dict]:
     """Samples/s per device count and backend, against the same backend on one device."""
-    finished = [row for row in results if row.get("status") == "ok" and row["backend"] in BACKENDS]
+    finished = finished_backend_rows(results)
     single = {row["backend"]: row["train_samples_per_second"] for row in finished if row["devices"] == 1}
     return [
         {

@@ -174,6 +174,14 @@ class Placement:
             "logical_cpu_devices": self.logical,
         }
 
+    def describe(self) -> str:
+        """The fit's log line."""
+        kind = (
+            "logical CPU devices (they share the same cores: a test of the set-up, not a speed-up)" if self.logical else "devices"
+        )
+        processes = f" in {self.processes} processes" if self.processes > 1 else ""
+        return f"data-parallel on {len(self.devices)} {kind}{processes} with {self.strategy}"
+
     def end(self) -> None:
         """Leave the distribution: what follows (evaluation, prediction, export) runs on one device."""
         if self.strategy == "DataParallel":
@@ -191,13 +199,7 @@ def place(devices: int | str) -> Placement:
         return tensorflow_placement(devices)
     if backend == "jax":
         return jax_placement(devices)
-    return Placement(strategy=None, devices=[single_device_name()])
-
-
-def single_device_name() -> str:
-    import keras
-
-    return str(keras.distribution.list_devices()[0]) if keras.backend.backend() == "jax" else "device:0"
+    return Placement(strategy=None, devices=["device:0"])  # torch: one device (start_devices refused more)
 
 
 def tensorflow_placement(devices: int | str) -> Placement:
@@ -228,10 +230,12 @@ def jax_placement(devices: int | str) -> Placement:
 
     every = jax.devices()  # every process's devices of the default platform
     per_process = jax.local_device_count()
-    count = len(every) if devices == ALL else devices * jax.process_count()
     if devices != ALL and devices > per_process:
         raise UserError(f"--devices {devices}: this process has {per_process} device(s)")
-    chosen = every[:count] if jax.process_count() == 1 else every
+    # Each process contributes its first `devices` devices (all of them for "all").
+    taken = per_process if devices == ALL else devices
+    chosen = [device for index in range(jax.process_count()) for device in
+              [device for device in every if device.process_index == index][:taken]]  # fmt: skip
     names = [f"{device.platform}:{device.id}" for device in chosen]
     if len(names) == 1:
         return Placement(strategy=None, devices=names)

@@ -121,7 +121,7 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
     device = backends.describe_device()
     log(f"kerasrnn: {task.name} on backend {keras.backend.backend()}, device {device}")
     if placement.distributed:
-        log(f"kerasrnn: {describe_placement(placement)}")
+        log(f"kerasrnn: {placement.describe()}")
     make_deterministic(config["seed"], kernels=config["deterministic"])
     # A resumed fit's generated data goes on from the batch where the interrupted fit stopped.
     first_epoch = runs.completed_epochs(run_dir) if resume else 0
@@ -202,16 +202,6 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
     }
     runs.write_json_atomic(run_dir / runs.METRICS_FILE, metrics)  # last: marks the run complete
     return metrics
-
-
-def describe_placement(placement) -> str:
-    kind = (
-        "logical CPU devices (they share the same cores: a test of the set-up, not a speed-up)"
-        if placement.logical
-        else "devices"
-    )
-    processes = f" in {placement.processes} processes" if placement.processes > 1 else ""
-    return f"data-parallel on {len(placement.devices)} {kind}{processes} with {placement.strategy}"
 
 
 def on_one_device(task, config: dict, trained, placement, steps_per_epoch: int):

@@ -1,6 +1,5 @@
 """Data-parallel fits: each in processes of their own, since device counts are fixed when a backend starts."""
 
-import csv
 import json
 import os
 import subprocess
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import cli_command, run_cli, run_cli_here
 
-from kerasrnn import distribution
+from kerasrnn import distribution, plots
 from kerasrnn.backend import backend_installed
 from kerasrnn.errors import UserError
 from kerasrnn.serve import free_port
@@ -41,9 +40,9 @@ def test_one_step_on_two_devices_equals_one_step_on_one(backend):
 
 
 def history(run_dir: Path) -> np.ndarray:
-    with open(run_dir / "history.csv") as file:
-        rows = list(csv.DictReader(file))
-    return np.array([[float(row[key]) for key in sorted(row) if key != "epoch"] for row in rows])
+    """history.csv as epochs x columns (the epoch number left out)."""
+    columns = plots.read_csv_columns(run_dir / plots.HISTORY_FILE)
+    return np.array([columns[key] for key in sorted(columns) if key != "epoch"]).T
 
 
 def jax_fit_on_two_devices(run_dir: Path) -> dict:
