@@ -27,6 +27,9 @@ BRIDGE_FRACTION = 0.01  # gaps in grainy strokes this fraction of the image are 
 SPECK_FRACTION = 0.1  # parts with less ink than this fraction of the strongest part are specks
 MAX_PIXELS = 50_000_000  # larger than any phone photo; more is refused before decoding (decompression bombs)
 CORE_PERCENTILE = 60  # ink above this percentile of the digit's pixels saturates, as MNIST's cores do
+LOCAL_PEAK_FRACTION = 0.03  # ...or above LOCAL_CORE of the peak within this fraction of the image, if fainter
+LOCAL_CORE = 0.8
+SMOOTH_LIGHT_MISFIT = 0.02  # light a quadratic surface fits this well (mean error / light) is divided out
 
 
 def load_grey(path: str | Path) -> np.ndarray:
@@ -60,19 +63,27 @@ def grey_of(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
-def undo_blocky_upscale(grey: np.ndarray) -> np.ndarray:
-    """A tiny scan blown up by repeating pixels is brought back to its own pixels (then upsampled smoothly)."""
-    for block in range(min(16, min(grey.shape) // 4), 1, -1):
-        small = grey[::block, ::block]
-        repeated = np.repeat(np.repeat(small, block, axis=0), block, axis=1)[: grey.shape[0], : grey.shape[1]]
-        if repeated.shape == grey.shape and np.abs(repeated - grey).mean() < 0.004:
-            return small
+def undo_upscale(grey: np.ndarray) -> np.ndarray:
+    """A tiny scan blown up by the scanner's software (repeated pixels, bilinear or bicubic) is brought
+    back to its own pixels, which are then upsampled smoothly like any small image."""
+    height, width = grey.shape
+    if max(height, width) > WORKING_MAX:  # a photo, not a blown-up scan: it is shrunk anyway
+        return grey
+    for factor in range(min(16, min(grey.shape) // 4), 1, -1):
+        if height % factor or width % factor:
+            continue
+        # each small pixel is where the upscale passes through it: the middle of its block
+        first, second = (factor - 1) // 2, factor // 2
+        small = (grey[first::factor, first::factor] + grey[second::factor, second::factor]) / 2
+        for resample in (Image.NEAREST, Image.BILINEAR, Image.BICUBIC):
+            back = np.asarray(Image.fromarray(small).resize((width, height), resample))
+            if np.abs(back - grey)[factor:-factor, factor:-factor].mean() < 0.004:
+                return small
     return grey
 
 
 def working_size(grey: np.ndarray) -> np.ndarray:
     """Upsample small inputs smoothly, before anything else, and shrink huge photos (speed, nothing lost)."""
-    grey = undo_blocky_upscale(grey)
     longest = max(grey.shape)
     factor = WORKING_MIN / longest if longest < WORKING_MIN else WORKING_MAX / longest if longest > WORKING_MAX else 1.0
     if factor == 1.0:
@@ -97,18 +108,58 @@ def dark_ink_on_light(grey: np.ndarray) -> bool:
     return bool(np.median(grey) > 0.45)
 
 
+def quadratic_light(background: np.ndarray, margin: int) -> tuple[np.ndarray, float]:
+    """A smooth surface (a light gradient and a vignette) fitted to a background estimate away from the
+    image's edges, evaluated `margin` pixels beyond them; and how badly it fits (mean error / mean light).
+
+    Away from the edges the closing's estimate is sound; near them it is not (see `paper_estimate`).
+    """
+    height, width = background.shape
+    y, x = np.mgrid[-margin : height + margin, -margin : width + margin].astype(np.float64)
+    y, x = y / height - 0.5, x / width - 0.5
+    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
+    inner = (slice(2 * margin, height), slice(2 * margin, width))  # the image less `margin` at each edge
+    measured = background[margin : height - margin, margin : width - margin]
+    if measured.size < 36:
+        return np.full(x.shape, float(np.median(background)), dtype=np.float32), 1.0
+    coefficients, *_ = np.linalg.lstsq(terms[inner].reshape(-1, 6), measured.reshape(-1).astype(np.float64), rcond=None)
+    light = np.maximum(terms @ coefficients, 0.02).astype(np.float32)
+    misfit = float(np.abs(measured - light[inner]).mean() / max(float(light[inner].mean()), 0.05))
+    return light, misfit
+
+
+def paper_estimate(morphology, grey: np.ndarray, size: int) -> np.ndarray:
+    """The paper (or board) under the digit: `morphology` (a closing or an opening) wider than any stroke.
+
+    A closing follows the paper where it is seen and bridges the ink, but at the image's edge it must
+    guess what lies beyond: mirrored, a page darkening toward its edge turns into a valley that the
+    closing fills (the edge read as ink); point-mirrored, ink touching the edge turns into a dark band
+    that it keeps (the stroke lost). So the smooth part of the light is fitted first. When it explains
+    the background (a gradient, a vignette), it is divided out: the closing sees flat paper, and much
+    ink on a small image cannot bias it. When it does not (a shadow's edge, which the closing follows
+    exactly), the image is only continued past its edges by that light times its mirrored remainder.
+    """
+    pad = size // 2 + 1
+    light, misfit = quadratic_light(morphology(grey, size=size), pad)
+    inside = light[pad:-pad, pad:-pad]
+    if misfit < SMOOTH_LIGHT_MISFIT:
+        return morphology(grey / inside, size=size) * inside
+    extended = np.pad(grey / inside, pad, mode="symmetric") * light
+    extended[pad:-pad, pad:-pad] = grey
+    return morphology(extended, size=size)[pad:-pad, pad:-pad]
+
+
 def ink_from_background(grey: np.ndarray) -> np.ndarray:
     """How much each pixel differs from the paper (or board) around it, in [0, 1], grey levels kept.
 
-    A closing (or, for light ink, an opening) wider than any stroke removes the digit and keeps the
-    paper, step edges of shadows included. Dark ink is measured as a fraction of the local paper
-    brightness, so a shadow over part of a stroke does not make it fainter.
+    Dark ink is measured as a fraction of the local paper brightness, so a shadow over part of a
+    stroke does not make it fainter.
     """
     size = max(3, int(BACKGROUND_FRACTION * min(grey.shape)))
     if dark_ink_on_light(grey):
-        paper = ndimage.grey_closing(grey, size=size)
+        paper = paper_estimate(ndimage.grey_closing, grey, size)
         return np.clip(1.0 - grey / np.maximum(paper, 0.05), 0.0, 1.0)
-    board = ndimage.grey_opening(grey, size=size)
+    board = paper_estimate(ndimage.grey_opening, grey, size)
     return np.clip(grey - board, 0.0, 1.0)
 
 
@@ -167,7 +218,11 @@ def crop_to_digit(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     near = ndimage.binary_dilation(mask, iterations=max(1, round(0.02 * max(ink.shape))))
     floor = float(np.percentile(ink[~near], 99)) if np.any(~near) else 0.0  # the paper's own noise
     core = float(np.percentile(ink[mask], CORE_PERCENTILE))
-    stretched = np.clip((ink - floor) / max(core - floor, 1e-3), 0.0, 1.0) * near
+    # A thin line on a coarse grid is darker where it crosses a pixel's centre than between two: each
+    # stretch of stroke saturates at its own peak (within a factor of two of the digit's core), not gaps.
+    local_peak = ndimage.grey_dilation(ink, footprint=disk(max(1, round(LOCAL_PEAK_FRACTION * max(ink.shape)))))
+    core = np.clip(LOCAL_CORE * local_peak, core / 2, core)
+    stretched = np.clip((ink - floor) / np.maximum(core - floor, 1e-3), 0.0, 1.0) * near
     margin = max(1, round(0.03 * max(ink.shape)))
     top, left = max(0, rows.min() - margin), max(0, cols.min() - margin)
     return stretched[top : rows.max() + margin + 1, left : cols.max() + margin + 1]
@@ -239,7 +294,7 @@ def centre_by_mass(digit: np.ndarray) -> np.ndarray:
 def preprocessing_steps(grey: np.ndarray) -> dict[str, np.ndarray]:
     """Every step from a grey photo to the 28x28 the model reads, by name, in order (what --show draws)."""
     steps = {"input": grey}
-    steps["working size"] = working_size(grey)
+    steps["working size"] = working_size(undo_upscale(grey))
     steps["ink"] = ink_from_background(steps["working size"])
     mask = digit_mask(steps["ink"])
     steps["digit found"] = np.where(mask, 1.0, 0.35 * steps["ink"])
