@@ -23,6 +23,7 @@ MNIST_STROKE = 2.8  # MNIST's median stroke width in pixels, as stroke_width mea
 WORK_SCALE = 4  # strokes are measured and widened at 4x MNIST's scale, where a pixel is a quarter stroke
 WORKING_MIN, WORKING_MAX = 160, 640  # the longer side of the image while finding the digit
 BACKGROUND_FRACTION = 0.3  # paper is estimated over windows this fraction of the image: wider than strokes
+BACKGROUND_PIXELS = 3  # ...and at least this many of the original's pixels, on a tiny scan upsampled
 BRIDGE_FRACTION = 0.01  # gaps in grainy strokes this fraction of the image are bridged when finding the digit
 SPECK_FRACTION = 0.1  # parts with less ink than this fraction of the strongest part are specks
 MAX_PIXELS = 50_000_000  # larger than any phone photo; more is refused before decoding (decompression bombs)
@@ -149,13 +150,16 @@ def paper_estimate(morphology, grey: np.ndarray, size: int) -> np.ndarray:
     return morphology(extended, size=size)[pad:-pad, pad:-pad]
 
 
-def ink_from_background(grey: np.ndarray) -> np.ndarray:
+def ink_from_background(grey: np.ndarray, pixel: float = 1.0) -> np.ndarray:
     """How much each pixel differs from the paper (or board) around it, in [0, 1], grey levels kept.
 
-    Dark ink is measured as a fraction of the local paper brightness, so a shadow over part of a
-    stroke does not make it fainter.
+    `pixel`: how many of `grey`'s pixels one pixel of the original spans (a small image upsampled).
+    The paper is estimated over windows wider than any stroke, and a stroke is never thinner than one
+    original pixel, which upsampling blurs over two. Dark ink is measured as a fraction of the local
+    paper brightness, so a shadow over part of a stroke does not make it fainter.
     """
-    size = max(3, int(BACKGROUND_FRACTION * min(grey.shape)))
+    size = max(3, int(BACKGROUND_FRACTION * min(grey.shape)), round(BACKGROUND_PIXELS * pixel))
+    size = min(size, min(grey.shape))
     if dark_ink_on_light(grey):
         paper = paper_estimate(ndimage.grey_closing, grey, size)
         return np.clip(1.0 - grey / np.maximum(paper, 0.05), 0.0, 1.0)
@@ -294,8 +298,9 @@ def centre_by_mass(digit: np.ndarray) -> np.ndarray:
 def preprocessing_steps(grey: np.ndarray) -> dict[str, np.ndarray]:
     """Every step from a grey photo to the 28x28 the model reads, by name, in order (what --show draws)."""
     steps = {"input": grey}
-    steps["working size"] = working_size(undo_upscale(grey))
-    steps["ink"] = ink_from_background(steps["working size"])
+    native = undo_upscale(grey)
+    steps["working size"] = working_size(native)
+    steps["ink"] = ink_from_background(steps["working size"], max(steps["working size"].shape) / max(native.shape))
     mask = digit_mask(steps["ink"])
     steps["digit found"] = np.where(mask, 1.0, 0.35 * steps["ink"])
     steps["cropped, contrast"] = crop_to_digit(steps["ink"], mask)
