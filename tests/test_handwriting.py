@@ -54,11 +54,13 @@ def test_preprocessing_keeps_grey_ink_at_mnists_stroke_width(condition):
     assert ((ink > 0.1) & (ink < 0.9)).mean() >= 0.15  # ...and the edges stay grey: not binarised
 
 
-def test_a_faint_grainy_pencil_zero_stays_one_ring():
-    """The failure that started this: soft pencil came out as a ring of dots (only the darkest cores kept)."""
+@pytest.mark.parametrize("condition", ["pencil", "scan-8"])
+def test_a_faint_or_coarse_zero_stays_one_ring(condition):
+    """The failure that started this: soft pencil came out as a ring of dots (only the darkest cores kept);
+    so did a thin line on an 8x8 scan, darker where it crosses a pixel's centre than between two."""
     rng = np.random.default_rng(11)
     for _ in range(5):
-        digit = images.mnist_like(images.grey_of(handwriting.digit_image(0, "pencil", rng)))
+        digit = images.mnist_like(images.grey_of(handwriting.digit_image(0, condition, rng)))
         strokes, count = ndimage.label(digit > 0.3, structure=np.ones((3, 3)))
         sizes = np.bincount(strokes.ravel())[1:]
         assert sizes.max() >= 0.9 * sizes.sum()  # one connected ring, not dots
@@ -83,5 +85,6 @@ def test_the_pretrained_model_reads_other_writers():
     _, predicted = handwriting.read_digits(model, samples)  # no digit found: -1, a miss
     right = Counter(c for (c, d, _), p in zip(samples, predicted) if d == p)
     handwritten = [c for c in handwriting.CONDITIONS if c != "printed"]
-    assert sum(right[c] for c in handwritten) / (20 * len(handwritten)) >= 0.94, right
+    assert sum(right[c] for c in handwritten) / (20 * len(handwritten)) >= 0.96, right
+    assert right["scan-8"] >= 16, right  # the hardest condition
     assert right["printed"] >= 19, right

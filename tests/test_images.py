@@ -6,7 +6,17 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from kerasrnn.errors import UserError
-from kerasrnn.images import CANVAS, load_grey, mnist_like, otsu_threshold, preprocess_file, preprocessing_steps
+from kerasrnn.images import (
+    CANVAS,
+    digit_mask,
+    ink_from_background,
+    load_grey,
+    mnist_like,
+    otsu_threshold,
+    preprocess_file,
+    preprocessing_steps,
+    undo_upscale,
+)
 
 
 def drawn_digit(size=(200, 160), box=(60, 40, 110, 150), width=8, ink=0, paper=255, mode="L"):
@@ -104,3 +114,51 @@ def test_huge_images_are_refused_before_decoding(tmp_path):
     Image.new("1", (10000, 8000), 1).save(path)  # 80 megapixels in a few kilobytes
     with pytest.raises(UserError, match="too large"):
         load_grey(path)
+
+
+@pytest.mark.parametrize("resample", [Image.NEAREST, Image.BILINEAR, Image.BICUBIC], ids=["nearest", "bilinear", "bicubic"])
+def test_scans_blown_up_by_software_are_brought_back_to_their_pixels(resample):
+    rng = np.random.default_rng(3)
+    scan = np.float32(ndimage.zoom(rng.uniform(0.2, 1.0, (4, 4)), 2, order=1))  # an 8x8 grey scan
+    blown_up = np.asarray(Image.fromarray(scan).resize((48, 48), resample), dtype=np.float32)
+    small = undo_upscale(blown_up)
+    assert small.shape == (8, 8)
+    assert np.abs(small - scan)[1:-1, 1:-1].mean() < 0.02
+
+
+def test_a_photo_is_not_mistaken_for_a_blown_up_scan():
+    grey = np.asarray(drawn_digit(), dtype=np.float32) / 255
+    assert undo_upscale(grey).shape == grey.shape
+
+
+def page(size=160, vignette=0.0, gradient=0.0):
+    y, x = np.mgrid[0:size, 0:size] / (size - 1) - 0.5
+    return np.float32(0.9 * (1 - vignette * 2 * (x**2 + y**2)) * (1 - gradient * (x + 0.5)))
+
+
+def test_a_page_darkening_toward_its_edges_stays_paper():
+    grey = page(vignette=0.3, gradient=0.2)
+    grey[60:100, 76:84] *= 0.4  # a stroke in the middle
+    ink = ink_from_background(grey)
+    assert ink[60:100, 77:83].min() > 0.5
+    assert np.delete(ink, np.s_[50:110], axis=0).max() < 0.03  # no frame of ink at the edges
+
+
+def test_a_stroke_along_the_edge_stays_ink():
+    grey = page(gradient=0.2)
+    grey[0:12, 30:130] *= 0.4  # the bar of a 7 touching the top of a tight crop
+    grey[12:120, 110:120] *= 0.4
+    ink = ink_from_background(grey)
+    assert ink[1:11, 35:125].min() > 0.5
+    assert ink[40:, :60].max() < 0.03
+
+
+def test_a_shadows_soft_edge_stays_paper():
+    y, x = np.mgrid[0:200, 0:200] / 199
+    grey = np.float32(0.9 * (1 - 0.45 / (1 + np.exp(-(x + 0.5 * y - 0.9) / 0.05))))  # shadow across a corner
+    grey[50:150, 46:54] *= 0.4
+    ink = ink_from_background(grey)
+    assert ink[55:145, 47:53].min() > 0.5
+    assert np.delete(ink, np.s_[40:60], axis=1).max() < 0.15  # faint at most where the shadow meets the edge
+    columns = np.nonzero(digit_mask(ink).any(axis=0))[0]
+    assert columns.min() >= 40 and columns.max() < 60  # what is found is the stroke alone
