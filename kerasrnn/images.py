@@ -224,7 +224,7 @@ def crop_to_digit(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     core = float(np.percentile(ink[mask], CORE_PERCENTILE))
     # A thin line on a coarse grid is darker where it crosses a pixel's centre than between two: each
     # stretch of stroke saturates at its own peak (within a factor of two of the digit's core), not gaps.
-    local_peak = ndimage.grey_dilation(ink, footprint=disk(max(1, round(LOCAL_PEAK_FRACTION * max(ink.shape)))))
+    local_peak = ndimage.maximum_filter(ink, size=2 * max(1, round(LOCAL_PEAK_FRACTION * max(ink.shape))) + 1)
     core = np.clip(LOCAL_CORE * local_peak, core / 2, core)
     stretched = np.clip((ink - floor) / np.maximum(core - floor, 1e-3), 0.0, 1.0) * near
     margin = max(1, round(0.03 * max(ink.shape)))
