@@ -122,7 +122,7 @@ def quadratic_light(background: np.ndarray, margin: int) -> tuple[np.ndarray, fl
     inner = (slice(2 * margin, height), slice(2 * margin, width))  # the image less `margin` at each edge
     measured = background[margin : height - margin, margin : width - margin]
     if measured.size < 36:
-        return np.full(x.shape, float(np.median(background)), dtype=np.float32), 1.0
+        return np.full(x.shape, max(float(np.median(background)), 0.02), dtype=np.float32), 1.0
     coefficients, *_ = np.linalg.lstsq(terms[inner].reshape(-1, 6), measured.reshape(-1).astype(np.float64), rcond=None)
     light = np.maximum(terms @ coefficients, 0.02).astype(np.float32)
     misfit = float(np.abs(measured - light[inner]).mean() / max(float(light[inner].mean()), 0.05))

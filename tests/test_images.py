@@ -95,8 +95,9 @@ def test_bad_files_are_refused_clearly(make, message, tmp_path):
         load_grey(make(tmp_path / "digit.png"))
 
 
-def test_blank_image_is_refused(tmp_path):
-    path = save(Image.new("L", (50, 50), 255), tmp_path, "blank.png")
+@pytest.mark.parametrize("size,level", [((50, 50), 255), ((50, 50), 0), ((8, 8), 0), ((8, 8), 128), ((3, 200), 0)])
+def test_blank_image_is_refused(size, level, tmp_path):
+    path = save(Image.new("L", size, level), tmp_path, "blank.png")
     with pytest.raises(UserError, match="no digit"):
         preprocess_file(path)
 
