@@ -129,7 +129,7 @@ def quadratic_light(background: np.ndarray, margin: int) -> tuple[np.ndarray, fl
     return light, misfit
 
 
-def paper_estimate(morphology, grey: np.ndarray, size: int) -> np.ndarray:
+def paper_estimate(morphology, grey: np.ndarray, size: int, mirror_edges: bool = True) -> np.ndarray:
     """The paper (or board) under the digit: `morphology` (a closing or an opening) wider than any stroke.
 
     A closing follows the paper where it is seen and bridges the ink, but at the image's edge it must
@@ -138,14 +138,16 @@ def paper_estimate(morphology, grey: np.ndarray, size: int) -> np.ndarray:
     that it keeps (the stroke lost). So the smooth part of the light is fitted first. When it explains
     the background (a gradient, a vignette), it is divided out: the closing sees flat paper, and much
     ink on a small image cannot bias it. When it does not (a shadow's edge, which the closing follows
-    exactly), the image is only continued past its edges by that light times its mirrored remainder.
+    exactly), the image is continued past its edges by that light times its mirrored remainder, or, with
+    `mirror_edges` off, by the light alone: where the window is only a few strokes wide (a tiny scan),
+    a thick stroke along the edge (an 8x8 scan's base of a 2) mirrored is a band the closing keeps.
     """
     pad = size // 2 + 1
     light, misfit = quadratic_light(morphology(grey, size=size), pad)
     inside = light[pad:-pad, pad:-pad]
     if misfit < SMOOTH_LIGHT_MISFIT:
         return morphology(grey / inside, size=size) * inside
-    extended = np.pad(grey / inside, pad, mode="symmetric") * light
+    extended = np.pad(grey / inside, pad, mode="symmetric") * light if mirror_edges else light.copy()
     extended[pad:-pad, pad:-pad] = grey
     return morphology(extended, size=size)[pad:-pad, pad:-pad]
 
@@ -160,10 +162,11 @@ def ink_from_background(grey: np.ndarray, pixel: float = 1.0) -> np.ndarray:
     """
     size = max(3, int(BACKGROUND_FRACTION * min(grey.shape)), round(BACKGROUND_PIXELS * pixel))
     size = min(size, min(grey.shape))
+    mirror_edges = size > round(BACKGROUND_PIXELS * pixel)  # the window is many strokes wide
     if dark_ink_on_light(grey):
-        paper = paper_estimate(ndimage.grey_closing, grey, size)
+        paper = paper_estimate(ndimage.grey_closing, grey, size, mirror_edges)
         return np.clip(1.0 - grey / np.maximum(paper, 0.05), 0.0, 1.0)
-    board = paper_estimate(ndimage.grey_opening, grey, size)
+    board = paper_estimate(ndimage.grey_opening, grey, size, mirror_edges)
     return np.clip(grey - board, 0.0, 1.0)
 
 

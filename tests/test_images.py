@@ -154,6 +154,23 @@ def test_a_stroke_along_the_edge_stays_ink():
     assert ink[40:, :60].max() < 0.03
 
 
+def test_an_8x8_scans_2_keeps_its_base_along_the_bottom_edge():
+    grey = np.float32([
+        [196, 199, 204, 205, 208, 212, 214, 217],
+        [194, 196, 77, 55, 53, 126, 212, 215],
+        [193, 147, 114, 202, 204, 50, 210, 212],
+        [189, 194, 196, 200, 195, 52, 208, 211],
+        [188, 190, 194, 198, 91, 133, 206, 208],
+        [184, 188, 192, 110, 90, 200, 203, 205],
+        [182, 147, 68, 58, 170, 195, 201, 202],
+        [178, 108, 76, 82, 79, 68, 163, 199],
+    ]) / 255  # fmt: skip
+    digit = mnist_like(grey) > 0.5
+    rows, columns = np.nonzero(digit.any(axis=1))[0], np.nonzero(digit.any(axis=0))[0]
+    base = digit[rows.max() - 3 : rows.max() + 1].any(axis=0).sum()
+    assert base >= 0.75 * (columns.max() - columns.min() + 1)  # the base spans the digit, not a 7's tail
+
+
 def test_a_shadows_soft_edge_stays_paper():
     y, x = np.mgrid[0:200, 0:200] / 199
     grey = np.float32(0.9 * (1 - 0.45 / (1 + np.exp(-(x + 0.5 * y - 0.9) / 0.05))))  # shadow across a corner
