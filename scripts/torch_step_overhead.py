@@ -98,11 +98,11 @@ def main() -> None:
 
     select_backend("torch")
     import torch
+    from kerasrnn_cli.main import parse_option_pairs
 
     from kerasrnn.errors import UserError
     from kerasrnn.tables import markdown
     from kerasrnn.tasks import get_task
-    from kerasrnn_cli.main import parse_option_pairs
 
     try:
         config = get_task("mnist").make_config(parse_option_pairs(args.option))
