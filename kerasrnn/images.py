@@ -160,9 +160,9 @@ def ink_from_background(grey: np.ndarray, pixel: float = 1.0) -> np.ndarray:
     original pixel, which upsampling blurs over two. Dark ink is measured as a fraction of the local
     paper brightness, so a shadow over part of a stroke does not make it fainter.
     """
-    size = max(3, int(BACKGROUND_FRACTION * min(grey.shape)), round(BACKGROUND_PIXELS * pixel))
-    size = min(size, min(grey.shape))
-    mirror_edges = size > round(BACKGROUND_PIXELS * pixel)  # the window is many strokes wide
+    few_pixels = round(BACKGROUND_PIXELS * pixel)
+    size = min(max(3, int(BACKGROUND_FRACTION * min(grey.shape)), few_pixels), min(grey.shape))
+    mirror_edges = size > few_pixels  # the window is many strokes wide, not a few of a tiny scan's pixels
     if dark_ink_on_light(grey):
         paper = paper_estimate(ndimage.grey_closing, grey, size, mirror_edges)
         return np.clip(1.0 - grey / np.maximum(paper, 0.05), 0.0, 1.0)
