@@ -21,6 +21,11 @@ INSTALL_HINTS = {
 }
 
 
+def cli_command(*args: str) -> list[str]:
+    """The command line of `kerasrnn ARGS...` in a fresh process with this Python (a process keeps one backend)."""
+    return [sys.executable, "-m", "kerasrnn_cli.main", *args]
+
+
 def quiet_native_logs() -> None:
     """Silence TensorFlow's C++ start-up chatter (CUDA probes on CPU machines)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # errors still raise in Python

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from kerasrnn import runs, tables
-from kerasrnn.backend import BACKENDS, INSTALL_HINTS, backend_installed
+from kerasrnn.backend import BACKENDS, INSTALL_HINTS, backend_installed, cli_command
 from kerasrnn.config import format_option_value
 from kerasrnn.errors import UserError, require
 
@@ -75,8 +75,8 @@ def bench_backend(task: str, backend: str, options: dict, out: Path, devices: in
     if not backend_installed(backend):
         return {"backend": backend, "devices": devices, "status": f"not installed: {INSTALL_HINTS[backend]}"}
     run_dir = out / (backend if devices == 1 else f"{backend}-{devices}-devices")
-    command = [sys.executable, "-m", "kerasrnn_cli.main", "fit", task, "--backend", backend, "--devices", str(devices),
-               "--out", str(run_dir), "--overwrite", "--quiet", *fit_arguments(options)]  # fmt: skip
+    command = cli_command("fit", task, "--backend", backend, "--devices", str(devices),
+                          "--out", str(run_dir), "--overwrite", "--quiet", *fit_arguments(options))  # fmt: skip
     status, wall, memory, stderr = run_measured(command)
     if status != 0:
         return {"backend": backend, "devices": devices, "status": f"failed: {stderr.splitlines()[-1] if stderr else status}"}

@@ -13,7 +13,6 @@ than kerasrnn.images.MAX_PIXELS (decompression bombs).
 
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasrnn import prediction
+from kerasrnn.backend import cli_command
 from kerasrnn.errors import RunError, UserError
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -210,8 +210,9 @@ def start_server_process(path: str | Path, env: dict | None = None) -> tuple[sub
     """
     port = free_port()
     errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server never blocks on a full pipe
-    command = [sys.executable, "-m", "kerasrnn_cli.main", "serve", str(path), "--port", str(port)]
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+    server = subprocess.Popen(
+        cli_command("serve", str(path), "--port", str(port)), env=env, stdout=subprocess.DEVNULL, stderr=errors
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
         try:

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from kerasrnn.backend import cli_command
 from kerasrnn.tables import markdown
 
 CONFIGS = [
@@ -33,7 +34,7 @@ CONFIGS = [
 
 
 def kerasrnn(*args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "kerasrnn_cli.main", *args], capture_output=True, text=True)
+    done = subprocess.run(cli_command(*args), capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"kerasrnn {' '.join(args)} failed: {done.stderr.strip()}")
     return done

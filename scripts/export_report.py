@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from kerasrnn.backend import cli_command
 from kerasrnn.tables import markdown
 
 RUNS = {
@@ -34,7 +35,7 @@ STEPS = {"adder": 11, "recall": 10, "mnist": 28}
 def ensure_run(task: str, out: Path) -> Path:
     run_dir = out / task
     if not (run_dir / "metrics.json").exists():
-        command = [sys.executable, "-m", "kerasrnn_cli.main", *RUNS[task], "--out", str(run_dir), "--overwrite", "--quiet"]
+        command = cli_command(*RUNS[task], "--out", str(run_dir), "--overwrite", "--quiet")
         if subprocess.run(command, stdout=sys.stderr).returncode != 0:  # stdout carries the table
             raise SystemExit(f"kerasrnn {' '.join(RUNS[task])} failed")
     return run_dir

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from kerasrnn.backend import cli_command
 from kerasrnn.tables import markdown
 
 # The floor models on their defaults: the task's recipes (docs/configuration.md) give the gated cells
@@ -42,7 +43,7 @@ def main() -> None:
         run_dir = args.out / name.replace(" ", "-").lower()
         command = ["fit", "mnist", *options, "--epochs", str(args.epochs), "--out", str(run_dir)]
         if not (run_dir / "metrics.json").exists():  # finished runs are reused
-            done = subprocess.run([sys.executable, "-m", "kerasrnn_cli.main", *command, "--overwrite", "--quiet"])
+            done = subprocess.run(cli_command(*command, "--overwrite", "--quiet"))
             if done.returncode != 0:
                 raise SystemExit(f"kerasrnn {' '.join(command)} failed")
         metrics = json.loads((run_dir / "metrics.json").read_text())

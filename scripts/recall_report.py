@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from kerasrnn.backend import cli_command
 from kerasrnn.tables import markdown
 
 # The options that differ between the rows' configurations, shown in the settings column.
@@ -51,7 +52,7 @@ def main() -> None:
         command = ["fit", "recall", "--cell", cell, "--units", str(units), *options]
         started = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "kerasrnn_cli.main", *command, "--out", str(run_dir), "--overwrite", "--quiet"],
+            cli_command(*command, "--out", str(run_dir), "--overwrite", "--quiet"),
             stdout=sys.stderr,  # the fits' lines go with the progress; stdout is the table
         )
         wall = time.perf_counter() - started

@@ -2,18 +2,12 @@
 
 import os
 import subprocess
-import sys
 
 import pytest
 
-from kerasrnn.backend import select_backend
+from kerasrnn.backend import cli_command, select_backend
 
 BACKEND = select_backend(os.environ.get("KERAS_BACKEND"))
-
-
-def cli_command(*args: str) -> list[str]:
-    """The command line of `kerasrnn ARGS...` run with this test's Python."""
-    return [sys.executable, "-m", "kerasrnn_cli.main", *args]
 
 
 def run_cli(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
