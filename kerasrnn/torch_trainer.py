@@ -1,0 +1,445 @@
+"""The toolkit's own training step and fit loop on the torch backend, for the models it reproduces exactly.
+
+Keras' generic machinery on torch costs more than the work itself on these small models: its trainer,
+its layer calls and functional graph walk, its per-variable clipping and its per-batch callback
+dispatch (docs/performance.md measures each). For the models, losses, metrics and optimizer settings
+the toolkit builds, `TorchStep` computes the same training step as Keras' `train_step` with plain
+torch calls on Keras' own variables:
+
+- the forward pass: PyTorch's fused LSTM, GRU and tanh-RNN kernels (kerasrnn.torch_kernels), Dense
+  and TimeDistributed(Dense) heads, bidirectional and stacked layers, input dropout with the masks
+  Keras' cells draw (the same random numbers);
+- the loss: Keras' own formulas (probabilities clipped to [epsilon, 1 - epsilon], a mean over the batch);
+- gradient clipping per variable (Adam's `clipnorm`) as Keras computes it, the learning rate from the
+  optimizer's own schedule, and Keras' torch Adam update on the optimizer's own slots;
+- the loss tracker and metrics written into Keras' metric variables.
+
+`fit` runs Keras' callbacks (CallbackList, History, progress bar, checkpoints, backup) around that step
+with in-memory batches, and Keras' `evaluate` for validation. Whatever this module does not
+reproduce is refused by `refusal` with a reason, and training stays with Keras' own `model.fit`.
+tests/test_torch_trainer.py checks the step against Keras' `train_step` for every supported case.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import torch
+from keras import activations
+from keras import backend as keras_backend
+from keras import layers as keras_layers
+from keras import losses, metrics, optimizers
+from keras.callbacks import Callback, CallbackList
+from keras.optimizers import schedules
+
+from kerasrnn import layers as kerasrnn_layers
+from kerasrnn import torch_kernels
+from kerasrnn.metrics import exact_match
+
+# The Keras releases whose trainer, losses and optimizer this module was checked against (the tests).
+TESTED_KERAS = ((3, 15), (3, 15))
+
+ACTIVATIONS = {
+    activations.softmax: lambda x: torch.softmax(x, dim=-1),
+    activations.sigmoid: torch.sigmoid,
+    activations.relu: torch.relu,
+    activations.tanh: torch.tanh,
+    activations.linear: lambda x: x,
+}
+
+
+class Unsupported(Exception):
+    """What the toolkit's step does not reproduce; the message says what, for the fit log."""
+
+
+# ---- the forward pass -------------------------------------------------------------------------
+def keras_version_supported(version: str) -> bool:
+    major_minor = tuple(int(part) for part in version.split(".")[:2])
+    return TESTED_KERAS[0] <= major_minor <= TESTED_KERAS[1]
+
+
+def recurrent_kind(layer) -> str:
+    """'lstm', 'gru' or 'rnn' for a recurrent layer the fused kernels compute exactly; else Unsupported."""
+    if isinstance(layer, kerasrnn_layers.LSTM) and kerasrnn_layers.fused_kernel_applies(layer, None):
+        kind = "lstm"
+    elif (
+        isinstance(layer, kerasrnn_layers.GRU) and kerasrnn_layers.fused_kernel_applies(layer, None) and layer.cell.reset_after
+    ):
+        kind = "gru"
+    elif type(layer) is keras_layers.SimpleRNN:
+        cell = layer.cell
+        if not (cell.use_bias and cell.activation is activations.tanh and not cell.recurrent_dropout and not layer.unroll):
+            raise Unsupported(f"layer {layer.name}: a SimpleRNN other than tanh with bias and no recurrent dropout")
+        kind = "rnn"
+    else:
+        raise Unsupported(f"layer {layer.name} ({type(layer).__name__}) with these settings")
+    if layer.stateful or layer.return_state or layer.compute_dtype != "float32":
+        raise Unsupported(f"layer {layer.name}: stateful, return_state or not float32")
+    return kind
+
+
+def run_rnn_tanh(inputs, state, kernel, recurrent_kernel, bias, go_backwards: bool):
+    """(last output, every output) of Keras' SimpleRNN (tanh) through PyTorch's fused tanh-RNN kernel."""
+    weights = [kernel.T, recurrent_kernel.T, bias, torch.zeros_like(bias)]
+    outputs, _ = torch._VF.rnn_tanh(
+        torch_kernels.as_sequence_input(inputs, go_backwards), state.unsqueeze(0), weights,
+        True, 1, 0.0, torch.is_grad_enabled(), False, True,
+    )  # fmt: skip
+    return outputs[:, -1], outputs
+
+
+def recurrent_forward(layer):
+    """A function (inputs, training) -> the layer's output, as the layer's `call` computes it."""
+    kind, cell = recurrent_kind(layer), layer.cell
+
+    def forward(inputs, training):
+        # Keras draws the input dropout mask from the first step before every call (the random
+        # numbers are consumed even when the mask is not applied): draw it the same way.
+        mask = cell.get_dropout_mask(inputs[:, 0, :]) if cell.dropout else None
+        cell.reset_dropout_mask()
+        if training and mask is not None:
+            inputs = inputs * mask.unsqueeze(1)
+        state = inputs.new_zeros((inputs.shape[0], cell.units))
+        weights = (cell.kernel.value, cell.recurrent_kernel.value, cell.bias.value)
+        if kind == "lstm":
+            last, outputs, _ = torch_kernels.run_lstm(inputs, state, state, *weights, go_backwards=layer.go_backwards)
+        elif kind == "gru":
+            last, outputs, _ = torch_kernels.run_gru(inputs, state, *weights, go_backwards=layer.go_backwards)
+        else:
+            last, outputs = run_rnn_tanh(inputs, state, *weights, go_backwards=layer.go_backwards)
+        return outputs if layer.return_sequences else last
+
+    return forward
+
+
+def bidirectional_forward(layer):
+    if layer.merge_mode != "concat" or layer.return_state:
+        raise Unsupported(f"layer {layer.name}: merge mode {layer.merge_mode!r} (concat is reproduced)")
+    forward_pass, backward_pass = recurrent_forward(layer.forward_layer), recurrent_forward(layer.backward_layer)
+
+    def forward(inputs, training):
+        ahead, behind = forward_pass(inputs, training), backward_pass(inputs, training)
+        if layer.return_sequences:
+            behind = torch.flip(behind, dims=[1])  # Keras lines the backward outputs up with the input steps
+        return torch.cat([ahead, behind], dim=-1)
+
+    return forward
+
+
+def dense_forward(layer):
+    if type(layer) is not keras_layers.Dense or layer.lora_enabled or layer.quantization_mode:
+        raise Unsupported(f"layer {layer.name} ({type(layer).__name__})")
+    activation = ACTIVATIONS.get(layer.activation)
+    if activation is None or not layer.use_bias:
+        raise Unsupported(f"layer {layer.name}: activation {layer.activation.__name__} or no bias")
+
+    def forward(inputs, training):
+        return activation(torch.matmul(inputs, layer.kernel.value) + layer.bias.value)
+
+    return forward
+
+
+def layer_forward(layer):
+    """The torch function of one layer of the model, or Unsupported."""
+    if isinstance(layer, keras_layers.InputLayer):
+        return None
+    if isinstance(layer, keras_layers.Bidirectional):
+        return bidirectional_forward(layer)
+    if isinstance(layer, keras_layers.RNN):
+        return recurrent_forward(layer)
+    if type(layer) is kerasrnn_layers.TimeDistributed:
+        return dense_forward(layer.layer)  # a Dense on (batch, time, features) is the same matmul
+    return dense_forward(layer)
+
+
+def model_forward(model):
+    """The model's forward pass as a chain of torch functions; Unsupported for anything but a chain of known layers."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1 or model.losses:
+        raise Unsupported("a model with several inputs, outputs or added losses")
+    chain, previous = [], None
+    for layer in model.layers:
+        if previous is not None and layer.input is not previous.output:
+            raise Unsupported(f"layer {layer.name} does not read the layer before it")
+        function = layer_forward(layer)
+        if function is not None:
+            chain.append(function)
+        previous = layer
+
+    def forward(inputs, training=True):
+        for function in chain:
+            inputs = function(inputs, training)
+        return inputs
+
+    return forward
+
+
+# ---- loss and metrics ---------------------------------------------------------------------------
+def clipped(probabilities):
+    epsilon = keras_backend.epsilon()
+    return torch.clip(probabilities, epsilon, 1.0 - epsilon)
+
+
+def sparse_crossentropy(y_true, y_pred):
+    """Keras' sparse categorical cross-entropy of probabilities, per sample."""
+    y_pred = clipped(y_pred / torch.sum(y_pred, dim=-1, keepdim=True))
+    return torch.nn.functional.nll_loss(torch.log(y_pred), y_true.long(), reduction="none")
+
+
+def binary_crossentropy(y_true, y_pred):
+    return torch.mean(torch.nn.functional.binary_cross_entropy(clipped(y_pred), y_true, reduction="none"), dim=-1)
+
+
+def mean_squared_error(y_true, y_pred):
+    return torch.mean(torch.square(y_true - y_pred), dim=-1)
+
+
+def loss_function(loss):
+    """The per-sample loss of a Keras loss object the step reproduces; Unsupported otherwise."""
+    if getattr(loss, "reduction", None) != "sum_over_batch_size":
+        raise Unsupported(f"loss reduction {getattr(loss, 'reduction', None)!r}")
+    settings = loss.get_config()
+    if isinstance(loss, losses.SparseCategoricalCrossentropy):
+        if settings["from_logits"] or settings.get("ignore_class") is not None or settings.get("axis", -1) != -1:
+            raise Unsupported("sparse cross-entropy from logits, with an ignored class or another axis")
+        return sparse_crossentropy
+    if isinstance(loss, losses.BinaryCrossentropy):
+        if settings["from_logits"] or settings["label_smoothing"] or settings.get("axis", -1) != -1:
+            raise Unsupported("binary cross-entropy from logits, with label smoothing or another axis")
+        return binary_crossentropy
+    if isinstance(loss, losses.MeanSquaredError):
+        return mean_squared_error
+    raise Unsupported(f"loss {type(loss).__name__}")
+
+
+def sparse_accuracy(y_true, y_pred):
+    return (torch.argmax(y_pred, dim=-1) == y_true.reshape(y_pred.shape[:-1])).float()
+
+
+def bit_accuracy(y_true, y_pred):
+    """Keras' binary accuracy (threshold 0.5), averaged over each sample's outputs."""
+    right = ((y_pred > 0.5).to(y_true.dtype) == y_true).float()
+    return right.reshape(right.shape[0], -1).mean(dim=1)
+
+
+def whole_answer_right(y_true, y_pred):
+    wrong = (y_pred > 0.5).float() != y_true.float()
+    return 1.0 - wrong.reshape(wrong.shape[0], -1).any(dim=1).float()
+
+
+def metric_function(metric):
+    """The per-sample values of a Keras metric the step reproduces (a Mean of them is what Keras reports)."""
+    if isinstance(metric, metrics.SparseCategoricalAccuracy):
+        return sparse_accuracy
+    if isinstance(metric, metrics.BinaryAccuracy) and metric._fn_kwargs.get("threshold", 0.5) == 0.5:
+        return bit_accuracy
+    if type(metric) is metrics.MeanMetricWrapper and metric._fn is exact_match:
+        return whole_answer_right
+    raise Unsupported(f"metric {metric.name} ({type(metric).__name__})")
+
+
+def compiled_metrics(model) -> list:
+    """The compiled metric objects (built), in the order Keras reports them."""
+    compiled = model._compile_metrics
+    if compiled is None:
+        return []
+    if not compiled.built:
+        raise Unsupported("metrics not built yet")
+    if compiled._user_weighted_metrics:
+        raise Unsupported("weighted metrics")
+    return list(compiled.metrics)
+
+
+# ---- the optimizer ------------------------------------------------------------------------------
+def check_optimizer(optimizer) -> None:
+    """Adam with per-variable clipnorm (or none) and any learning rate schedule: what Keras' torch Adam computes."""
+    if not isinstance(optimizer, optimizers.Adam) or type(optimizer).__name__ != "Adam" or optimizer.amsgrad:
+        raise Unsupported(f"optimizer {type(optimizer).__name__} (Adam is reproduced)")
+    extras = {
+        "weight decay": optimizer.weight_decay,
+        "global_clipnorm": optimizer.global_clipnorm,
+        "clipvalue": optimizer.clipvalue,
+        "EMA": optimizer.use_ema,
+        "gradient accumulation": optimizer.gradient_accumulation_steps,
+        "loss scaling": optimizer.loss_scale_factor,
+    }
+    used = [name for name, value in extras.items() if value]
+    if used:
+        raise Unsupported(f"Adam with {', '.join(used)}")
+    rate = optimizer._learning_rate
+    if not isinstance(rate, (float, schedules.LearningRateSchedule)) and not hasattr(rate, "value"):
+        raise Unsupported("a learning rate that is neither a number, a variable nor a schedule")
+
+
+def clip_by_norm(gradients: list, clipnorm: float) -> None:
+    """Keras' per-variable clipnorm, in place: g * clipnorm / max(|g|, clipnorm), each gradient by its own norm."""
+    maxima = torch._foreach_maximum(torch._foreach_norm(gradients), clipnorm)
+    torch._foreach_mul_(gradients, clipnorm)
+    torch._foreach_div_(gradients, maxima)
+
+
+class FusedAdam:
+    """Keras' Adam update in one call of PyTorch's fused Adam kernel, on the Keras optimizer's own slots.
+
+    Keras adds epsilon after the bias correction of the second moment (`m / (sqrt(v) + eps)` with the
+    correction folded into the step size), PyTorch before it (`m / (sqrt(v / (1 - beta_2^t)) + eps)`):
+    PyTorch's epsilon scaled by 1 / sqrt(1 - beta_2^t) each step makes the two the same update.
+    """
+
+    def __init__(self, optimizer, variables: list):
+        self.optimizer = optimizer
+        index = optimizer._get_variable_index
+        for variable in variables:  # the fused kernel walks memory in order: every tensor in one layout
+            if not variable.value.is_contiguous():
+                variable.value.data = variable.value.data.contiguous()
+        self.parameters = [variable.value for variable in variables]
+        self.momentums = [optimizer._momentums[index(variable)].value for variable in variables]
+        self.velocities = [optimizer._velocities[index(variable)].value for variable in variables]
+        self.beta_1, self.beta_2 = float(optimizer.beta_1), float(optimizer.beta_2)
+        self.epsilon = float(optimizer.epsilon)
+
+    def apply(self, gradients: list) -> None:
+        """One update with `gradients` at the optimizer's current iteration, which it then counts."""
+        optimizer = self.optimizer
+        iterations = optimizer._iterations.value
+        learning_rate = float(optimizer._get_current_learning_rate())
+        step = float(iterations) + 1
+        steps = [torch.tensor(step)] * len(self.parameters)
+        gradients = [gradient.contiguous() for gradient in gradients]
+        torch._fused_adam_(
+            self.parameters, gradients, self.momentums, self.velocities, [], steps,
+            lr=learning_rate, beta1=self.beta_1, beta2=self.beta_2, weight_decay=0.0,
+            eps=self.epsilon / (1.0 - self.beta_2**step) ** 0.5, amsgrad=False, maximize=False,
+        )  # fmt: skip
+        iterations.add_(1)
+
+
+# ---- the step -----------------------------------------------------------------------------------
+class TorchStep:
+    """One training step of a compiled Keras model on torch, as Keras' `train_step` computes it.
+
+    Built from the model (Unsupported when it is not reproduced); `step(x, y)` trains on one batch and
+    returns the logs Keras' step would return (loss and metrics over the epoch so far) as tensors.
+    """
+
+    def __init__(self, model):
+        if not keras_version_supported(keras.__version__):
+            tested = "-".join(".".join(map(str, version)) for version in TESTED_KERAS)
+            raise Unsupported(f"Keras {keras.__version__} (the toolkit's step is tested with Keras {tested})")
+        if not model.compiled or model.optimizer is None:
+            raise Unsupported("the model is not compiled")
+        self.model = model
+        self.forward = model_forward(model)
+        self.loss = loss_function(model.loss)
+        check_optimizer(model.optimizer)
+        self.optimizer = model.optimizer
+        variables = list(model.trainable_weights)
+        if not self.optimizer.built:
+            self.optimizer.build(variables)
+        self.adam = FusedAdam(self.optimizer, variables)
+        self.values = [variable.value for variable in variables]
+        self.loss_tracker = model._loss_tracker
+        self.metrics = [(metric, metric_function(metric)) for metric in compiled_metrics(model)]
+        self.names = ["loss", *(metric.name for metric, _ in self.metrics)]
+
+    def __call__(self, x, y) -> dict:
+        optimizer = self.optimizer
+        y_pred = self.forward(x, training=True)
+        per_sample = self.loss(y, y_pred)
+        loss = torch.sum(per_sample) / per_sample.numel()
+        for value in self.values:
+            value.grad = None
+        loss.backward()
+        with torch.no_grad():
+            gradients = [value.grad for value in self.values]
+            if optimizer.clipnorm:
+                clip_by_norm(gradients, optimizer.clipnorm)
+            self.adam.apply(gradients)
+            batch = x.shape[0]
+            add_to_mean(self.loss_tracker, loss * batch, batch)
+            for metric, values in self.metrics:
+                add_to_mean(metric, torch.sum(values(y, y_pred)), batch)
+        return self.logs()
+
+    def logs(self) -> dict:
+        """The loss and metrics over the epoch so far (Keras' `metric.result()`)."""
+        means = [self.loss_tracker, *(metric for metric, _ in self.metrics)]
+        return {name: mean.total.value / mean.count.value for name, mean in zip(self.names, means)}
+
+
+def add_to_mean(metric, total, count: int) -> None:
+    """Keras' Mean.update_state: the sum of per-sample values and the number of samples."""
+    metric.total.value.add_(total)
+    metric.count.value.add_(count)
+
+
+# ---- batches and the fit loop -------------------------------------------------------------------
+def batch_listeners(callbacks: CallbackList, hook: str) -> list:
+    """The callbacks that act on `hook` (Keras' base class does nothing there): only they are called per batch."""
+    aliases = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
+    return [
+        callback
+        for callback in callbacks.callbacks
+        if getattr(type(callback), hook) is not getattr(Callback, hook)
+        or getattr(type(callback), aliases[hook]) is not getattr(Callback, aliases[hook])
+    ]
+
+
+def fit(model, step: TorchStep, batches, epochs: int, steps_per_epoch: int, validation_data, callbacks, verbose):
+    """Keras' TorchTrainer.fit, with `step` for the training step and `batches(epoch)` for each epoch's
+    (x, y) torch tensors: the same callbacks, in the same order, with the same logs; returns the History."""
+    callback_list = CallbackList(
+        callbacks, add_history=True, add_progbar=verbose != 0, verbose=verbose, epochs=epochs, steps=steps_per_epoch, model=model
+    )
+    begin, end = batch_listeners(callback_list, "on_train_batch_begin"), batch_listeners(callback_list, "on_train_batch_end")
+    model.stop_training = False
+    training_logs = {}
+    callback_list.on_train_begin()
+    for epoch in range(model._initial_epoch or 0, epochs):
+        model.reset_metrics()
+        callback_list.on_epoch_begin(epoch)
+        model.train()
+        logs = {}
+        for index, (x, y) in enumerate(batches(epoch)):
+            for callback in begin:
+                callback.on_train_batch_begin(index)
+            logs = {name: float(value) for name, value in step(x, y).items()}
+            for callback in end:
+                callback.on_train_batch_end(index, logs)
+            if model.stop_training:
+                break
+        epoch_logs = dict(logs)
+        model.eval()
+        if validation_data is not None:
+            scores = model.evaluate(validation_data, verbose=0, return_dict=True, callbacks=callback_list)
+            epoch_logs.update({f"val_{name}": value for name, value in scores.items()})
+        callback_list.on_epoch_end(epoch, epoch_logs)
+        training_logs = epoch_logs
+        if model.stop_training:
+            break
+    callback_list.on_train_end(logs=training_logs)
+    return model.history
+
+
+def array_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+    """`batches(epoch)` over in-memory arrays: a seeded shuffle each epoch, full batches only."""
+    x, y = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+    steps = len(x) // batch_size
+
+    def batches(epoch: int):
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        for index in range(steps):
+            chosen = order[index * batch_size : (index + 1) * batch_size]
+            yield x[chosen], y[chosen]
+
+    return batches
+
+
+def generated_batches(batch_at, steps_per_epoch: int):
+    """`batches(epoch)` from a function of the batch's index (batch i depends only on the seed and i)."""
+
+    def batches(epoch: int):
+        for index in range(epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch):
+            x, y = batch_at(index)
+            yield torch.from_numpy(x), torch.from_numpy(y)
+
+    return batches
