@@ -75,6 +75,20 @@ class IterationLossLogger(keras.callbacks.Callback):
         self.writer.flush()
 
 
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback without its per-batch cost when it writes once an epoch.
+
+    With `update_freq="epoch"` Keras' callback still calls `tf.summary.scalar` for every log value on
+    every batch, with no writer active: nothing is written, yet each call costs (docs/performance.md).
+    Here the batch's logs are not handed on in that case; tracing, the graph and every epoch's
+    summaries are Keras' own.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        writes_batches = self.update_freq != "epoch" or self.write_steps_per_second
+        super().on_train_batch_end(batch, logs if writes_batches else None)
+
+
 class TrainingClock(keras.callbacks.Callback):
     """Training time per epoch (validation excluded) and the last epoch finished."""
 

@@ -25,10 +25,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 import torch
-from keras import activations
+from keras import activations, losses, metrics, optimizers
 from keras import backend as keras_backend
 from keras import layers as keras_layers
-from keras import losses, metrics, optimizers
 from keras.callbacks import Callback, CallbackList
 from keras.optimizers import schedules
 
@@ -385,8 +384,9 @@ def batch_listeners(callbacks: CallbackList, hook: str) -> list:
 
 
 def fit(model, step: TorchStep, batches, epochs: int, steps_per_epoch: int, validation_data, callbacks, verbose):
-    """Keras' TorchTrainer.fit, with `step` for the training step and `batches(epoch)` for each epoch's
-    (x, y) torch tensors: the same callbacks, in the same order, with the same logs; returns the History."""
+    """Keras' TorchTrainer.fit with `step` for its training step and `batches(epoch)` (numpy (x, y) pairs,
+    `Task.training_batches`) for its data: the same callbacks in the same order with the same logs, Keras'
+    `evaluate` for validation; returns the History."""
     callback_list = CallbackList(
         callbacks, add_history=True, add_progbar=verbose != 0, verbose=verbose, epochs=epochs, steps=steps_per_epoch, model=model
     )
@@ -402,7 +402,7 @@ def fit(model, step: TorchStep, batches, epochs: int, steps_per_epoch: int, vali
         for index, (x, y) in enumerate(batches(epoch)):
             for callback in begin:
                 callback.on_train_batch_begin(index)
-            logs = {name: float(value) for name, value in step(x, y).items()}
+            logs = {name: float(value) for name, value in step(torch.from_numpy(x), torch.from_numpy(y)).items()}
             for callback in end:
                 callback.on_train_batch_end(index, logs)
             if model.stop_training:
@@ -420,26 +420,30 @@ def fit(model, step: TorchStep, batches, epochs: int, steps_per_epoch: int, vali
     return model.history
 
 
-def array_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
-    """`batches(epoch)` over in-memory arrays: a seeded shuffle each epoch, full batches only."""
-    x, y = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
-    steps = len(x) // batch_size
+def dataset_batches(dataset, steps_per_epoch: int):
+    """`batches(epoch)` from an endless tf.data pipeline (augmented images): its next `steps_per_epoch` batches."""
+    iterator = dataset.as_numpy_iterator()
 
     def batches(epoch: int):
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-        for index in range(steps):
-            chosen = order[index * batch_size : (index + 1) * batch_size]
-            yield x[chosen], y[chosen]
+        return (next(iterator) for _ in range(steps_per_epoch))
 
     return batches
 
 
-def generated_batches(batch_at, steps_per_epoch: int):
-    """`batches(epoch)` from a function of the batch's index (batch i depends only on the seed and i)."""
-
-    def batches(epoch: int):
-        for index in range(epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch):
-            x, y = batch_at(index)
-            yield torch.from_numpy(x), torch.from_numpy(y)
-
-    return batches
+def toolkit_step(model, config: dict, distributed: bool):
+    """(the toolkit's step for `model`, None) where it reproduces Keras' step, else (None, the reason)."""
+    if keras.backend.backend() != "torch":
+        return None, "the toolkit's step is for the torch backend"
+    refusals = {
+        "a distributed fit": distributed,
+        "jit_compile": model.jit_compile,
+        "steps_per_execution > 1": model.steps_per_execution != 1,
+        "side-by-side candidates": config.get("candidates", 1) > 1,
+    }
+    for reason, applies in refusals.items():
+        if applies:
+            return None, reason
+    try:
+        return TorchStep(model), None
+    except Unsupported as reason:
+        return None, str(reason)

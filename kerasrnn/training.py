@@ -15,7 +15,7 @@ import keras
 
 from kerasrnn import backend as backends
 from kerasrnn import candidates, distribution, runs
-from kerasrnn.callbacks import IterationLossLogger, StopOnCtrlC, TrainingClock
+from kerasrnn.callbacks import EpochTensorBoard, IterationLossLogger, StopOnCtrlC, TrainingClock
 from kerasrnn.errors import RunError, UserError
 from kerasrnn.plots import HISTORY_FILE, ITERATIONS_FILE
 from kerasrnn.tasks import get_task
@@ -140,21 +140,21 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
         ),
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resume),
         # Loss, metrics and learning rate per epoch under tensorboard/train and tensorboard/validation.
-        keras.callbacks.TensorBoard(str(run_dir / runs.TENSORBOARD_DIR), write_graph=False),
+        EpochTensorBoard(str(run_dir / runs.TENSORBOARD_DIR), write_graph=False),
         IterationLossLogger(run_dir / ITERATIONS_FILE, tensorboard_dir=run_dir / runs.TENSORBOARD_DIR / "train"),
         clock,
     ]
     ctrl_c = StopOnCtrlC()  # last: every other callback has finished an epoch before it can stop the fit
     started = time.perf_counter()
     with ctrl_c.handling_ctrl_c():
-        history = model.fit(
+        fit_model = training_loop(task, config, model, placement, validation, log)
+        history = fit_model(
             distribution.slice_for_process(train, placement),
             epochs=config["epochs"],
             steps_per_epoch=steps_per_epoch,
             validation_data=distribution.slice_for_process(validation, placement),
             callbacks=[*callbacks, ctrl_c],
             verbose=verbose,
-            shuffle=False,  # the data pipelines shuffle (or generate fresh data) themselves
         )
         ctrl_c.stop_if_requested()  # pressed during the last epoch's end
     train_seconds = time.perf_counter() - started
@@ -202,6 +202,28 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
     }
     runs.write_json_atomic(run_dir / runs.METRICS_FILE, metrics)  # last: marks the run complete
     return metrics
+
+
+def training_loop(task, config: dict, model, placement, validation, log):
+    """`fit(train, epochs=, steps_per_epoch=, validation_data=, callbacks=, verbose=)`: Keras' `model.fit`, or on
+    torch the toolkit's own step and loop where they reproduce Keras' (kerasrnn.torch_trainer); the log says which."""
+    if keras.backend.backend() != "torch":
+        return functools.partial(model.fit, shuffle=False)  # the data pipelines shuffle (or generate) themselves
+    from kerasrnn import torch_trainer
+
+    x, y = next(iter(validation.take(1)))  # builds the metrics, the loss and the optimizer, as Keras' fit does first
+    model._symbolic_build(data_batch=(x.numpy(), y.numpy()))
+    step, reason = torch_trainer.toolkit_step(model, config, placement.distributed)
+    if step is None:
+        log(f"kerasrnn: training step: Keras' train_step ({reason})")
+        return functools.partial(model.fit, shuffle=False)
+    log("kerasrnn: training step: the toolkit's own on torch (fused kernels, one Adam call; docs/performance.md)")
+
+    def fit_with_toolkit_step(train, epochs, steps_per_epoch, validation_data, callbacks, verbose):
+        batches = task.training_batches(config) or torch_trainer.dataset_batches(train, steps_per_epoch)
+        return torch_trainer.fit(model, step, batches, epochs, steps_per_epoch, validation_data, callbacks, verbose)
+
+    return fit_with_toolkit_step
 
 
 def on_one_device(task, config: dict, trained, placement, steps_per_epoch: int):

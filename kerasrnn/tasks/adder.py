@@ -12,6 +12,8 @@ length works (a 300-bit or 10,000-bit sum never touches an int64).
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -27,6 +29,7 @@ from kerasrnn.tasks.base import (
     TRAIN_STREAM,
     VALIDATION_STREAM,
     Task,
+    generated_epochs,
     predict_batches,
     require_whole_numbers,
     seeded_rng,
@@ -107,11 +110,16 @@ def parse_binary(text: str) -> int:
     return int(text, 2)
 
 
+def training_batch(length: int, batch_size: int, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training batch `index`: it depends only on (seed, index)."""
+    return random_adder_examples(seeded_rng(seed, TRAIN_STREAM, int(index)), batch_size, length)
+
+
 def training_dataset(length: int, batch_size: int, seed: int, first_batch: int = 0) -> tf.data.Dataset:
     """An endless tf.data stream of fresh batches from batch `first_batch` on; batch i depends only on (seed, i)."""
 
     def make_batch(index):
-        return random_adder_examples(seeded_rng(seed, TRAIN_STREAM, int(index)), batch_size, length)
+        return training_batch(length, batch_size, seed, index)
 
     def with_shapes(x, y):
         x.set_shape((batch_size, length + 1, 2))
@@ -203,6 +211,10 @@ class AdderTask(Task):
         )
         validation = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(512)
         return train, validation, config["steps_per_epoch"]
+
+    def training_batches(self, config: dict):
+        batch_at = functools.partial(training_batch, config["train_length"], config["batch_size"], config["seed"])
+        return generated_epochs(batch_at, config["steps_per_epoch"])
 
     def evaluate(self, model, config: dict, lengths: list[int] | None = None) -> dict:
         lengths = lengths or self.default_lengths(config)

@@ -79,6 +79,15 @@ class Task:
         """
         raise NotImplementedError
 
+    def training_batches(self, config: dict):
+        """The training batches as numpy arrays without tf.data, for a trainer that feeds its backend directly
+        (kerasrnn.torch_trainer): a function `epoch -> iterator of (x, y)`, one epoch's batches.
+
+        Generated tasks give exactly the batches `training_data` gives; fixed data sets give the same
+        examples in a seeded order of their own. None where only the tf.data pipeline makes them.
+        """
+        return None
+
     def evaluate(self, model, config: dict, lengths: list[int] | None = None) -> dict:
         """{"test": {...}, and "by_length": {...} for sequence tasks}."""
         raise NotImplementedError
@@ -160,6 +169,28 @@ def predict_batches(model, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     return np.concatenate(
         [np.asarray(model.predict_on_batch(x[start : start + batch_size])) for start in range(0, len(x), batch_size)]
     )
+
+
+def generated_epochs(batch_at, steps_per_epoch: int):
+    """`Task.training_batches` of a task whose batch i is `batch_at(i)`: epoch e is batches e*steps .. (e+1)*steps - 1."""
+
+    def epoch_batches(epoch: int):
+        return (batch_at(index) for index in range(epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch))
+
+    return epoch_batches
+
+
+def shuffled_epochs(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+    """`Task.training_batches` of fixed arrays: each epoch a seeded shuffle of its own, full batches only."""
+    steps = len(x) // batch_size
+
+    def epoch_batches(epoch: int):
+        order = seeded_rng(seed, TRAIN_STREAM, epoch).permutation(len(x))
+        for index in range(steps):
+            chosen = order[index * batch_size : (index + 1) * batch_size]
+            yield x[chosen], y[chosen]
+
+    return epoch_batches
 
 
 def seeded_rng(*seed_parts: int) -> np.random.Generator:

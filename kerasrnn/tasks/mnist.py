@@ -22,7 +22,7 @@ from kerasrnn.config import Recipe
 from kerasrnn.datasets import load_mnist
 from kerasrnn.errors import UserError, require
 from kerasrnn.models import RecurrentSpec, build_model
-from kerasrnn.tasks.base import Task
+from kerasrnn.tasks.base import Task, shuffled_epochs
 
 CLASSES = 10
 VALIDATION_SIZE = 10000
@@ -162,6 +162,14 @@ class MnistTask(Task):
         train = train.repeat().prefetch(tf.data.AUTOTUNE)
         validation = tf.data.Dataset.from_tensor_slices((x_val, y_val.astype(np.int32))).batch(512).map(scale).cache()
         return train, validation, len(x_train) // batch
+
+    def training_batches(self, config: dict):
+        if config["augment"]:
+            return None  # the augmentation runs in the tf.data pipeline
+        (x_train, y_train), _, _ = self.splits(config)
+        pixels = x_train.astype(np.float32) / np.float32(255.0)  # as `scale` computes it
+        batch = min(config["batch_size"], len(x_train))
+        return shuffled_epochs(pixels, y_train.astype(np.int32), batch, config["seed"])
 
     def evaluate(self, model, config: dict, lengths=None) -> dict:
         if lengths:

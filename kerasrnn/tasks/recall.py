@@ -12,6 +12,8 @@ steps to leak into the answer.
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -26,6 +28,7 @@ from kerasrnn.tasks.base import (
     TRAIN_STREAM,
     VALIDATION_STREAM,
     Task,
+    generated_epochs,
     predict_batches,
     require_whole_numbers,
     seeded_rng,
@@ -72,18 +75,23 @@ def curriculum_max_length(config: dict, epoch: int) -> int:
     return start + (high - start) * epoch // ramp
 
 
+def training_batch(config: dict, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training batch `step`, of one random length: it depends only on (seed, step)."""
+    step = int(step)
+    rng = seeded_rng(config["seed"], TRAIN_STREAM, step)
+    length = batch_length(rng, config["min_length"], curriculum_max_length(config, step // config["steps_per_epoch"]))
+    return random_recall_examples(rng, config["batch_size"], length, config["index"])
+
+
 def training_dataset(config: dict, first_epoch: int = 0) -> tf.data.Dataset:
     """An endless tf.data stream of fresh batches, each of one random length; batch i depends only on (seed, i).
 
     A resumed fit starts at `first_epoch`'s first batch, so it sees the batches an uninterrupted fit would.
     """
-    batch, index, steps = config["batch_size"], config["index"], config["steps_per_epoch"]
+    batch, steps = config["batch_size"], config["steps_per_epoch"]
 
     def make_batch(step):
-        step = int(step)
-        rng = seeded_rng(config["seed"], TRAIN_STREAM, step)
-        length = batch_length(rng, config["min_length"], curriculum_max_length(config, step // steps))
-        return random_recall_examples(rng, batch, length, index)
+        return training_batch(config, step)
 
     def with_shapes(x, y):
         x.set_shape((batch, None, DIGITS))
@@ -222,6 +230,9 @@ class RecallTask(Task):
             config["index"],
         )
         return training_dataset(config, first_epoch), validation, config["steps_per_epoch"]
+
+    def training_batches(self, config: dict):
+        return generated_epochs(functools.partial(training_batch, config), config["steps_per_epoch"])
 
     def evaluate(self, model, config: dict, lengths: list[int] | None = None) -> dict:
         lengths = lengths or self.default_lengths(config)
