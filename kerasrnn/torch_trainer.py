@@ -61,9 +61,7 @@ def recurrent_kind(layer) -> str:
     """'lstm', 'gru' or 'rnn' for a recurrent layer the fused kernels compute exactly; else Unsupported."""
     if isinstance(layer, kerasrnn_layers.LSTM) and kerasrnn_layers.fused_kernel_applies(layer, None):
         kind = "lstm"
-    elif (
-        isinstance(layer, kerasrnn_layers.GRU) and kerasrnn_layers.fused_kernel_applies(layer, None) and layer.cell.reset_after
-    ):
+    elif isinstance(layer, kerasrnn_layers.GRU) and kerasrnn_layers.fused_kernel_applies(layer, None) and layer.cell.reset_after:
         kind = "gru"
     elif type(layer) is keras_layers.SimpleRNN:
         cell = layer.cell
@@ -125,10 +123,14 @@ def bidirectional_forward(layer):
     return forward
 
 
-def dense_forward(layer):
+def dense_forward(layer, softmax: bool = True):
     if type(layer) is not keras_layers.Dense or layer.lora_enabled or layer.quantization_mode:
         raise Unsupported(f"layer {layer.name} ({type(layer).__name__})")
-    activation = ACTIVATIONS.get(layer.activation)
+    activation = (
+        ACTIVATIONS.get(layer.activation)
+        if softmax or layer.activation is not activations.softmax
+        else ACTIVATIONS[activations.linear]
+    )
     if activation is None or not layer.use_bias:
         raise Unsupported(f"layer {layer.name}: activation {layer.activation.__name__} or no bias")
 
@@ -138,8 +140,8 @@ def dense_forward(layer):
     return forward
 
 
-def layer_forward(layer):
-    """The torch function of one layer of the model, or Unsupported."""
+def layer_forward(layer, softmax: bool = True):
+    """The torch function of one layer of the model, or Unsupported; `softmax=False`: logits of a softmax Dense."""
     if isinstance(layer, keras_layers.InputLayer):
         return None
     if isinstance(layer, keras_layers.Bidirectional):
@@ -147,19 +149,20 @@ def layer_forward(layer):
     if isinstance(layer, keras_layers.RNN):
         return recurrent_forward(layer)
     if type(layer) is kerasrnn_layers.TimeDistributed:
-        return dense_forward(layer.layer)  # a Dense on (batch, time, features) is the same matmul
-    return dense_forward(layer)
+        return dense_forward(layer.layer, softmax)  # a Dense on (batch, time, features) is the same matmul
+    return dense_forward(layer, softmax)
 
 
-def model_forward(model):
-    """The model's forward pass as a chain of torch functions; Unsupported for anything but a chain of known layers."""
+def model_forward(model, softmax: bool = True):
+    """(the model's forward pass as a chain of torch functions, its last layer); Unsupported for anything but a
+    chain of known layers. `softmax=False`: the last layer's softmax left out (logits)."""
     if len(model.inputs) != 1 or len(model.outputs) != 1 or model.losses:
         raise Unsupported("a model with several inputs, outputs or added losses")
     chain, previous = [], None
-    for layer in model.layers:
+    for position, layer in enumerate(model.layers):
         if previous is not None and layer.input is not previous.output:
             raise Unsupported(f"layer {layer.name} does not read the layer before it")
-        function = layer_forward(layer)
+        function = layer_forward(layer, softmax or position < len(model.layers) - 1)
         if function is not None:
             chain.append(function)
         previous = layer
@@ -169,7 +172,8 @@ def model_forward(model):
             inputs = function(inputs, training)
         return inputs
 
-    return forward
+    last = previous.layer if type(previous) is kerasrnn_layers.TimeDistributed else previous
+    return forward, last
 
 
 # ---- loss and metrics ---------------------------------------------------------------------------
@@ -182,6 +186,14 @@ def sparse_crossentropy(y_true, y_pred):
     """Keras' sparse categorical cross-entropy of probabilities, per sample."""
     y_pred = clipped(y_pred / torch.sum(y_pred, dim=-1, keepdim=True))
     return torch.nn.functional.nll_loss(torch.log(y_pred), y_true.long(), reduction="none")
+
+
+def sparse_crossentropy_of_logits(y_true, logits):
+    """`sparse_crossentropy` of softmax(logits), in one: log-softmax clipped where Keras clips the probabilities
+    (the same value, and no gradient beyond the clip, as there), without the softmax's own pass."""
+    epsilon = keras_backend.epsilon()
+    log_probabilities = torch.clip(torch.log_softmax(logits, dim=-1), np.log(epsilon), np.log1p(-epsilon))
+    return torch.nn.functional.nll_loss(log_probabilities, y_true.long(), reduction="none")
 
 
 def binary_crossentropy(y_true, y_pred):
@@ -270,10 +282,44 @@ def check_optimizer(optimizer) -> None:
 
 
 def clip_by_norm(gradients: list, clipnorm: float) -> None:
-    """Keras' per-variable clipnorm, in place: g * clipnorm / max(|g|, clipnorm), each gradient by its own norm."""
-    maxima = torch._foreach_maximum(torch._foreach_norm(gradients), clipnorm)
-    torch._foreach_mul_(gradients, clipnorm)
-    torch._foreach_div_(gradients, maxima)
+    """Keras' per-variable clipnorm, in place: each gradient times clipnorm / max(|g|, clipnorm).
+
+    The norms come to Python in one transfer; gradients within the norm are left as they are (Keras
+    multiplies them by clipnorm / clipnorm, a factor of 1 up to rounding).
+    """
+    norms = torch.stack(torch._foreach_norm(gradients)).tolist()
+    for gradient, norm in zip(gradients, norms):
+        if norm > clipnorm:
+            gradient.mul_(clipnorm / norm)
+
+
+class LearningRates:
+    """The optimizer's learning rate at each iteration, from its own schedule, a block of iterations at a time.
+
+    A Keras schedule is a dozen small tensor operations per call; called once on a vector of iterations it
+    gives every rate of the block in one go (the same element-wise operations). Schedules that do not
+    take a vector are called once per iteration.
+    """
+
+    def __init__(self, optimizer, block: int = 1024):
+        self.optimizer, self.block, self.first, self.rates = optimizer, block, 0, []
+
+    def at(self, iteration: int) -> float:
+        rate = self.optimizer._learning_rate
+        if not isinstance(rate, schedules.LearningRateSchedule):
+            return float(rate)  # a number, or a variable that a callback may change
+        if not self.first <= iteration < self.first + len(self.rates):
+            self.first, self.rates = iteration, self.schedule_block(rate, iteration)
+        return self.rates[iteration - self.first]
+
+    def schedule_block(self, schedule, first: int) -> list[float]:
+        try:
+            rates = schedule(torch.arange(first, first + self.block))
+            if tuple(rates.shape) == (self.block,):
+                return rates.tolist()
+        except Exception:  # a schedule written for one step at a time (ops.cond, Python branches)
+            pass
+        return [float(schedule(first))]
 
 
 class FusedAdam:
@@ -295,12 +341,12 @@ class FusedAdam:
         self.velocities = [optimizer._velocities[index(variable)].value for variable in variables]
         self.beta_1, self.beta_2 = float(optimizer.beta_1), float(optimizer.beta_2)
         self.epsilon = float(optimizer.epsilon)
+        self.learning_rates = LearningRates(optimizer)
 
     def apply(self, gradients: list) -> None:
         """One update with `gradients` at the optimizer's current iteration, which it then counts."""
-        optimizer = self.optimizer
-        iterations = optimizer._iterations.value
-        learning_rate = float(optimizer._get_current_learning_rate())
+        iterations = self.optimizer._iterations.value
+        learning_rate = self.learning_rates.at(int(iterations))
         step = float(iterations) + 1
         steps = [torch.tensor(step)] * len(self.parameters)
         gradients = [gradient.contiguous() for gradient in gradients]
@@ -316,8 +362,10 @@ class FusedAdam:
 class TorchStep:
     """One training step of a compiled Keras model on torch, as Keras' `train_step` computes it.
 
-    Built from the model (Unsupported when it is not reproduced); `step(x, y)` trains on one batch and
-    returns the logs Keras' step would return (loss and metrics over the epoch so far) as tensors.
+    Built from the model (Unsupported when it is not reproduced); calling it trains on one batch and
+    returns the logs Keras' step would return (loss and metrics over the epoch so far) as numbers. The
+    running sums stay in Python between steps; `write_metrics` puts them into Keras' metric variables
+    (the fit loop does at the end of each epoch, so `model.metrics` read then what Keras' would).
     """
 
     def __init__(self, model):
@@ -326,9 +374,11 @@ class TorchStep:
             raise Unsupported(f"Keras {keras.__version__} (the toolkit's step is tested with Keras {tested})")
         if not model.compiled or model.optimizer is None:
             raise Unsupported("the model is not compiled")
-        self.model = model
-        self.forward = model_forward(model)
+        self.forward, last_layer = model_forward(model)
         self.loss = loss_function(model.loss)
+        self.from_logits = self.loss is sparse_crossentropy and last_layer.activation is activations.softmax
+        if self.from_logits:  # the softmax and the loss in one: log-softmax, clipped as Keras clips probabilities
+            self.forward, self.loss = model_forward(model, softmax=False)[0], sparse_crossentropy_of_logits
         check_optimizer(model.optimizer)
         self.optimizer = model.optimizer
         variables = list(model.trainable_weights)
@@ -336,12 +386,16 @@ class TorchStep:
             self.optimizer.build(variables)
         self.adam = FusedAdam(self.optimizer, variables)
         self.values = [variable.value for variable in variables]
-        self.loss_tracker = model._loss_tracker
-        self.metrics = [(metric, metric_function(metric)) for metric in compiled_metrics(model)]
-        self.names = ["loss", *(metric.name for metric, _ in self.metrics)]
+        self.means = [model._loss_tracker, *compiled_metrics(model)]  # Keras' Mean metrics, loss first
+        self.metric_values = [metric_function(metric) for metric in self.means[1:]]
+        self.names = ["loss", *(metric.name for metric in self.means[1:])]
+        self.reset()
+
+    def reset(self) -> None:
+        """Start the epoch's running sums (Keras resets its metrics at every epoch's start)."""
+        self.totals, self.count = [0.0] * len(self.means), 0
 
     def __call__(self, x, y) -> dict:
-        optimizer = self.optimizer
         y_pred = self.forward(x, training=True)
         per_sample = self.loss(y, y_pred)
         loss = torch.sum(per_sample) / per_sample.numel()
@@ -350,25 +404,24 @@ class TorchStep:
         loss.backward()
         with torch.no_grad():
             gradients = [value.grad for value in self.values]
-            if optimizer.clipnorm:
-                clip_by_norm(gradients, optimizer.clipnorm)
+            if self.optimizer.clipnorm:
+                clip_by_norm(gradients, self.optimizer.clipnorm)
             self.adam.apply(gradients)
             batch = x.shape[0]
-            add_to_mean(self.loss_tracker, loss * batch, batch)
-            for metric, values in self.metrics:
-                add_to_mean(metric, torch.sum(values(y, y_pred)), batch)
+            sums = torch.stack([loss * batch, *(torch.sum(values(y, y_pred)) for values in self.metric_values)]).tolist()
+        self.totals = [total + value for total, value in zip(self.totals, sums)]
+        self.count += batch
         return self.logs()
 
     def logs(self) -> dict:
-        """The loss and metrics over the epoch so far (Keras' `metric.result()`)."""
-        means = [self.loss_tracker, *(metric for metric, _ in self.metrics)]
-        return {name: mean.total.value / mean.count.value for name, mean in zip(self.names, means)}
+        """The loss and metrics over the epoch so far, as Keras' `metric.result()` gives them."""
+        return {name: total / self.count if self.count else 0.0 for name, total in zip(self.names, self.totals)}
 
-
-def add_to_mean(metric, total, count: int) -> None:
-    """Keras' Mean.update_state: the sum of per-sample values and the number of samples."""
-    metric.total.value.add_(total)
-    metric.count.value.add_(count)
+    def write_metrics(self) -> None:
+        """The running sums into Keras' metric variables (Mean: total and count)."""
+        for metric, total in zip(self.means, self.totals):
+            metric.total.assign(total)
+            metric.count.assign(self.count)
 
 
 # ---- batches and the fit loop -------------------------------------------------------------------
@@ -396,17 +449,19 @@ def fit(model, step: TorchStep, batches, epochs: int, steps_per_epoch: int, vali
     callback_list.on_train_begin()
     for epoch in range(model._initial_epoch or 0, epochs):
         model.reset_metrics()
+        step.reset()
         callback_list.on_epoch_begin(epoch)
         model.train()
         logs = {}
         for index, (x, y) in enumerate(batches(epoch)):
             for callback in begin:
                 callback.on_train_batch_begin(index)
-            logs = {name: float(value) for name, value in step(torch.from_numpy(x), torch.from_numpy(y)).items()}
+            logs = step(torch.from_numpy(x), torch.from_numpy(y))
             for callback in end:
                 callback.on_train_batch_end(index, logs)
             if model.stop_training:
                 break
+        step.write_metrics()
         epoch_logs = dict(logs)
         model.eval()
         if validation_data is not None:
