@@ -5,8 +5,9 @@ fresh `kerasrnn fit` process with the same task options and seed. The child
 writes an ordinary run directory; this module reads its metrics.json and
 adds the child's peak resident memory (from the kernel, via os.wait4).
 
-With `reference=True` a plain PyTorch training loop of the same model and
-batch (kerasrnn.torch_reference: what the course notebooks run) adds a row.
+With `reference=True` two hand-written PyTorch loops of the same model and
+batch add a row each (kerasrnn.torch_reference): the plain loop, the fastest
+one writes by hand, and the course notebook's loop as written.
 """
 
 from __future__ import annotations
@@ -103,16 +104,18 @@ def row_from_metrics(name: str, metrics: dict, wall: float, memory: float) -> di
     }
 
 
-def bench_reference(task: str, options: dict, out: Path) -> dict:
-    """The plain PyTorch loop's row (mnist only: the course notebooks' baseline)."""
-    name = "plain PyTorch loop"
+def bench_reference(task: str, options: dict, out: Path, loop: str = "plain") -> dict:
+    """A hand-written PyTorch loop's row (mnist only): `plain` or `notebook` (kerasrnn.torch_reference)."""
+    from kerasrnn.torch_reference import LOOPS
+
+    name = LOOPS[loop]
     if task != "mnist":
-        return {"backend": name, "status": "the reference loop exists for mnist only"}
+        return {"backend": name, "status": "the reference loops exist for mnist only"}
     if not backend_installed("torch"):
         return {"backend": name, "status": f"not installed: {INSTALL_HINTS['torch']}"}
     out.mkdir(parents=True, exist_ok=True)
-    result_file = out / "torch-reference.json"
-    command = [sys.executable, "-m", "kerasrnn.torch_reference", json.dumps(options), str(result_file)]
+    result_file = out / f"torch-reference-{loop}.json"
+    command = [sys.executable, "-m", "kerasrnn.torch_reference", json.dumps(options), str(result_file), loop]
     status, wall, memory, stderr = run_measured(command)
     if status != 0:
         return {"backend": name, "status": f"failed: {stderr.splitlines()[-1] if stderr else status}"}
@@ -135,8 +138,9 @@ def bench(task: str, backends: list[str], options: dict, out: Path, reference: b
             log(f"kerasrnn bench: {task} on {backend}" + (f", {count} devices" if count != 1 else ""))
             results.append(bench_backend(task, backend, options, out, count))
     if reference:
-        log(f"kerasrnn bench: {task} as a plain PyTorch loop")
-        results.append(bench_reference(task, options, out))
+        for loop in ("plain", "notebook"):
+            log(f"kerasrnn bench: {task} as a {loop} PyTorch loop")
+            results.append(bench_reference(task, options, out, loop))
     document = {
         "task": task,
         "options": options,
@@ -151,7 +155,7 @@ def bench(task: str, backends: list[str], options: dict, out: Path, reference: b
 
 
 def finished_backend_rows(results: list[dict]) -> list[dict]:
-    """The rows of backends that ran (not failed ones, not the plain PyTorch loop)."""
+    """The rows of backends that ran (not failed ones, not the reference loops)."""
     return [row for row in results if row.get("status") == "ok" and row["backend"] in BACKENDS]
 
 

@@ -44,6 +44,9 @@ COMMON_DEFAULTS = {
     "jit_compile": "auto",  # Keras decides: XLA for JAX; not on TensorFlow on a CPU
     "steps_per_execution": 1,
     "deterministic": True,  # TensorFlow's deterministic kernels (it also rules out XLA)
+    # auto: on torch, the toolkit's own training step where it computes what Keras' does (kerasrnn.torch_trainer);
+    # keras: always Keras' own train_step and fit loop.
+    "train_step": "auto",
 }
 
 # Keys a config file may hold besides options: which task and backend it belongs to.

@@ -490,13 +490,14 @@ def toolkit_step(model, config: dict, distributed: bool):
     if keras.backend.backend() != "torch":
         return None, "the toolkit's step is for the torch backend"
     refusals = {
-        "a distributed fit": distributed,
-        "jit_compile": model.jit_compile,
-        "steps_per_execution > 1": model.steps_per_execution != 1,
-        "side-by-side candidates": config.get("candidates", 1) > 1,
+        "asked for with train_step=keras": lambda: config.get("train_step", "auto") == "keras",
+        "a distributed fit": lambda: distributed,
+        "jit_compile": lambda: model.jit_compile,
+        "steps_per_execution > 1": lambda: model.steps_per_execution != 1,
+        "side-by-side candidates": lambda: config.get("candidates", 1) > 1,
     }
     for reason, applies in refusals.items():
-        if applies:
+        if applies():
             return None, reason
     try:
         return TorchStep(model), None

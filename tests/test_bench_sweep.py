@@ -78,17 +78,18 @@ def test_bench_table_json_and_a_missing_backend(tmp_path, monkeypatch):
         "adder", ["tensorflow", "jax"], TINY_ADDER, tmp_path, reference=True, log=lambda *_: None, devices=[1, 2]
     )
 
-    tensorflow, tensorflow_on_two, jax, _, reference = document["results"]
+    tensorflow, tensorflow_on_two, jax, _, plain_loop, notebook_loop = document["results"]
     assert tensorflow["status"] == "ok", tensorflow["status"]
     assert tensorflow["train_samples_per_second"] > 0 and tensorflow["predict_samples_per_second"] > 0
     assert tensorflow["first_epoch_seconds"] > 0 and tensorflow["peak_memory_mb"] > 100  # TensorFlow alone is more
     assert 0.0 <= tensorflow["test"]["accuracy"] <= 1.0
     assert jax["status"] == 'not installed: pip install "kerasrnn[jax]"'
-    assert "mnist only" in reference["status"]
+    assert "mnist only" in plain_loop["status"] and "mnist only" in notebook_loop["status"]
+    assert (plain_loop["backend"], notebook_loop["backend"]) == ("plain PyTorch loop", "notebook PyTorch loop")
     assert json.loads((tmp_path / "bench.json").read_text())["results"][2]["backend"] == "jax"
     table = (tmp_path / "bench.md").read_text().splitlines()
     assert (
-        len(table) >= 2 + 5 and table[2].startswith("| tensorflow | 1 | ok |") and table[3].startswith("| tensorflow | 2 | ok |")
+        len(table) >= 2 + 6 and table[2].startswith("| tensorflow | 1 | ok |") and table[3].startswith("| tensorflow | 2 | ok |")
     )
     # The scaling table: samples/s per device count against one device, and what logical devices mean.
     assert tensorflow_on_two["status"] == "ok" and tensorflow_on_two["logical_cpu_devices"]

@@ -133,6 +133,7 @@ def validate_common(config: dict) -> None:
         config["lr_schedule"] in ("constant", "cosine"), f"lr schedule must be constant or cosine, got {config['lr_schedule']!r}"
     )
     require(isinstance(config["seed"], int) and config["seed"] >= 0, f"seed must be a whole number >= 0, got {config['seed']!r}")
+    require(config["train_step"] in ("auto", "keras"), f"train step must be auto or keras, got {config['train_step']!r}")
 
 
 def require_whole_numbers(config: dict, keys, minimum: int = 1) -> None:

@@ -1,0 +1,86 @@
+"""The toolkit's own training step on torch: what Keras' train_step computes, where it applies; Keras' otherwise."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from kerasrnn.backend import backend_installed
+
+HERE = Path(__file__).resolve().parent
+pytestmark = pytest.mark.skipif(not backend_installed("torch"), reason="torch is not installed (pip install 'kerasrnn[torch]')")
+
+CASES = [
+    "mnist lstm",
+    "mnist gru bidirectional stacked",
+    "mnist rnn dropout",
+    "mnist lstm constant rate, no clipping",
+    "mnist gru clipped hard",
+    "adder mse",
+    "adder bce bidirectional",
+    "adder bce gru stacked cosine clipped",
+    "adder rnn",
+    "recall lstm readout",
+    "recall gru",
+]
+
+
+@pytest.fixture(scope="module")
+def parity():
+    done = subprocess.run([sys.executable, str(HERE / "torch_trainer_parity.py")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_one_step_equals_keras_train_step(parity, case):
+    """Weights, Adam's slots, the loss and every metric after one step: float32 rounding apart."""
+    result = parity[f"{case} 1"]
+    assert result["names"]  # the same logs, by name
+    assert result["weights"] < 1e-6 and result["optimizer"] < 1e-6
+    assert result["logs"] < 1e-6 and result["metric_variables"] < 1e-6
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_twenty_steps_stay_with_keras(parity, case):
+    """Rounding grows with the steps; after 20 it stays far below the weights' own change."""
+    result = parity[f"{case} 20"]
+    assert result["weights_relative_to_change"] < 1e-4
+    assert result["optimizer"] < 1e-5 and result["logs"] < 1e-5 and result["metric_variables"] < 1e-5
+
+
+def test_what_the_step_does_not_reproduce_stays_with_keras(parity):
+    refused = parity["refused"]
+    assert "lstm_1" in refused["recurrent dropout"] and "lstm_1" in refused["unroll"]
+    assert refused["candidates"] == "side-by-side candidates"
+    assert refused["train_step=keras"] == "asked for with train_step=keras"
+    assert refused["jit_compile"] == "jit_compile" and refused["distributed"] == "a distributed fit"
+    assert refused["another Keras"].startswith("Keras ") and "tested with Keras 3.0-3.1" in refused["another Keras"]
+
+
+def fit_adder(tmp_path, name: str, *options: str) -> tuple[dict, str]:
+    run_dir = tmp_path / name
+    small = ["--train-length", "6", "--units", "6", "--epochs", "4", "-o", "eval_samples=200"]
+    done = run_cli("fit", "adder", "--backend", "torch", "--out", str(run_dir), "--quiet", *small, *options)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads((run_dir / "metrics.json").read_text()), done.stdout + done.stderr
+
+
+def test_a_fit_on_each_path_learns_alike_and_says_which_step_ran(tmp_path):
+    toolkit, toolkit_log = fit_adder(tmp_path, "toolkit")
+    keras_step, keras_log = fit_adder(tmp_path, "keras", "-o", "train_step=keras")
+    assert "training step: the toolkit's own on torch" in toolkit_log
+    assert "training step: Keras' train_step (asked for with train_step=keras)" in keras_log
+    # The adder learns to add 6-bit numbers within 4 epochs on both paths (the same model, the same data).
+    for metrics in (toolkit, keras_step):
+        assert metrics["test"]["accuracy"] > 0.97, metrics["test"]
+    assert abs(toolkit["test"]["accuracy"] - keras_step["test"]["accuracy"]) < 0.03
+    # The run directory is the same on both: every epoch in history.csv, every batch in iterations.csv.
+    for name in ("toolkit", "keras"):
+        history = (tmp_path / name / "history.csv").read_text().splitlines()
+        iterations = (tmp_path / name / "iterations.csv").read_text().splitlines()
+        assert len(history) == 1 + 4 and len(iterations) == 1 + 4 * 100
+        assert "val_loss" in history[0] and "exact_accuracy" in history[0]

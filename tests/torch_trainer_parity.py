@@ -1,0 +1,123 @@
+"""The toolkit's training step on torch (kerasrnn.torch_trainer) against Keras' own `train_step`.
+
+Run by tests/test_torch_trainer.py in a process of its own (the backend is fixed at import); prints one
+JSON document: for each case, after 1 and after 20 steps on the same batches from the same weights and
+seeds, the largest difference of the weights (absolute, and relative to how far the weights moved), of
+the optimizer's variables, and of the loss and metrics; and for each refused case, the reason.
+"""
+
+import json
+import os
+
+os.environ["KERAS_BACKEND"] = "torch"
+
+from kerasrnn.backend import select_backend  # noqa: E402
+
+select_backend("torch")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from kerasrnn import torch_trainer  # noqa: E402
+from kerasrnn.tasks import get_task  # noqa: E402
+from kerasrnn.tasks.adder import random_adder_examples  # noqa: E402
+from kerasrnn.tasks.recall import random_recall_examples  # noqa: E402
+from kerasrnn.training import compile_model  # noqa: E402
+
+STEPS_PER_EPOCH = 30  # the cosine schedule decays over epochs x this: it moves within 20 steps
+CASES = {
+    "mnist lstm": ("mnist", {"cell": "lstm", "units": 12}),
+    "mnist gru bidirectional stacked": ("mnist", {"cell": "gru", "units": 8, "bidirectional": True, "layers": 2}),
+    "mnist rnn dropout": ("mnist", {"cell": "rnn", "units": 12, "dropout": 0.25}),
+    "mnist lstm constant rate, no clipping": ("mnist", {"cell": "lstm", "units": 12, "lr_schedule": "constant", "clipnorm": None}),
+    "mnist gru clipped hard": ("mnist", {"cell": "gru", "units": 12, "clipnorm": 0.01}),
+    "adder mse": ("adder", {"loss": "mse", "units": 5}),
+    "adder bce bidirectional": ("adder", {"loss": "bce", "units": 4, "bidirectional": True}),
+    "adder bce gru stacked cosine clipped": ("adder", {"loss": "bce", "cell": "gru", "layers": 2, "lr_schedule": "cosine",
+                                                       "clipnorm": 0.5}),
+    "adder rnn": ("adder", {"loss": "mse", "cell": "rnn", "units": 6}),
+    "recall lstm readout": ("recall", {"cell": "lstm", "units": 2, "readout_units": 16, "candidates": 1}),
+    "recall gru": ("recall", {"cell": "gru", "units": 5, "dropout": 0.1}),
+}  # fmt: skip
+REFUSED = {
+    "recurrent dropout": ("recall", {"recurrent_dropout": 0.2}),
+    "unroll": ("mnist", {"unroll": True, "units": 8}),
+    "candidates": ("recall", {"units": 2, "candidates": 4}),
+    "train_step=keras": ("adder", {"train_step": "keras"}),
+    "jit_compile": ("adder", {"jit_compile": True}),
+}
+
+
+def batches(task_name: str, config: dict, count: int, rng) -> list:
+    if task_name == "mnist":
+        return [(rng.random((32, 28, 28), dtype=np.float32), rng.integers(0, 10, 32).astype(np.int32)) for _ in range(count)]
+    if task_name == "adder":
+        return [random_adder_examples(rng, 32, int(rng.integers(3, 9))) for _ in range(count)]
+    examples = [random_recall_examples(rng, 32, int(rng.integers(4, 9)), config["index"]) for _ in range(count)]
+    return [(x, y.astype(np.int32)) for x, y in examples]
+
+
+def largest(pairs) -> float:
+    return max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) for a, b in pairs)
+
+
+def compare(task_name: str, options: dict, steps: int) -> dict:
+    task = get_task(task_name)
+    config = task.make_config(options)
+    keras.utils.set_random_seed(config["seed"])
+    with_keras = compile_model(task, config, steps_per_epoch=STEPS_PER_EPOCH)
+    with_toolkit = compile_model(task, config, steps_per_epoch=STEPS_PER_EPOCH)
+    with_toolkit.set_weights(with_keras.get_weights())
+    data = batches(task_name, config, steps, np.random.default_rng(1))
+    for model in (with_keras, with_toolkit):
+        model._symbolic_build(data_batch=data[0])
+    start = [weight.copy() for weight in with_keras.get_weights()]
+
+    keras.utils.set_random_seed(5)  # the dropout masks: the same random numbers on both sides
+    for x, y in data:
+        keras_logs = with_keras.train_step((torch.from_numpy(x), torch.from_numpy(y)))
+    keras.utils.set_random_seed(5)
+    step, reason = torch_trainer.toolkit_step(with_toolkit, config, distributed=False)
+    assert step is not None, reason
+    for x, y in data:
+        toolkit_logs = step(torch.from_numpy(x), torch.from_numpy(y))
+    step.write_metrics()
+
+    weights = largest(zip(with_keras.get_weights(), with_toolkit.get_weights()))
+    moved = largest(zip(with_keras.get_weights(), start))
+    keras_results = {metric.name: float(metric.result()) for metric in [with_keras._loss_tracker, *with_keras._compile_metrics.metrics]}
+    toolkit_results = {metric.name: float(metric.result()) for metric in [with_toolkit._loss_tracker, *with_toolkit._compile_metrics.metrics]}
+    return {
+        "weights": weights,
+        "weights_relative_to_change": weights / moved,
+        "optimizer": largest((a.numpy(), b.numpy()) for a, b in zip(with_keras.optimizer.variables, with_toolkit.optimizer.variables)),
+        "logs": max(abs(float(keras_logs[name]) - toolkit_logs[name]) for name in toolkit_logs),
+        "metric_variables": max(abs(keras_results[name] - toolkit_results[name]) for name in keras_results),
+        "names": sorted(toolkit_logs) == sorted(keras_results),
+    }  # fmt: skip
+
+
+def refusal(task_name: str, options: dict) -> str | None:
+    task = get_task(task_name)
+    config = task.make_config(options)
+    from kerasrnn.training import training_model
+
+    model = training_model(task, config, STEPS_PER_EPOCH)
+    x, y = batches(task_name, config, 1, np.random.default_rng(0))[0]
+    model._symbolic_build(data_batch=(x, y))
+    return torch_trainer.toolkit_step(model, config, distributed=False)[1]
+
+
+def main() -> None:
+    results = {f"{name} {steps}": compare(*case, steps) for name, case in CASES.items() for steps in (1, 20)}
+    results["refused"] = {name: refusal(*case) for name, case in REFUSED.items()}
+    results["refused"]["distributed"] = torch_trainer.toolkit_step(None, {}, distributed=True)[1]
+    torch_trainer.TESTED_KERAS, tested = ((3, 0), (3, 1)), torch_trainer.TESTED_KERAS
+    results["refused"]["another Keras"] = refusal("adder", {})
+    torch_trainer.TESTED_KERAS = tested
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
