@@ -32,16 +32,6 @@ def quiet_native_logs() -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
-def thread_defaults() -> None:
-    """OpenMP threads that sleep while they wait, unless the user chose (docs/performance.md, "A busy machine").
-
-    PyTorch's CPU kernels run on OpenMP threads that spin while they wait for work: with another
-    process on one of the cores, the spinning threads take turns with it and a step becomes 20-40
-    times slower. Passive waiting keeps it within a small factor. It must be set before torch loads.
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def requested_backend(name: str | None = None) -> str:
     """The backend asked for: the argument, else KERAS_BACKEND, else TensorFlow."""
     chosen = name or os.environ.get("KERAS_BACKEND") or DEFAULT_BACKEND
@@ -67,7 +57,6 @@ def select_backend(name: str | None = None) -> str:
     """
     chosen = requested_backend(name)
     quiet_native_logs()
-    thread_defaults()
     if "keras" in sys.modules:
         import keras
 

@@ -159,8 +159,6 @@ def main() -> None:
     options, result_file = json.loads(sys.argv[1]), sys.argv[2]
     loop = sys.argv[3] if len(sys.argv) > 3 else "plain"
     os.environ.setdefault("KERAS_BACKEND", "torch")  # the task module imports Keras; let it sit on torch
-    import torch  # noqa: F401  (first: OpenMP keeps the user's settings, not the toolkit's thread defaults)
-
     from kerasrnn.backend import select_backend
 
     select_backend()

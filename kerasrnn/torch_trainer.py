@@ -22,6 +22,8 @@ tests/test_torch_trainer.py checks the step against Keras' `train_step` for ever
 
 from __future__ import annotations
 
+import time
+
 import keras
 import numpy as np
 import torch
@@ -424,6 +426,69 @@ class TorchStep:
             metric.count.assign(self.count)
 
 
+# ---- threads on a shared machine ----------------------------------------------------------------
+class ThreadGovernor:
+    """PyTorch's CPU thread count during a fit, chosen from how long the steps take.
+
+    PyTorch's threads spin while they wait for each other: beside another busy process, a thread that
+    shares its core with it holds the others up and a step becomes many times slower, while one thread
+    alone keeps most of its speed (docs/performance.md, "A busy machine"). Waiting passively instead
+    costs threefold on a quiet machine. So the steps are timed in windows: the fit starts with all
+    threads, measures one window with one thread, keeps the faster; a window much slower than the best
+    seen with its count tries the other count, and so does, while on one thread, a re-check that comes
+    ever more rarely while nothing changes.
+    Inactive where only one thread exists or the user set OMP_NUM_THREADS.
+    """
+
+    def __init__(self, window: int = 24, slower: float = 1.3, longest_interval: int = 64):
+        import os
+
+        self.window, self.slower, self.longest_interval = window, slower, longest_interval
+        self.counts = (torch.get_num_threads(), 1)
+        self.active = self.counts[0] > 1 and "OMP_NUM_THREADS" not in os.environ
+        self.best = dict.fromkeys(self.counts, float("inf"))
+        self.last = dict.fromkeys(self.counts, float("inf"))
+        self.current, self.probing, self.interval, self.since_check = self.counts[0], False, 4, 0
+        self.switches = 0
+        self.restart()
+
+    def restart(self) -> None:
+        """Begin a new window (at each epoch's start: validation and checkpoints are not steps)."""
+        self.steps, self.started = 0, time.perf_counter()
+
+    def tick(self) -> None:
+        """One step done."""
+        if not self.active:
+            return
+        self.steps += 1
+        if self.steps < self.window:
+            return
+        seconds = (time.perf_counter() - self.started) / self.steps
+        self.last[self.current] = seconds
+        self.best[self.current] = min(self.best[self.current], seconds)
+        other = self.counts[1] if self.current == self.counts[0] else self.counts[0]
+        if self.probing:
+            self.probing, self.since_check = False, 0
+            if self.last[self.current] < self.last[other]:
+                self.interval, self.switches = 4, self.switches + 1
+            else:
+                self.use(other)
+                self.interval = min(2 * self.interval, self.longest_interval)
+        else:
+            self.since_check += 1
+            degraded = seconds > self.slower * self.best[self.current]
+            # With all threads a slower window shows when load arrives; with one, only a check shows it has gone.
+            due = self.current != self.counts[0] and self.since_check >= self.interval
+            if self.best[other] == float("inf") or degraded or due:
+                self.use(other)
+                self.probing = True
+        self.restart()
+
+    def use(self, count: int) -> None:
+        self.current = count
+        torch.set_num_threads(count)
+
+
 # ---- batches and the fit loop -------------------------------------------------------------------
 def batch_listeners(callbacks: CallbackList, hook: str) -> list:
     """The callbacks that act on `hook` (Keras' base class does nothing there): only they are called per batch."""
@@ -446,17 +511,20 @@ def fit(model, step: TorchStep, batches, epochs: int, steps_per_epoch: int, vali
     begin, end = batch_listeners(callback_list, "on_train_batch_begin"), batch_listeners(callback_list, "on_train_batch_end")
     model.stop_training = False
     training_logs = {}
+    threads = ThreadGovernor()
     callback_list.on_train_begin()
     for epoch in range(model._initial_epoch or 0, epochs):
         model.reset_metrics()
         step.reset()
         callback_list.on_epoch_begin(epoch)
         model.train()
+        threads.restart()
         logs = {}
         for index, (x, y) in enumerate(batches(epoch)):
             for callback in begin:
                 callback.on_train_batch_begin(index)
             logs = step(torch.from_numpy(x), torch.from_numpy(y))
+            threads.tick()
             for callback in end:
                 callback.on_train_batch_end(index, logs)
             if model.stop_training:
@@ -472,6 +540,7 @@ def fit(model, step: TorchStep, batches, epochs: int, steps_per_epoch: int, vali
         if model.stop_training:
             break
     callback_list.on_train_end(logs=training_logs)
+    threads.use(threads.counts[0])  # evaluation and prediction after the fit start from the usual count
     return model.history
 
 
@@ -492,6 +561,7 @@ def toolkit_step(model, config: dict, distributed: bool):
     refusals = {
         "asked for with train_step=keras": lambda: config.get("train_step", "auto") == "keras",
         "a distributed fit": lambda: distributed,
+        "a GPU (there Keras' own step runs cuDNN's kernels)": torch.cuda.is_available,
         "jit_compile": lambda: model.jit_compile,
         "steps_per_execution > 1": lambda: model.steps_per_execution != 1,
         "side-by-side candidates": lambda: config.get("candidates", 1) > 1,

@@ -1,5 +1,5 @@
-"""A torch-backend mnist fit on a quiet machine and beside one busy process, with and without the toolkit's
-OpenMP default (threads that sleep while they wait).
+"""A torch-backend mnist fit on a quiet machine and beside one busy process, with the toolkit's thread
+count chosen from the step times (kerasrnn.torch_trainer.ThreadGovernor) and with a fixed count.
 
     python scripts/busy_machine.py [--rounds 2] [-o KEY=VALUE ...]
 
@@ -27,15 +27,16 @@ from kerasrnn.bench import fit_arguments, machine_description  # noqa: E402
 from kerasrnn.tables import markdown  # noqa: E402
 
 DEFAULT_OPTIONS = {"cell": "lstm", "limit": 12800, "epochs": 2, "augment": False}
-# An empty OMP_WAIT_POLICY is OpenMP's own default (libgomp ignores it) and keeps the toolkit's setdefault away.
-POLICIES = {"toolkit default (OMP_WAIT_POLICY=PASSIVE)": None, "OpenMP's own default (spinning)": ""}
+# A thread count the user sets (OMP_NUM_THREADS) is kept as it is: that is the fixed variant.
+VARIANTS = {
+    "chosen from step times (default)": {},
+    f"fixed: all {os.cpu_count()} (OMP_NUM_THREADS)": {"OMP_NUM_THREADS": str(os.cpu_count())},
+}
 
 
-def fit_samples_per_second(options: dict, policy: str | None, busy: bool, out: Path) -> float:
-    env = dict(os.environ)
-    env.pop("OMP_WAIT_POLICY", None)
-    if policy is not None:
-        env["OMP_WAIT_POLICY"] = policy
+def fit_samples_per_second(options: dict, variables: dict, busy: bool, out: Path) -> float:
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    env.update(variables)
     busy_process = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
         command = cli_command("fit", "mnist", "--backend", "torch", "--out", str(out), "--overwrite", "--quiet",
@@ -54,19 +55,19 @@ def main() -> None:
     parser.add_argument("-o", "--option", action="append", default=[], help="a fit option KEY=VALUE (JSON value)")
     args = parser.parse_args()
     options = {**DEFAULT_OPTIONS, **{key: json.loads(value) for key, value in (pair.split("=", 1) for pair in args.option)}}
-    speeds = {(name, busy): [] for name in POLICIES for busy in (False, True)}
+    speeds = {(name, busy): [] for name in VARIANTS for busy in (False, True)}
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(args.rounds):
             for (name, busy), values in speeds.items():
-                values.append(fit_samples_per_second(options, POLICIES[name], busy, Path(folder) / "run"))
+                values.append(fit_samples_per_second(options, VARIANTS[name], busy, Path(folder) / "run"))
     print(f"{machine_description()}; kerasrnn fit mnist --backend torch {' '.join(fit_arguments(options))}; "
           f"median of {args.rounds} fits each, alternating\n")  # fmt: skip
     rows = []
-    for name in POLICIES:
+    for name in VARIANTS:
         quiet, busy = (statistics.median(speeds[name, flag]) for flag in (False, True))
         for flag, median in ((False, quiet), (True, busy)):
             values = speeds[name, flag]
-            rows.append({"OpenMP wait": name, "beside": "a busy process" if flag else "nothing",
+            rows.append({"torch threads": name, "beside": "a busy process" if flag else "nothing",
                          "train samples/s": f"{median:,.0f}", "range": f"{min(values):,.0f}-{max(values):,.0f}",
                          "of quiet": f"{busy / quiet:.2f}x" if flag else ""})  # fmt: skip
     print(markdown(rows, list(rows[0])))

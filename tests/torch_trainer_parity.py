@@ -86,8 +86,12 @@ def compare(task_name: str, options: dict, steps: int) -> dict:
 
     weights = largest(zip(with_keras.get_weights(), with_toolkit.get_weights()))
     moved = largest(zip(with_keras.get_weights(), start))
-    keras_results = {metric.name: float(metric.result()) for metric in [with_keras._loss_tracker, *with_keras._compile_metrics.metrics]}
-    toolkit_results = {metric.name: float(metric.result()) for metric in [with_toolkit._loss_tracker, *with_toolkit._compile_metrics.metrics]}
+    keras_results = {
+        metric.name: float(metric.result()) for metric in [with_keras._loss_tracker, *with_keras._compile_metrics.metrics]
+    }
+    toolkit_results = {
+        metric.name: float(metric.result()) for metric in [with_toolkit._loss_tracker, *with_toolkit._compile_metrics.metrics]
+    }
     return {
         "weights": weights,
         "weights_relative_to_change": weights / moved,
