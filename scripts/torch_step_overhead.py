@@ -8,6 +8,7 @@ the table gives each one's median ms a step and the plain loop's median divided 
 
 - plain PyTorch loop: `torch.nn.LSTM`/`GRU` + `Linear`, CrossEntropyLoss, torch's Adam (the `--reference`).
 - Keras train_step: the toolkit's model compiled exactly as `kerasrnn fit mnist` compiles it.
+- the toolkit's step: what `kerasrnn fit mnist` runs on torch (kerasrnn.torch_trainer), same model and options.
 - ... without clipping and decay: the same with `clipnorm=null lr_schedule=constant`.
 - least Keras step: the Keras model's forward pass only; the loss, backward pass and torch's Adam on
   Keras' own variables are written by hand (what no Keras trainer can undercut).
@@ -39,6 +40,7 @@ def variants(config: dict, steps: int) -> dict:
 
     from kerasrnn.tasks import get_task
     from kerasrnn.torch_reference import build
+    from kerasrnn.torch_trainer import TorchStep
     from kerasrnn.training import compile_model
 
     task, batch = get_task("mnist"), config["batch_size"]
@@ -60,6 +62,9 @@ def variants(config: dict, steps: int) -> dict:
         plain_optimizer.step()
 
     as_fit = compile_model(task, config, steps_per_epoch=steps)
+    toolkit_model = compile_model(task, config, steps_per_epoch=steps)
+    toolkit_model._symbolic_build(data_batch=batch_at(0))
+    toolkit_step = TorchStep(toolkit_model)
     bare = compile_model(task, {**config, "clipnorm": None, "lr_schedule": "constant"}, steps_per_epoch=steps)
     least = task.build_model(config)
     least_optimizer = torch.optim.Adam([variable.value for variable in least.trainable_weights], lr=config["lr"])
@@ -79,9 +84,10 @@ def variants(config: dict, steps: int) -> dict:
 
     return {
         "plain PyTorch loop": plain_step,
-        "Keras train_step (as kerasrnn fit)": lambda index: as_fit.train_step(batch_at(index)),
+        "Keras train_step": lambda index: as_fit.train_step(batch_at(index)),
         "... without clipping and decay": lambda index: bare.train_step(batch_at(index)),
         "least Keras step (Keras model, torch loss and Adam)": least_keras_step,
+        "the toolkit's step (kerasrnn fit on torch)": lambda index: toolkit_step(*batch_at(index)),
         "forward only: Keras model": no_grad(least),
         "forward only: plain module": no_grad(plain),
     }
