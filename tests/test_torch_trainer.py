@@ -140,3 +140,23 @@ def test_threads_the_user_set_are_kept(monkeypatch):
     for _ in range(300):
         clock.step(governor)
     assert clock.counts == []
+
+
+def test_augmented_digits_train_on_torch(tmp_path):
+    """GRU's defaults augment the images in tf.data: on torch the toolkit's step reads that pipeline's batches."""
+    from kerasrnn import datasets
+    from kerasrnn.errors import RunError
+
+    try:
+        datasets.load_mnist()
+    except RunError as error:
+        pytest.skip(f"MNIST unavailable here: {error}")
+    run_dir = tmp_path / "gru"
+    done = run_cli("fit", "mnist", "--cell", "gru", "--units", "8", "--limit", "640", "--epochs", "2", "--backend", "torch",
+                   "--out", str(run_dir), "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "augmented images (augment=true)" in done.stdout + done.stderr
+    assert "training step: the toolkit's own on torch" in done.stdout + done.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and len((run_dir / "iterations.csv").read_text().splitlines()) == 1 + 2 * 10
+    assert metrics["test"]["accuracy"] > 0.12  # above the largest class (11%) after 20 steps of 64 augmented digits

@@ -86,7 +86,10 @@ def augmented(dataset: tf.data.Dataset, seed: int, photo: bool) -> tf.data.Datas
         channels = tf.expand_dims(x, -1)
         if photo:
             channels = elastic(channels, training=True)
-        channels = layers(channels, training=True)
+        # Layer by layer: each preprocessing layer computes with TensorFlow inside tf.data on every backend,
+        # while a Sequential called here would compute with the Keras backend's ops (torch: it fails).
+        for layer in layers.layers:
+            channels = layer(channels, training=True)
         step_seed = tf.stack([tf.cast(seed, tf.int64), step])
         channels = vary_strokes(channels, seed=step_seed)
         if photo:
