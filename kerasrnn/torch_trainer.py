@@ -11,12 +11,14 @@ torch calls on Keras' own variables:
   Keras' cells draw (the same random numbers);
 - the loss: Keras' own formulas (probabilities clipped to [epsilon, 1 - epsilon], a mean over the batch);
 - gradient clipping per variable (Adam's `clipnorm`) as Keras computes it, the learning rate from the
-  optimizer's own schedule, and Keras' torch Adam update on the optimizer's own slots;
+  optimizer's own schedule, and Keras' Adam update in one call of PyTorch's fused Adam kernel on the
+  optimizer's own slots;
 - the loss tracker and metrics written into Keras' metric variables.
 
 `fit` runs Keras' callbacks (CallbackList, History, progress bar, checkpoints, backup) around that step
 with in-memory batches, and Keras' `evaluate` for validation. Whatever this module does not
-reproduce is refused by `refusal` with a reason, and training stays with Keras' own `model.fit`.
+reproduce is refused by `toolkit_step` with a reason, and training stays with Keras' own `model.fit`.
+`ThreadGovernor` picks PyTorch's thread count from the step times (a busy machine).
 tests/test_torch_trainer.py checks the step against Keras' `train_step` for every supported case.
 """
 
