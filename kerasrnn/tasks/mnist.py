@@ -9,6 +9,7 @@ never be as clean as MNIST's own.
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import keras
@@ -31,6 +32,18 @@ VALIDATION_SIZE = 10000
 def stratified_split(x: np.ndarray, y: np.ndarray, seed: int, validation_size: int = VALIDATION_SIZE):
     """(x_train, x_val, y_train, y_val), train_test_split's order: each class in proportion in both parts, seeded."""
     return tuple(np.asarray(part) for part in train_test_split(x, y, test_size=validation_size, stratify=y, random_state=seed))
+
+
+@functools.lru_cache(maxsize=1)
+def cached_splits(data_path, seed: int, limit: int | None):
+    """(train, validation, test) pairs; a fit asks for them for its data, its batches and its evaluation:
+    the data set is read and split once per process."""
+    # Progress goes to stderr: stdout may be carrying a --json document.
+    x, y, x_test, y_test = load_mnist(data_path, log=lambda message: print(message, file=sys.stderr))
+    x_train, x_val, y_train, y_val = stratified_split(x, y, seed)
+    if limit:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    return (x_train, y_train), (x_val, y_val), (x_test, y_test)
 
 
 def scale(images_uint8, labels):
@@ -142,12 +155,7 @@ class MnistTask(Task):
         return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def splits(self, config: dict):
-        # Progress goes to stderr: stdout may be carrying a --json document.
-        x, y, x_test, y_test = load_mnist(config["data_path"], log=lambda message: print(message, file=sys.stderr))
-        x_train, x_val, y_train, y_val = stratified_split(x, y, config["seed"])
-        if config["limit"]:
-            x_train, y_train = x_train[: config["limit"]], y_train[: config["limit"]]
-        return (x_train, y_train), (x_val, y_val), (x_test, y_test)
+        return cached_splits(config["data_path"], config["seed"], config["limit"])
 
     def training_data(self, config: dict, first_epoch: int = 0):
         # A resumed fit starts a fresh seeded shuffle: the images are the same set, their order differs.
