@@ -3,7 +3,8 @@
 Each configuration is an ordinary run directory under the sweep's folder,
 named after its options. A finished run (metrics.json present) is reused, an
 unfinished one is resumed, so an interrupted sweep continues where it
-stopped. Results: sweep.md (Markdown), sweep.csv, sweep.json, and the figures
+stopped; either only when the run was started with the very options asked for now
+(a sweep with other options is refused, so its table never shows older fits). Results: sweep.md (Markdown), sweep.csv, sweep.json, and the figures
 val_loss.png and (for sequence tasks) accuracy_by_length.png.
 """
 
@@ -80,6 +81,8 @@ def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengt
         not lengths or get_task(task_name).is_sequence_task,
         f"{task_name} has no sequence lengths: --lengths applies to adder and recall",
     )
+    for name, config in configurations:  # all before anything trains
+        require_same_options(out / name, config, keras.backend.backend())
     rows, histories, by_length = [], {}, {}
     for number, (name, config) in enumerate(configurations, 1):
         run_dir = out / name
@@ -100,6 +103,24 @@ def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengt
     document = {"task": task_name, "date": time.strftime("%Y-%m-%d"), "grid": grid, "options": options, "rows": rows}
     write_results(out, document, histories, by_length)
     return document
+
+
+def require_same_options(run_dir: Path, config: dict, backend: str) -> None:
+    """Refuse to reuse or resume a run in `run_dir` that was started with other options or on another backend."""
+    if not (run_dir / runs.CONFIG_FILE).exists():
+        return
+    saved = runs.read_config(run_dir)
+    if runs.is_complete(run_dir):
+        saved["backend"] = runs.read_metrics(run_dir).get("backend")
+    saved["backend"] = saved.get("backend") or backend  # runs of older sweeps did not record it in config.json
+    asked = {**config, "backend": backend}
+    changed = [key for key in asked if saved.get(key) != asked[key]]
+    if changed:
+        differences = ", ".join(f"{key}={saved.get(key)!r} there, {asked[key]!r} now" for key in changed)
+        raise UserError(
+            f"{run_dir} holds a run fitted with other options ({differences}): "
+            "give this sweep another --out, or delete that folder to refit it"
+        )
 
 
 def lengths_evaluation(run_dir: Path, lengths: list[int]) -> dict:

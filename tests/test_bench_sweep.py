@@ -48,6 +48,16 @@ def test_sweep_writes_one_row_per_configuration_and_reuses_finished_runs(tmp_pat
     assert sum("reused" in line for line in logged) == 1
     assert [row["run"] for row in again["rows"]] == names
 
+    # A sweep with other options never reuses (nor resumes) these runs: one line, nothing trained.
+    table = (tmp_path / "sweep.md").read_text()
+    fitted.clear()
+    with pytest.raises(UserError, match=r"lstm-u2-l1-uni-mse-L4 holds a run fitted with other options \(epochs=2 there, 3 now"):
+        sweep.sweep("adder", grid, {**TINY_ADDER, "epochs": 3}, tmp_path, log=logged.append)
+    (tmp_path / names[-1] / "metrics.json").unlink()
+    with pytest.raises(UserError, match="seed=0 there, 1 now"):
+        sweep.sweep("adder", grid, {**TINY_ADDER, "seed": 1}, tmp_path, log=logged.append)
+    assert fitted == [] and (tmp_path / "sweep.md").read_text() == table
+
 
 def test_sweep_grid_is_the_product_of_its_lists():
     configurations = sweep.expand("adder", {"cell": ["rnn", "gru"], "units": [2, 5, 10], "loss": ["mse", "ce", "bce"]}, {})
