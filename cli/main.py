@@ -143,11 +143,13 @@ def fit(
                        num_processes=num_processes, process_id=process_id, **options)  # fmt: skip
     if run is None:
         return  # another process of a multi-process fit writes the run
+    from kerasrnn import runs
+
     metrics = run.metrics
     test = metrics["test"]
     typer.echo(
         f"kerasrnn: done in {metrics['train_seconds']:.1f} s ({metrics['train_samples_per_second']:.0f} samples/s); "
-        f"test loss {test['loss']:.4g}, accuracy {test['accuracy']:.4f}"
+        f"{runs.describe_test(test)}"
     )
     typer.echo(f"kerasrnn: run saved in {run.path}")
 
@@ -161,11 +163,13 @@ def evaluate(
 ):
     """Evaluate a trained run: test metrics and, for sequence tasks, accuracy at each length."""
     result = kerasrnn.load(run_dir, backend.value if backend else None).evaluate(lengths)
+    from kerasrnn import runs
+
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     test = result["test"]
-    typer.echo(f"{result['task']}: test loss {test['loss']:.4g}, accuracy {test['accuracy']:.4f}")
+    typer.echo(f"{result['task']}: {runs.describe_test(test)}")
     by_length = result.get("by_length")
     if by_length:
         columns = [key for key in next(iter(by_length.values())) if key != "samples"]

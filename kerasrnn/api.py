@@ -176,10 +176,12 @@ class Run:
 
     def _repr_html_(self) -> str:
         """How a notebook shows a Run: what it is, its test result and its figures."""
+        from kerasrnn import runs
+
         lines = [f"<b>{html.escape(self.task)}</b> run <code>{html.escape(str(self.path))}</code>"]
         if not self.is_artifact and (self.path / "metrics.json").exists():
             test = self.metrics["test"]
-            lines.append(f"test loss {test['loss']:.4g}, accuracy {test['accuracy']:.4f}")
+            lines.append(html.escape(runs.describe_test(test)))
         for figure in self.figures:
             encoded = base64.b64encode(figure.read_bytes()).decode("ascii")
             lines.append(f'<img alt="{html.escape(figure.name)}" src="data:image/png;base64,{encoded}" style="max-width:48%">')

@@ -145,6 +145,21 @@ def read_metrics(run_dir: Path) -> dict:
     return read_json(Path(run_dir) / METRICS_FILE, "the run's metrics.json")
 
 
+def headline_accuracy(test: dict) -> float:
+    """The one accuracy to quote: whole answers right (the adder's whole sums, not its bits)."""
+    return test.get("exact_accuracy", test["accuracy"])
+
+
+def describe_test(test: dict) -> str:
+    """The test result in one line; where a task scores bits too, the whole-answer accuracy leads."""
+    if "bit_accuracy" in test:
+        return (
+            f"test loss {test['loss']:.4g}, exact accuracy {test['exact_accuracy']:.4f} (whole sums right), "
+            f"bit accuracy {test['bit_accuracy']:.4f}"
+        )
+    return f"test loss {test['loss']:.4g}, accuracy {test['accuracy']:.4f}"
+
+
 def load_model(run_dir: Path):
     """The trained model of a run, uncompiled, with a clear error for a missing or corrupt file.
 

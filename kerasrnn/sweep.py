@@ -142,8 +142,10 @@ def table_row(name: str, config: dict, metrics: dict) -> dict:
         train_seconds=metrics["train_seconds"],
         train_samples_per_second=metrics["train_samples_per_second"],
         test_loss=metrics["test"]["loss"],
-        test_accuracy=metrics["test"]["accuracy"],
+        test_accuracy=runs.headline_accuracy(metrics["test"]),
     )
+    if "bit_accuracy" in metrics["test"]:
+        row["test_bit_accuracy"] = metrics["test"]["bit_accuracy"]
     by_length = metrics.get("by_length")
     if by_length:
         exact = {int(n): scores["exact_accuracy"] for n, scores in by_length.items()}

@@ -19,7 +19,9 @@ def test_sweep_writes_one_row_per_configuration_and_reuses_finished_runs(tmp_pat
     names = [row["run"] for row in document["rows"]]
     assert names == ["lstm-u2-l1-uni-mse-L4", "lstm-u3-l1-uni-mse-L4"]
     for row in document["rows"]:
-        assert row["epochs"] == 2 and 0.0 <= row["test_accuracy"] <= 1.0
+        assert row["epochs"] == 2 and 0.0 <= row["test_accuracy"] <= row["test_bit_accuracy"] <= 1.0
+        test = json.loads((tmp_path / row["run"] / "metrics.json").read_text())["test"]
+        assert row["test_accuracy"] == test["exact_accuracy"]  # whole sums: the number a student quotes
         assert row["longest_length"] == 4 and row["lengths_all_exact"].endswith("/4")
     with (tmp_path / "sweep.csv").open() as handle:
         rows = list(csv.DictReader(handle))

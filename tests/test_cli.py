@@ -36,6 +36,16 @@ def test_round_trip_fit_evaluate_predict(adder_run, cli):
     assert "1000" in text.stdout and "7 + 1 = 8" in text.stdout
 
 
+def test_the_adder_leads_with_whole_sums_right_and_names_the_per_bit_accuracy(adder_run, cli):
+    test = json.loads((adder_run / "metrics.json").read_text())["test"]
+    assert test["accuracy"] == test["exact_accuracy"] and test["bit_accuracy"] >= test["exact_accuracy"]
+    evaluated = cli("evaluate", str(adder_run), "--lengths", "3")
+    assert evaluated.returncode == 0, evaluated.stderr
+    headline = evaluated.stdout.splitlines()[0]
+    assert headline.startswith(f"adder: test loss {test['loss']:.4g}, exact accuracy {test['exact_accuracy']:.4f} (whole sums")
+    assert headline.endswith(f"bit accuracy {test['bit_accuracy']:.4f}")
+
+
 BAD_INPUTS = [
     (["fit", "adder", "--cell", "transformer"], "cell"),
     (["fit", "adder", "--units", "0"], "units"),
