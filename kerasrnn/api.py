@@ -150,7 +150,8 @@ class Run:
         """A prediction (from `predict`) as one readable line per input."""
         from kerasrnn.tasks import get_task
 
-        return get_task(self.task).describe_prediction(result)
+        text = get_task(self.task).describe_prediction(result)
+        return f"{text}\nfigure saved in {result['figure']}" if result.get("figure") else text
 
     def export(self, format: str = "savedmodel", out: str | Path | None = None, log=None) -> Path:
         """Write the model as keras, savedmodel or tflite (checked against Keras) and return the artifact's path.

@@ -29,4 +29,28 @@ def predict_with(task, config: dict, model, inputs: list[str], show: str | None 
         raise UserError(f"predict needs inputs for {task.name}: {task.predict_inputs}")
     if show is not None and not task.shows_inputs:
         raise UserError(f"--show applies to image tasks; {task.name} draws no figure of its inputs")
-    return task.predict(model, config, inputs, show=show)
+    figure = figure_path(show) if show is not None else None
+    result = task.predict(model, config, inputs, show=str(figure) if figure else None)
+    if figure:
+        result["figure"] = str(figure)
+    return result
+
+
+# Formats matplotlib writes, by suffix.
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+
+
+def figure_path(show: str | Path) -> Path:
+    """Where --show writes: the file named, or predictions.png inside a folder (one that exists, ends in /,
+    or has no suffix, so that `--show out/` and `--show out` both mean a folder)."""
+    path = Path(show)
+    if str(show).endswith(("/", "\\")) or path.is_dir() or not path.suffix:
+        if path.exists() and not path.is_dir():
+            raise UserError(f"--show {show}: that is a file without a figure suffix ({', '.join(FIGURE_SUFFIXES)})")
+        path.mkdir(parents=True, exist_ok=True)
+        return path / "predictions.png"
+    if path.suffix.lower() not in FIGURE_SUFFIXES:
+        raise UserError(f"--show {show}: a figure is saved as {', '.join(FIGURE_SUFFIXES)} (or give a folder)")
+    if not path.parent.is_dir():
+        raise UserError(f"--show {show}: no such folder {path.parent}")
+    return path

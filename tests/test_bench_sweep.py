@@ -70,7 +70,7 @@ def test_sweep_grid_is_the_product_of_its_lists():
 def test_sweep_refuses_bad_grids_before_training(tmp_path):
     with pytest.raises(UserError, match="unknown cell"):
         sweep.sweep("adder", {"cell": ["lstm", "transformer"]}, TINY_ADDER, tmp_path)
-    with pytest.raises(UserError, match="does not apply"):
+    with pytest.raises(UserError, match="'loss' applies to task adder, not 'recall'"):
         sweep.sweep("recall", {"loss": ["mse"]}, {}, tmp_path)
     with pytest.raises(UserError, match="no sequence lengths"):
         sweep.sweep("mnist", {"units": [8]}, {"limit": 64}, tmp_path, lengths=[1, 2])
@@ -138,5 +138,5 @@ def test_bench_names_the_fastest_backend_that_ran():
 def test_bench_refuses_unknown_backends_and_options(tmp_path):
     with pytest.raises(UserError, match="unknown backend 'theano'"):
         bench.parse_backends("tensorflow,theano")
-    with pytest.raises(UserError, match="does not apply"):
+    with pytest.raises(UserError, match="'index' applies to task recall, not 'adder'"):
         bench.bench("adder", ["tensorflow"], {"index": 3}, tmp_path, log=lambda *_: None)

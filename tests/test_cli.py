@@ -76,7 +76,9 @@ BAD_INPUTS = [
     (["predict", "/nonexistent/model.tflite", "1", "1"], "no such run"),
     (["sweep", "adder", "--units", "2,five"], "whole numbers"),
     (["sweep", "adder", "--directions", "sideways"], "uni and bi"),
-    (["sweep", "recall", "--losses", "mse"], "does not apply"),
+    (["sweep", "recall", "--losses", "mse"], "applies to task adder, not"),
+    (["fit", "adder", "-o", "epoch=2"], "has no option 'epoch': did you mean 'epochs'? `kerasrnn fit adder --dry-run` lists"),
+    (["fit", "adder", "-o", "foo=1"], "task 'adder' has no option 'foo': `kerasrnn fit adder --dry-run` lists"),
     (["bench", "adder", "--backends", "tensorflow,theano"], "unknown backend"),
     (["bench", "adder", "-o", "units=0"], "units"),
 ]

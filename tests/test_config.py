@@ -78,7 +78,7 @@ def test_config_files_toml_and_json_with_the_command_line_on_top(tmp_path, capfd
         ('task = "recall"\nunits = ', [], "not valid TOML"),
         ('task = "recall"\n', ["adder"], "differs from the config file's"),
         ("units = 3\n", [], "name a task"),
-        ('task = "adder"\nwarp = 9\n', [], "--warp does not apply"),
+        ('task = "adder"\nwarp = 9\n', [], "has no option 'warp'"),
     ],
 )
 def test_bad_config_files_get_one_line(tmp_path, capfd, content, args, expected):

@@ -214,6 +214,28 @@ def test_predict_own_images_through_the_cli(tiny_mnist_run, tmp_path, cli):
     assert (tmp_path / "shown.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_show_into_a_folder_writes_a_file_inside_it(tiny_mnist_run, tmp_path, cli):
+    import kerasrnn
+    from PIL import Image, ImageDraw
+
+    digit = tmp_path / "digit.png"
+    image = Image.new("L", (28, 28), 0)
+    ImageDraw.Draw(image).line([(14, 4), (14, 24)], fill=255, width=3)
+    image.save(digit)
+    done = cli("predict", str(tiny_mnist_run), str(digit), "--show", f"{tmp_path / 'new-folder'}/")
+    assert done.returncode == 0, done.stderr
+    figure = tmp_path / "new-folder" / "predictions.png"
+    assert f"figure saved in {figure}" in done.stdout and figure.read_bytes().startswith(b"\x89PNG")
+
+    run = kerasrnn.load(tiny_mnist_run)
+    (tmp_path / "existing").mkdir()
+    assert run.predict([str(digit)], show=tmp_path / "existing")["figure"] == str(tmp_path / "existing" / "predictions.png")
+    for bad, expected in [("figure.txt", "a figure is saved as .png"), ("missing/figure.png", "no such folder")]:
+        with pytest.raises(kerasrnn.UserError, match=expected):
+            run.predict([str(digit)], show=tmp_path / bad)
+    assert not list(tmp_path.rglob(".tmp-*")) and not (tmp_path / "missing").exists()
+
+
 @pytest.mark.parametrize("kind,expected", [("missing", "not found"), ("empty", "empty"), ("text", "not a readable image")])
 def test_bad_image_files_give_one_clear_line(kind, expected, tiny_mnist_run, tmp_path, cli):
     path = tmp_path / "digit.png"

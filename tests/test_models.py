@@ -62,7 +62,7 @@ def test_time_distributed_survives_saving(tmp_path):
         ({"lr": 0.0}, "learning rate"),
         ({"loss": "hinge"}, "unknown loss"),
         ({"train_length": 0}, "train length"),
-        ({"index": 2}, "does not apply"),
+        ({"index": 2}, "applies to task recall, not"),
     ],
 )
 def test_bad_configurations_are_refused(options, message):

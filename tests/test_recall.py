@@ -79,7 +79,7 @@ def test_mixed_length_dataset_covers_every_length():
         ({"index": -1}, "index"),
         ({"min_length": 8, "max_length": 5}, "must not exceed"),
         ({"min_length": 0}, "min length"),
-        ({"loss": "mse"}, "does not apply"),
+        ({"loss": "mse"}, "applies to task adder, not"),
         ({"readout_units": -1}, "readout units"),
         ({"readout_units": 2.5}, "readout units"),
         ({"readout_units": True}, "readout units"),

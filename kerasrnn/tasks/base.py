@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 
 import numpy as np
@@ -36,8 +37,7 @@ class Task:
         base = self.base_defaults()
         unknown = sorted(set(overrides) - set(base))
         if unknown:
-            names = ", ".join("--" + key.replace("_", "-") for key in unknown)
-            raise UserError(f"option {names} does not apply to task {self.name!r}")
+            raise UserError(self.unknown_option_message(unknown[0]))
         nulls = sorted(key for key, value in overrides.items() if value is None and key not in nullable_options(self.defaults))
         if nulls:
             raise UserError(f"option {', '.join(nulls)} cannot be null: give a value (or leave it out for the default)")
@@ -53,6 +53,20 @@ class Task:
         validate_common(config)
         self.validate(config)
         return config
+
+    def unknown_option_message(self, key: str) -> str:
+        """Why `key` is refused, with the closest options of this task, or the task it belongs to."""
+        from kerasrnn.tasks import get_task, task_names
+
+        owners = [name for name in task_names() if name != self.name and key in get_task(name).defaults]
+        if owners:
+            return f"option {key!r} applies to task {' and '.join(owners)}, not {self.name!r}"
+        close = difflib.get_close_matches(key, self.base_defaults(), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(repr(name) for name in close)}? " if close else ""
+        return (
+            f"task {self.name!r} has no option {key!r}: {hint}"
+            f"`kerasrnn fit {self.name} --dry-run` lists its options (docs/configuration.md says what each does)"
+        )
 
     def base_defaults(self) -> dict:
         """Every option's default before recipes: the shared ones, then the task's own."""
