@@ -215,8 +215,9 @@ def test_predict_own_images_through_the_cli(tiny_mnist_run, tmp_path, cli):
 
 
 def test_show_into_a_folder_writes_a_file_inside_it(tiny_mnist_run, tmp_path, cli):
-    import kerasrnn
     from PIL import Image, ImageDraw
+
+    import kerasrnn
 
     digit = tmp_path / "digit.png"
     image = Image.new("L", (28, 28), 0)
