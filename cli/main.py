@@ -19,7 +19,7 @@ import typer
 import kerasrnn
 from kerasrnn.backend import BACKENDS, select_backend
 from kerasrnn.config import CELL_NAMES
-from kerasrnn.errors import RunError, UserError
+from kerasrnn.errors import RunError, UserError, reading_from_cli
 from kerasrnn.tasks import task_names
 
 TASKS = ", ".join(task_names())
@@ -225,8 +225,8 @@ def serve(
     if not 0 < port < 65536:
         raise UserError(f"port must be in 1..65535, got {port}")
     select_backend(backend.value if backend else None)
-    typer.echo(f"kerasrnn: serving {run_dir} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
-    serving.serve(run_dir, host, port)
+    announce = lambda: typer.echo(f"kerasrnn: serving {run_dir} on http://{host}:{port}/ (Ctrl-C stops)", err=True)  # noqa: E731
+    serving.serve(run_dir, host, port, announce=announce)
 
 
 @app.command()
@@ -374,7 +374,8 @@ def run(argv: list[str] | None = None) -> None:
     debug = debug_requested(args)
     command = typer.main.get_command(app)
     try:
-        status = command.main(args=args, prog_name="kerasrnn", standalone_mode=False)
+        with reading_from_cli():
+            status = command.main(args=args, prog_name="kerasrnn", standalone_mode=False)
     except typer.Exit as done:
         status = done.exit_code
     except typer.TyperException as error:  # bad options or arguments (Typer's vendored click errors)

@@ -21,7 +21,7 @@ from pathlib import Path
 from kerasrnn import distribution
 from kerasrnn.backend import select_backend
 from kerasrnn.config import choose_task, read_config_file, split_selection
-from kerasrnn.errors import UserError
+from kerasrnn.errors import UserError, option
 
 
 def start(task: str | None = None, config: str | Path | None = None, backend: str | None = None) -> tuple[str, str, dict]:
@@ -59,7 +59,7 @@ def fit(task: str | None = None, *, config: str | Path | None = None, out: str |
     where only process 0 writes the run and gets a Run back (the others get None). docs/distributed.md.
     """
     if resume and out is None:
-        raise UserError("--resume needs --out DIR: the run directory to continue")
+        raise UserError(f"{option('resume', 'True')} needs {option('out')}: the run directory to continue")
     if resume and task is None and config is None and (Path(out) / "config.json").is_file():
         config = Path(out) / "config.json"  # `kerasrnn fit --resume --out DIR` needs no task: the run names it
     devices = distribution.parse_devices(devices)

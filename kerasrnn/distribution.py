@@ -18,7 +18,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 
-from kerasrnn.errors import UserError
+from kerasrnn.errors import UserError, option
 
 ALL = "all"
 UPSTREAM_MULTI_WORKER = "keras-team/keras#20585"
@@ -42,9 +42,9 @@ def parse_devices(text: str | int | None) -> int | str:
     try:
         count = int(str(text).strip())
     except ValueError:
-        raise UserError(f"--devices takes a positive number or 'all', got {text!r}") from None
+        raise UserError(f"{option('devices')} takes a positive number or 'all', got {text!r}") from None
     if count < 1:
-        raise UserError(f"--devices takes a positive number or 'all', got {text!r}")
+        raise UserError(f"{option('devices')} takes a positive number or 'all', got {text!r}")
     return count
 
 
@@ -57,11 +57,11 @@ def parse_cluster(coordinator: str | None, num_processes: int | None, process_id
         raise UserError("a multi-process fit needs all of --coordinator HOST:PORT, --num-processes P and --process-id I")
     host, sep, port = coordinator.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"--coordinator takes HOST:PORT (e.g. 127.0.0.1:9876), got {coordinator!r}")
+        raise UserError(f"{option('coordinator')} takes HOST:PORT (e.g. 127.0.0.1:9876), got {coordinator!r}")
     if num_processes < 1:
-        raise UserError(f"--num-processes must be at least 1, got {num_processes}")
+        raise UserError(f"{option('num_processes')} must be at least 1, got {num_processes}")
     if not 0 <= process_id < num_processes:
-        raise UserError(f"--process-id must be in 0..{num_processes - 1}, got {process_id}")
+        raise UserError(f"{option('process_id')} must be in 0..{num_processes - 1}, got {process_id}")
     return Cluster(coordinator, num_processes, process_id)
 
 
@@ -88,7 +88,7 @@ def start_devices(backend: str, devices: int | str, cluster: Cluster | None = No
         return
     if backend == "torch":
         raise UserError(
-            "--devices and multi-process fits need --backend tensorflow or jax: "
+            f"{option('devices')} and multi-process fits need {option('backend', repr('tensorflow'), 'tensorflow')} or jax: "
             "the installed Keras has no distribution for PyTorch"
         )
     if backend == "tensorflow":
@@ -108,7 +108,7 @@ def start_tensorflow_devices(devices: int | str) -> None:
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         if devices != ALL and devices > len(gpus):
-            raise UserError(f"--devices {devices}: this machine has {len(gpus)} GPU(s)")
+            raise UserError(f"{option('devices', repr(devices), devices)}: this machine has {len(gpus)} GPU(s)")
         return
     if devices == ALL:
         return
@@ -118,7 +118,7 @@ def start_tensorflow_devices(devices: int | str) -> None:
     except RuntimeError:
         if len(tf.config.list_logical_devices("CPU")) != devices:
             raise UserError(
-                f"--devices {devices}: TensorFlow has already started in this process with another device count; "
+                f"{option('devices', repr(devices), devices)}: TensorFlow has already started in this process with another device count; "
                 "start a new process (in a notebook: restart the kernel)"
             ) from None
 
@@ -132,7 +132,7 @@ def start_jax_devices(devices: int | str, cluster: Cluster | None) -> None:
             jax.config.update("jax_num_cpu_devices", devices)
         except RuntimeError:
             raise UserError(
-                f"--devices {devices}: JAX has already started in this process; start a new process "
+                f"{option('devices', repr(devices), devices)}: JAX has already started in this process; start a new process "
                 "(in a notebook: restart the kernel)"
             ) from None
     if cluster is not None:
@@ -231,7 +231,7 @@ def jax_placement(devices: int | str) -> Placement:
     every = jax.devices()  # every process's devices of the default platform
     per_process = jax.local_device_count()
     if devices != ALL and devices > per_process:
-        raise UserError(f"--devices {devices}: this process has {per_process} device(s)")
+        raise UserError(f"{option('devices', repr(devices), devices)}: this process has {per_process} device(s)")
     # Each process contributes its first `devices` devices (all of them for "all").
     taken = per_process if devices == ALL else devices
     chosen = [device for index in range(jax.process_count()) for device in

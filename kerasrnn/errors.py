@@ -1,4 +1,28 @@
-"""Errors the command line turns into one clear line and an exit status."""
+"""Errors the command line turns into one clear line and an exit status, and how they name options."""
+
+import contextlib
+import contextvars
+
+# Who reads the errors: the command line sets "cli" so that messages name its flags; Python readers
+# see the arguments of the kerasrnn functions instead.
+_reader = contextvars.ContextVar("kerasrnn_error_reader", default="python")
+
+
+@contextlib.contextmanager
+def reading_from_cli():
+    token = _reader.set("cli")
+    try:
+        yield
+    finally:
+        _reader.reset(token)
+
+
+def option(name: str, python_value: str = "...", cli_value=None) -> str:
+    """An option as the reader types it: `--out` (`--devices 4`) on the command line, `out=...` in Python."""
+    if _reader.get() == "cli":
+        flag = "--" + name.replace("_", "-")
+        return flag if cli_value is None else f"{flag} {cli_value}"
+    return f"{name}={python_value}"
 
 
 class UserError(Exception):

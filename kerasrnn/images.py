@@ -37,7 +37,7 @@ def load_grey(path: str | Path) -> np.ndarray:
     """Any common image file -> float grey in [0, 1]; one clear error for missing, empty or non-image files."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"image not found: {path}")
+        raise UserError(f"image not found: {path} (an mnist model reads image files of single digits: png, jpg, ...)")
     if path.is_dir():
         raise UserError(f"expected an image file, got a directory: {path}")
     if path.stat().st_size == 0:

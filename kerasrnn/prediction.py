@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kerasrnn.errors import UserError
+from kerasrnn.errors import UserError, option
 from kerasrnn.tasks import get_task
 
 
@@ -28,7 +28,7 @@ def predict_with(task, config: dict, model, inputs: list[str], show: str | None 
     if not inputs:
         raise UserError(f"predict needs inputs for {task.name}: {task.predict_inputs}")
     if show is not None and not task.shows_inputs:
-        raise UserError(f"--show applies to image tasks; {task.name} draws no figure of its inputs")
+        raise UserError(f"{option('show')} applies to image tasks; {task.name} draws no figure of its inputs")
     figure = figure_path(show) if show is not None else None
     result = task.predict(model, config, inputs, show=str(figure) if figure else None)
     if figure:
@@ -46,11 +46,15 @@ def figure_path(show: str | Path) -> Path:
     path = Path(show)
     if str(show).endswith(("/", "\\")) or path.is_dir() or not path.suffix:
         if path.exists() and not path.is_dir():
-            raise UserError(f"--show {show}: that is a file without a figure suffix ({', '.join(FIGURE_SUFFIXES)})")
+            raise UserError(
+                f"{option('show', repr(str(show)), show)}: that is a file without a figure suffix ({', '.join(FIGURE_SUFFIXES)})"
+            )
         path.mkdir(parents=True, exist_ok=True)
         return path / "predictions.png"
     if path.suffix.lower() not in FIGURE_SUFFIXES:
-        raise UserError(f"--show {show}: a figure is saved as {', '.join(FIGURE_SUFFIXES)} (or give a folder)")
+        raise UserError(
+            f"{option('show', repr(str(show)), show)}: a figure is saved as {', '.join(FIGURE_SUFFIXES)} (or give a folder)"
+        )
     if not path.parent.is_dir():
-        raise UserError(f"--show {show}: no such folder {path.parent}")
+        raise UserError(f"{option('show', repr(str(show)), show)}: no such folder {path.parent}")
     return path

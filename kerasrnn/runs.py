@@ -23,7 +23,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from kerasrnn.errors import UserError
+from kerasrnn.errors import UserError, option
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
@@ -96,11 +96,18 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     if has_content and overwrite:
         shutil.rmtree(run_dir)
     elif has_content and is_complete(run_dir) and resume:
-        raise UserError(f"{run_dir} holds a finished run; nothing to resume (use --overwrite to train it again)")
+        raise UserError(
+            f"{run_dir} holds a finished run; nothing to resume (use {option('overwrite', 'True')} to train it again)"
+        )
     elif has_content and is_complete(run_dir):
-        raise UserError(f"{run_dir} already holds a finished run: choose another --out, or pass --overwrite")
+        raise UserError(
+            f"{run_dir} already holds a finished run: choose another {option('out')}, or pass {option('overwrite', 'True')}"
+        )
     elif has_content and not resume:
-        raise UserError(f"{run_dir} holds an unfinished run: pass --resume to continue it or --overwrite to start over")
+        raise UserError(
+            f"{run_dir} holds an unfinished run: pass {option('resume', 'True')} to continue it "
+            f"or {option('overwrite', 'True')} to start over"
+        )
     elif resume and not has_content:
         raise UserError(f"nothing to resume in {run_dir}: it holds no run")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -124,10 +131,20 @@ def read_config(run_dir: Path) -> dict:
         raise UserError(f"no such run directory: {run_dir}")
     if not run_dir.is_dir():
         raise UserError(f"not a run directory: {run_dir}")
+    if not (run_dir / CONFIG_FILE).exists():
+        require_no_runs_inside(run_dir)
     config = read_json(run_dir / CONFIG_FILE, "the run's config.json")
     if "task" not in config:
         raise UserError(f"the run's config.json names no task: {run_dir / CONFIG_FILE}")
     return with_defaults(config)
+
+
+def require_no_runs_inside(folder: Path) -> None:
+    """A folder of runs (a sweep's, a bench's, saved_models) given where one run was meant: name its runs."""
+    inside = sorted(path.parent.name for path in folder.glob(f"*/{CONFIG_FILE}"))
+    if inside:
+        shown = ", ".join(inside[:6]) + (f" and {len(inside) - 6} more" if len(inside) > 6 else "")
+        raise UserError(f"{folder} is a folder of runs, not a run: pick one of them ({shown}), e.g. {folder / inside[0]}")
 
 
 def with_defaults(config: dict) -> dict:

@@ -189,12 +189,16 @@ def create_app(path: str | Path):
     return app
 
 
-def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, announce=lambda: None) -> None:
+    """Serve until stopped; `announce` is called once the model is loaded, just before the server listens."""
     try:
+        import fastapi  # noqa: F401  (create_app's import, checked before anything is loaded)
         import uvicorn
     except ImportError:
         raise UserError("kerasrnn serve needs FastAPI and uvicorn: pip install 'kerasrnn[serve]'") from None
-    uvicorn.run(create_app(path), host=host, port=port, log_level="warning")
+    app = create_app(path)
+    announce()
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ import keras
 from kerasrnn import backend as backends
 from kerasrnn import candidates, distribution, runs
 from kerasrnn.callbacks import EpochTensorBoard, IterationLossLogger, StopOnCtrlC, TrainingClock
-from kerasrnn.errors import RunError, UserError
+from kerasrnn.errors import RunError, UserError, option
 from kerasrnn.plots import HISTORY_FILE, ITERATIONS_FILE
 from kerasrnn.tasks import get_task
 
@@ -105,7 +105,7 @@ def fit(
     placement = distribution.place(devices)
     distribution.require_divisible(config["batch_size"], len(placement.devices))
     if placement.processes > 1 and resume:
-        raise UserError("--resume continues one-process runs only: restart a multi-process fit from the start")
+        raise UserError(f"{option('resume', 'True')} continues one-process runs only: restart a multi-process fit from the start")
     with distribution.run_folder(Path(run_dir), placement) as folder:
         return fit_placed(config, Path(folder), placement, resume, overwrite, verbose, log, lengths)
 

@@ -62,6 +62,18 @@ def test_loading_what_is_not_a_run_is_one_clear_error(tmp_path):
         kerasrnn.load(tmp_path / "nothing")
 
 
+def test_errors_in_python_name_the_arguments_and_on_the_command_line_the_flags(adder_run, capfd):
+    with pytest.raises(UserError, match=r"choose another out=\.\.\., or pass overwrite=True"):
+        kerasrnn.fit("adder", out=adder_run.path, epochs=1, **QUICK_ADDER)
+    with pytest.raises(UserError, match="task 'adder' has no option 'untis': did you mean 'units'"):
+        kerasrnn.fit("adder", untis=3)
+    status, _, err = run_cli_here(capfd, "fit", "adder", "--out", str(adder_run.path), "--epochs", "1")
+    assert status == 2 and "choose another --out, or pass --overwrite" in err
+    # A folder of runs where one run was meant: its runs named.
+    with pytest.raises(UserError, match=rf"{adder_run.path.parent} is a folder of runs, not a run: pick one of them \(adder\)"):
+        kerasrnn.load(adder_run.path.parent)
+
+
 def test_another_backend_after_keras_started_is_refused_with_what_to_do():
     other = "jax" if BACKEND != "jax" else "torch"
     with pytest.raises(UserError, match="restart"):

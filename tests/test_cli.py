@@ -130,3 +130,14 @@ def test_every_command_has_help_readable_at_80_columns(cli, monkeypatch):
     assert "`kerasrnn fit TASK --dry-run` prints" in " ".join(fit_help.split())  # where the task's defaults are
     summary = cli("--help").stdout
     assert "..." not in summary.split("Commands:")[1] and "fit       Train a model on TASK into a run directory." in summary
+
+
+def test_serve_without_its_extra_says_so_before_announcing_anything(monkeypatch, capfd):
+    import sys
+
+    from conftest import run_cli_here
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if `kerasrnn[serve]` were not installed
+    status, out, err = run_cli_here(capfd, "serve", "saved_models/mnist-pretrained")
+    assert status == 2 and err.strip() == "error: kerasrnn serve needs FastAPI and uvicorn: pip install 'kerasrnn[serve]'"
+    assert "serving" not in out + err

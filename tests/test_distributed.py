@@ -147,7 +147,7 @@ def test_bad_distribution_options_are_refused_before_anything_starts(arguments, 
 
 
 def test_torch_is_refused_in_one_line():
-    with pytest.raises(UserError, match="need --backend tensorflow or jax"):
+    with pytest.raises(UserError, match="need backend='tensorflow' or jax"):  # in Python, the argument's name
         distribution.start_devices("torch", 2)
     distribution.start_devices("torch", 1)  # one device: nothing to start
 

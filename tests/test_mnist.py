@@ -237,7 +237,10 @@ def test_show_into_a_folder_writes_a_file_inside_it(tiny_mnist_run, tmp_path, cl
     assert not list(tmp_path.rglob(".tmp-*")) and not (tmp_path / "missing").exists()
 
 
-@pytest.mark.parametrize("kind,expected", [("missing", "not found"), ("empty", "empty"), ("text", "not a readable image")])
+@pytest.mark.parametrize(
+    "kind,expected",
+    [("missing", "not found: {path} (an mnist model reads image files"), ("empty", "empty"), ("text", "not a readable image")],
+)
 def test_bad_image_files_give_one_clear_line(kind, expected, tiny_mnist_run, tmp_path, cli):
     path = tmp_path / "digit.png"
     if kind == "empty":
@@ -247,7 +250,7 @@ def test_bad_image_files_give_one_clear_line(kind, expected, tiny_mnist_run, tmp
     done = cli("predict", str(tiny_mnist_run), str(path))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error:") and expected.format(path=path) in lines[0]
 
 
 def test_data_command_refuses_unknown_sets(cli):
