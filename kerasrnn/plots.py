@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no screen on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from kerasrnn.runs import atomic_path  # noqa: E402
 
@@ -32,6 +33,36 @@ def read_csv_columns(path: Path) -> dict[str, list[float]]:
     return columns
 
 
+CELL_TITLES = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
+LOSS_TITLES = {"mse": "MSE loss", "bce": "binary cross-entropy loss", "ce": "binary cross-entropy loss"}
+
+
+def run_title(config: dict) -> str:
+    """What a figure shows, for a reader of a report: task, model and loss, e.g. 'adder: LSTM 10, MSE loss'."""
+    model = f"{'bidirectional ' if config['bidirectional'] else ''}{CELL_TITLES[config['cell']]} {config['units']}"
+    if config["layers"] > 1:
+        model += f" x {config['layers']} layers"
+    return f"{config['task']}: {model}, {loss_title(config)}"
+
+
+def loss_title(config: dict) -> str:
+    return LOSS_TITLES.get(config.get("loss"), "cross-entropy loss")
+
+
+def whole_epochs(axis, epochs: list[int]) -> None:
+    """Epochs are whole numbers: integer ticks only, and one epoch centred rather than spread over 0.96-1.04."""
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(set(epochs)) == 1:
+        axis.set_xlim(epochs[0] - 1, epochs[0] + 1)
+        axis.set_xticks([epochs[0]])
+
+
+def plain_numbers(axis) -> None:
+    """Tick labels as plain numbers (0.2, 2), not 2x10^-1, on linear and log axes alike."""
+    axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+
+
 def save(figure, run_dir: Path, name: str) -> Path:
     return save_to(figure, Path(run_dir) / "plots" / name)
 
@@ -45,7 +76,7 @@ def save_to(figure, path: Path) -> Path:
     return path
 
 
-def iteration_loss(run_dir: Path) -> Path:
+def iteration_loss(run_dir: Path, config: dict) -> Path:
     """Training loss of every iteration (batch), with a moving average to read the trend."""
     columns = read_csv_columns(Path(run_dir) / ITERATIONS_FILE)
     losses = columns.get("loss", [])
@@ -58,16 +89,17 @@ def iteration_loss(run_dir: Path) -> Path:
 
         smooth = np.convolve(losses, kernel, mode="valid")
         axis.plot(range(window, len(losses) + 1), smooth, lw=1.5, label=f"moving average ({window})")
-    axis.set_xlabel("iteration")
-    axis.set_ylabel("training loss")
+    axis.set_xlabel("iteration (batch)")
+    axis.set_ylabel(f"training {loss_title(config)}")
     axis.set_yscale("log" if losses and min(losses) > 0 else "linear")
-    axis.set_title("Training loss per iteration")
+    plain_numbers(axis)
+    axis.set_title(f"{run_title(config)}: training loss per iteration")
     axis.grid(alpha=0.3)
     axis.legend()
     return save(figure, run_dir, "loss_per_iteration.png")
 
 
-def epoch_curves(run_dir: Path, metrics: list[str]) -> Path:
+def epoch_curves(run_dir: Path, metrics: list[str], config: dict) -> Path:
     """One panel per metric: training and validation value per epoch."""
     columns = read_csv_columns(Path(run_dir) / HISTORY_FILE)
     epochs = [int(e) + 1 for e in columns.get("epoch", [])]
@@ -78,9 +110,11 @@ def epoch_curves(run_dir: Path, metrics: list[str]) -> Path:
             if values:
                 axis.plot(epochs, values, marker="o", ms=3, label=label)
         axis.set_xlabel("epoch")
-        axis.set_title(metric.replace("_", " "))
+        axis.set_title(loss_title(config) if metric == "loss" else metric.replace("_", " "))
+        whole_epochs(axis, epochs)
         axis.grid(alpha=0.3)
         axis.legend()
+    figure.suptitle(run_title(config))
     figure.tight_layout()
     return save(figure, run_dir, "epoch_curves.png")
 
@@ -90,6 +124,7 @@ def accuracy_by_length(
     by_length: dict,
     metrics: list[str],
     train_lengths: tuple[int, int],
+    config: dict,
     name: str = "accuracy_by_length.png",
 ) -> Path:
     """Accuracy against sequence length, the training length(s) marked."""
@@ -105,7 +140,7 @@ def accuracy_by_length(
     axis.set_xlabel("sequence length")
     axis.set_ylabel("accuracy")
     axis.set_ylim(-0.02, 1.02)
-    axis.set_title("Accuracy against length")
+    axis.set_title(f"{run_title(config)}: accuracy against length")
     axis.grid(alpha=0.3)
     axis.legend()
     return save(figure, run_dir, name)
@@ -189,18 +224,29 @@ def bench_bars(path: Path, document: dict) -> Path:
     return save_to(figure, path)
 
 
-def sweep_curves(path: Path, histories: dict[str, dict], metric: str = "val_loss") -> Path:
-    """One line per configuration: `metric` per epoch, overlaid."""
-    figure, axis = plt.subplots(figsize=(8, 4.5))
-    for name, columns in histories.items():
-        values = columns.get(metric, [])
-        axis.plot(range(1, len(values) + 1), values, marker=".", label=name)
-    axis.set_xlabel("epoch")
-    axis.set_ylabel(metric.replace("_", " "))
-    if metric.endswith("loss") and all(min(c.get(metric) or [1]) > 0 for c in histories.values()):
-        axis.set_yscale("log")
-    axis.legend(fontsize=7, ncol=2)
-    axis.set_title(f"{metric.replace('_', ' ')} per epoch, every configuration")
+def sweep_curves(path: Path, histories: dict[str, dict], configs: dict[str, dict], metric: str = "val_loss") -> Path:
+    """One line per configuration: `metric` per epoch, overlaid; losses of different scales (MSE, cross-entropy)
+    each in their own panel."""
+    panels: dict[str, list[str]] = {}
+    for name in histories:
+        panels.setdefault(loss_title(configs[name]), []).append(name)
+    figure, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), 4.5), squeeze=False)
+    task = next(iter(configs.values()))["task"]
+    for axis, (loss, names) in zip(axes[0], panels.items()):
+        epochs = []
+        for name in names:
+            values = histories[name].get(metric, [])
+            epochs += range(1, len(values) + 1)
+            axis.plot(range(1, len(values) + 1), values, marker=".", label=name)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(f"{metric.replace('val_', 'validation ').replace('_', ' ')} ({loss})")
+        if metric.endswith("loss") and all(min(histories[name].get(metric) or [1]) > 0 for name in names):
+            axis.set_yscale("log")
+        plain_numbers(axis)
+        whole_epochs(axis, epochs or [1])
+        axis.legend(fontsize=7, ncol=2)
+        axis.set_title(f"{task}: {loss}, validation, per epoch")
+    figure.tight_layout()
     return save_to(figure, path)
 
 
@@ -215,4 +261,5 @@ def sweep_accuracy_by_length(path: Path, by_length: dict[str, dict], metric: str
     axis.set_ylim(-0.02, 1.02)
     axis.legend(fontsize=7, ncol=2)
     axis.set_title(f"{metric.replace('_', ' ')} against length, every configuration")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     return save_to(figure, path)

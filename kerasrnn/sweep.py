@@ -83,7 +83,7 @@ def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengt
     )
     for name, config in configurations:  # all before anything trains
         require_same_options(out / name, config, keras.backend.backend())
-    rows, histories, by_length = [], {}, {}
+    rows, histories, configs, by_length = [], {}, {}, {}
     for number, (name, config) in enumerate(configurations, 1):
         run_dir = out / name
         if runs.is_complete(run_dir):
@@ -98,10 +98,11 @@ def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengt
             metrics["by_length"] = lengths_evaluation(run_dir, lengths)  # a run fitted with other lengths
         rows.append(table_row(name, config, metrics))
         histories[name] = plots.read_csv_columns(run_dir / plots.HISTORY_FILE)
+        configs[name] = config
         if metrics.get("by_length"):
             by_length[name] = metrics["by_length"]
     document = {"task": task_name, "date": time.strftime("%Y-%m-%d"), "grid": grid, "options": options, "rows": rows}
-    write_results(out, document, histories, by_length)
+    write_results(out, document, histories, configs, by_length)
     return document
 
 
@@ -167,13 +168,13 @@ def training_range(config: dict) -> tuple[int, int]:
     return config.get("min_length", 0), config.get("max_length", 0)
 
 
-def write_results(out: Path, document: dict, histories: dict, by_length: dict) -> None:
+def write_results(out: Path, document: dict, histories: dict, configs: dict, by_length: dict) -> None:
     rows = document["rows"]
     columns = list(dict.fromkeys(key for row in rows for key in row))
     runs.write_json_atomic(out / "sweep.json", document)
     tables.write_csv(out / "sweep.csv", rows, columns)
     runs.write_text_atomic(out / "sweep.md", tables.markdown(rows, columns, format_cell=format_cell) + "\n")
-    plots.sweep_curves(out / "val_loss.png", histories)
+    plots.sweep_curves(out / "val_loss.png", histories, configs)
     if by_length:
         plots.sweep_accuracy_by_length(out / "accuracy_by_length.png", by_length)
 

@@ -274,13 +274,14 @@ class AdderTask(Task):
 
     def plot(self, run_dir, config: dict, evaluation: dict) -> list:
         return [
-            plots.iteration_loss(run_dir),
-            plots.epoch_curves(run_dir, ["loss", "bit_accuracy", "exact_accuracy"]),
+            plots.iteration_loss(run_dir, config),
+            plots.epoch_curves(run_dir, ["loss", "exact_accuracy", "bit_accuracy"], config),
             plots.accuracy_by_length(
                 run_dir,
                 evaluation["by_length"],
-                ["bit_accuracy", "exact_accuracy"],
+                ["exact_accuracy", "bit_accuracy"],
                 train_lengths=(config["train_length"], config["train_length"]),
+                config=config,
             ),
         ]
 

@@ -225,8 +225,8 @@ class MnistTask(Task):
     def plot(self, run_dir, config: dict, evaluation: dict) -> list:
         x_test, y_test, predicted = evaluation.pop("_examples")
         return [
-            plots.iteration_loss(run_dir),
-            plots.epoch_curves(run_dir, ["loss", "accuracy"]),
+            plots.iteration_loss(run_dir, config),
+            plots.epoch_curves(run_dir, ["loss", "accuracy"], config),
             plots.confusion_matrix(run_dir, np.array(evaluation["confusion_matrix"])),
             plots.sample_grid(run_dir, x_test, y_test, predicted, seed=config["seed"]),
         ]

@@ -290,10 +290,14 @@ class RecallTask(Task):
 
     def plot(self, run_dir, config: dict, evaluation: dict) -> list:
         return [
-            plots.iteration_loss(run_dir),
-            plots.epoch_curves(run_dir, ["loss", "accuracy"]),
+            plots.iteration_loss(run_dir, config),
+            plots.epoch_curves(run_dir, ["loss", "accuracy"], config),
             plots.accuracy_by_length(
-                run_dir, evaluation["by_length"], ["exact_accuracy"], train_lengths=(config["min_length"], config["max_length"])
+                run_dir,
+                evaluation["by_length"],
+                ["exact_accuracy"],
+                train_lengths=(config["min_length"], config["max_length"]),
+                config=config,
             ),
         ]
 
