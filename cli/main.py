@@ -41,7 +41,7 @@ Backend = Enum("Backend", {name: name for name in BACKENDS}, type=str)
 
 BackendOption = Annotated[
     Backend | None,
-    typer.Option(help="Keras backend (default: $KERAS_BACKEND, else tensorflow)."),
+    typer.Option(help="Keras backend (default: $KERAS_BACKEND, else tensorflow).", case_sensitive=False),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
 
@@ -77,7 +77,7 @@ ConfigOption = Annotated[
 def fit(
     task: Annotated[str | None, typer.Argument(help=f"{TASKS} (may come from --config).")] = None,
     config: ConfigOption = None,
-    cell: Annotated[Cell | None, typer.Option(help="Recurrent cell.")] = None,
+    cell: Annotated[Cell | None, typer.Option(help="Recurrent cell.", case_sensitive=False)] = None,
     units: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
     layers: Annotated[int | None, typer.Option(help="Stacked recurrent layers.")] = None,
     bidirectional: Annotated[bool | None, typer.Option("--bidirectional/--unidirectional", help="Read both ways.")] = None,

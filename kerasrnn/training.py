@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -102,12 +103,21 @@ def fit(
     devices per process (kerasrnn.distribution, started by `distribution.start_devices`); in a multi-process
     run only process 0 writes `run_dir` and returns metrics, the others train alongside it and return None.
     """
+    verbose = progress_verbosity(verbose)
     placement = distribution.place(devices)
     distribution.require_divisible(config["batch_size"], len(placement.devices))
     if placement.processes > 1 and resume:
         raise UserError(f"{option('resume', 'True')} continues one-process runs only: restart a multi-process fit from the start")
     with distribution.run_folder(Path(run_dir), placement) as folder:
         return fit_placed(config, Path(folder), placement, resume, overwrite, verbose, log, lengths)
+
+
+def progress_verbosity(verbose: int | str) -> int | str:
+    """'auto': Keras' progress bar on a terminal or in a notebook; one line per epoch (Keras' verbose=2) when the
+    output goes to a file or a pipe, where a bar's hundreds of redraws and colour codes would fill the log."""
+    if verbose != "auto":
+        return verbose
+    return 1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2
 
 
 def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: bool, verbose, log, lengths) -> dict | None:

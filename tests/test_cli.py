@@ -141,3 +141,22 @@ def test_serve_without_its_extra_says_so_before_announcing_anything(monkeypatch,
     status, out, err = run_cli_here(capfd, "serve", "saved_models/mnist-pretrained")
     assert status == 2 and err.strip() == "error: kerasrnn serve needs FastAPI and uvicorn: pip install 'kerasrnn[serve]'"
     assert "serving" not in out + err
+
+
+def test_progress_written_to_a_file_is_one_line_per_epoch(tmp_path, cli):
+    done = cli("fit", "adder", "-o", "epochs=2", "-o", "steps_per_epoch=30", "--out", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stdout and "\x1b[" not in done.stdout  # no redraws, no colour codes in a log file
+    epoch_lines = [line for line in done.stdout.splitlines() if line.startswith("30/30 - ")]
+    assert len(epoch_lines) == 2 and "val_loss" in epoch_lines[-1]
+
+
+def test_named_choices_are_accepted_in_any_case(capfd):
+    from conftest import run_cli_here
+
+    status, out, err = run_cli_here(
+        capfd, "fit", "adder", "--cell", "LSTM", "--loss", "BCE", "-o", "lr_schedule=Cosine", "--dry-run"
+    )
+    assert status == 0, err
+    config = json.loads(out)
+    assert (config["cell"], config["loss"], config["lr_schedule"]) == ("lstm", "bce", "cosine")

@@ -140,9 +140,10 @@ def test_cli_round_trip(k0_run, capfd):
     assert status == 0, err
     result = json.loads(out)
     assert result["sequence"] == [7, 1, 4] and result["index"] == 0 and result["digit"] == 7
-    assert 0.5 < result["confidence"] <= 1.0
+    assert 0.5 < result["confidence"] <= 1.0 and "note" not in result  # one digit per argument: nothing to say
     status, out, _ = run_cli_here(capfd, "predict", str(run_dir), "52")
     assert status == 0 and "[5] 2" in out and "is 5" in out
+    assert out.splitlines()[-1] == "(each digit is one step of the sequence: 52 was read as 5 2)"
     status, _, err = run_cli_here(capfd, "predict", str(run_dir), "4", "a")
     assert status == 2 and err.strip().startswith("error:") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     status, out, _ = run_cli_here(capfd, "evaluate", str(run_dir), "--lengths", "2-3", "--json")

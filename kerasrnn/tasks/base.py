@@ -10,6 +10,9 @@ import numpy as np
 from kerasrnn.config import COMMON_DEFAULTS, Recipe, format_settings, nullable_options
 from kerasrnn.errors import UserError, require
 
+# Options whose values are names, accepted in any case (LSTM, Cosine, BCE).
+NAMED_CHOICES = ("cell", "loss", "lr_schedule", "train_step", "jit_compile")
+
 
 class Task:
     """A learning problem: its data, its model head, its metrics, its inputs and outputs.
@@ -35,6 +38,8 @@ class Task:
         Options of other tasks are refused; None means "none" where an option allows it.
         """
         base = self.base_defaults()
+        overrides = {key: value.lower() if key in NAMED_CHOICES and isinstance(value, str) else value
+                     for key, value in overrides.items()}  # fmt: skip
         unknown = sorted(set(overrides) - set(base))
         if unknown:
             raise UserError(self.unknown_option_message(unknown[0]))

@@ -125,6 +125,15 @@ def parse_digit_sequence(inputs: list[str]) -> list[int]:
     return [int(char) for char in text]
 
 
+def split_note(inputs: list[str]) -> dict:
+    """A note where an input of several digits was read digit by digit (12 is the digits 1 and 2, not twelve)."""
+    joined = [part for part in inputs if len(part.replace(",", "").strip()) > 1]
+    if not joined:
+        return {}
+    example = joined[0].replace(",", "").strip()
+    return {"note": f"each digit is one step of the sequence: {example} was read as {' '.join(example)}"}
+
+
 class RecallTask(Task):
     name = "recall"
     defaults = {
@@ -278,15 +287,17 @@ class RecallTask(Task):
             "expected": sequence[index],
             "correct": digit == sequence[index],
             "probabilities": [round(float(p), 6) for p in probabilities],
+            **split_note(inputs),
         }
 
     def describe_prediction(self, result: dict) -> str:
         verdict = "correct" if result["correct"] else f"WRONG, it is {result['expected']}"
         shown = " ".join(f"[{d}]" if i == result["index"] else str(d) for i, d in enumerate(result["sequence"]))
-        return (
+        line = (
             f"sequence {shown}: digit at position {result['index']} is {result['digit']} "
             f"(confidence {result['confidence']:.3f}, {verdict})"
         )
+        return f"{line}\n({result['note']})" if result.get("note") else line
 
     def plot(self, run_dir, config: dict, evaluation: dict) -> list:
         return [
