@@ -156,7 +156,11 @@ def export_run(run_dir: Path, fmt: str, out: Path | None = None, log=print) -> d
     writer = {"keras": write_keras, "savedmodel": write_saved_model, "tflite": write_tflite}[fmt]
     metadata["interface"] = writer(model, out)
     log(f"kerasrnn: wrote {out}; checking it against the Keras model")
-    metadata["parity"] = check_parity(model, config, load_artifact(out, metadata))
+    try:
+        metadata["parity"] = check_parity(model, config, load_artifact(out, metadata))
+    except BaseException:
+        remove_artifact(out)  # an artifact that could not be checked is not left behind without its metadata
+        raise
     metadata["size_bytes"] = artifact_size(out)
     runs.write_json_atomic(metadata_path(out), metadata)
     if metadata["parity"]["max_abs_difference"] > PARITY_TOLERANCE:
@@ -165,6 +169,11 @@ def export_run(run_dir: Path, fmt: str, out: Path | None = None, log=print) -> d
             f"(> {PARITY_TOLERANCE}); the artifact is in {out}, but do not trust it"
         )
     return metadata
+
+
+def remove_artifact(out: Path) -> None:
+    shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
+    metadata_path(out).unlink(missing_ok=True)
 
 
 def write_keras(model, out: Path) -> dict:
@@ -260,7 +269,9 @@ class LiteRTRunner:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
-            raise UserError('running a .tflite artifact needs LiteRT: pip install "kerasrnn[litert]"') from None
+            raise UserError(
+                "running a .tflite artifact needs LiteRT: pip install ai-edge-litert (no Windows build exists)"
+            ) from None
         try:
             with native_stderr_silenced():  # the interpreter announces its CPU delegate on fd 2
                 self.interpreter = Interpreter(model_path=str(path))

@@ -28,3 +28,22 @@ def test_every_relative_link_resolves():
         if not (page.parent / target).exists()
     ]
     assert not broken
+
+
+def test_readme_python_block_runs_as_written(tmp_path):
+    """In a fresh process in an empty folder, on the default backend, with what the first install command installs."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    [block] = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    check = "\nimport json\nprint(json.dumps(run.predict(['1011', '110'])))\n"
+    env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+    done = subprocess.run(
+        [sys.executable, "-c", block + check], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["sum"] == "10001"  # 11 + 6, learned
+    metadata = json.loads((tmp_path / "adder.tflite.json").read_text())
+    assert metadata["format"] == "tflite" and metadata["parity"]["max_abs_difference"] <= 1e-5

@@ -154,3 +154,17 @@ def test_export_refuses_unknown_format_and_missing_run(tmp_path):
     with pytest.raises(UserError, match="not a SavedModel export"):  # never rmtree a run directory
         export.export_run(run_dir, "savedmodel", run_dir)
     assert (run_dir / "model.keras").exists()
+
+
+def test_an_export_that_cannot_be_checked_leaves_nothing_behind(tmp_path, monkeypatch):
+    run_dir = untrained_run(tmp_path / "run", "adder", units=3)
+
+    def no_runtime(path, metadata):
+        raise UserError("running a .tflite artifact needs LiteRT: pip install ai-edge-litert")
+
+    monkeypatch.setattr(export, "load_artifact", no_runtime)
+    for fmt, out in (("tflite", tmp_path / "adder.tflite"), ("savedmodel", tmp_path / "adder-savedmodel")):
+        with pytest.raises(UserError, match="needs LiteRT"):
+            export.export_run(run_dir, fmt, out, log=lambda line: None)
+        assert not out.exists() and not export.metadata_path(out).exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
