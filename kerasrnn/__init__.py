@@ -8,6 +8,17 @@ Importing this package does not import Keras: the backend is chosen by the first
 (`backend=...`, else $KERAS_BACKEND, else TensorFlow). Once Keras is imported, by this toolkit or by
 anyone, the toolkit's layers and metrics are registered with it, so a run's model.keras loads with
 plain `keras.models.load_model(path)`, compiled.
+
+The import boundary (tests/test_imports.py holds every module to it): these modules import none of
+keras, tensorflow, jax or torch when they are imported, so the command line can parse options, refuse
+bad input and choose the backend first:
+
+    api, backend, bench, config, datasets, distribution, errors, export, handwriting, images, plots,
+    prediction, reports, runs, serve, sweep, tables, tasks (the registry; not the task modules),
+    tasks.base, torch_reference, and the command line (kerasrnn_cli.main)
+
+Keras and a backend come in with the others (callbacks, candidates, layers, metrics, models, training,
+torch_kernels, torch_trainer, the task modules), imported inside the functions that need them.
 """
 
 import wrapt

@@ -18,7 +18,7 @@ import base64
 import html
 from pathlib import Path
 
-from kerasrnn import distribution
+from kerasrnn import distribution, runs
 from kerasrnn.backend import select_backend
 from kerasrnn.config import choose_task, read_config_file, split_selection
 from kerasrnn.errors import UserError, option
@@ -60,8 +60,8 @@ def fit(task: str | None = None, *, config: str | Path | None = None, out: str |
     """
     if resume and out is None:
         raise UserError(f"{option('resume', 'True')} needs {option('out')}: the run directory to continue")
-    if resume and task is None and config is None and (Path(out) / "config.json").is_file():
-        config = Path(out) / "config.json"  # `kerasrnn fit --resume --out DIR` needs no task: the run names it
+    if resume and task is None and config is None and (Path(out) / runs.CONFIG_FILE).is_file():
+        config = Path(out) / runs.CONFIG_FILE  # `kerasrnn fit --resume --out DIR` needs no task: the run names it
     devices = distribution.parse_devices(devices)
     cluster = distribution.parse_cluster(coordinator, num_processes, process_id)
     resolved = resolve_config(task, config, backend, log=log, **options)
@@ -69,7 +69,7 @@ def fit(task: str | None = None, *, config: str | Path | None = None, out: str |
     if asked:  # refused before any device starts; "all" is checked once the devices are known
         distribution.require_divisible(resolved["batch_size"], asked)
     distribution.start_devices(resolved["backend"], devices, cluster)  # before the backend computes anything
-    from kerasrnn import runs, training  # after the backend is chosen: they import Keras
+    from kerasrnn import training  # after the backend is chosen: it imports Keras
 
     run_dir = Path(out) if out is not None else runs.default_run_dir(resolved)
     metrics = training.fit(resolved, run_dir, resume=resume, overwrite=overwrite, verbose=verbose, log=log,
@@ -96,7 +96,7 @@ class Run:
     """A trained run directory or an exported artifact: its config, results, figures and model."""
 
     def __init__(self, path: str | Path):
-        from kerasrnn import export, runs
+        from kerasrnn import export
 
         self.path = Path(path)
         self.is_artifact = export.artifact_format(self.path) not in (None, "run")
@@ -113,22 +113,20 @@ class Run:
     @property
     def metrics(self) -> dict:
         """metrics.json of a run; an artifact's export record (task, config, parity)."""
-        from kerasrnn import export, runs
+        from kerasrnn import export
 
         return export.read_metadata(self.path) if self.is_artifact else runs.read_metrics(self.path)
 
     @property
     def history(self) -> dict[str, list[float]]:
         """Per-epoch metrics from history.csv, as Keras' History.history: {"loss": [...], ...}."""
-        from kerasrnn import plots
-
         self._require_run("history")
-        return plots.read_csv_columns(self.path / plots.HISTORY_FILE)
+        return runs.read_history(self.path)
 
     @property
     def figures(self) -> list[Path]:
         """The run's figures (plots/*.png)."""
-        return sorted((self.path / "plots").glob("*.png")) if not self.is_artifact else []
+        return runs.figures(self.path) if not self.is_artifact else []
 
     def evaluate(self, lengths: str | list[int] | None = None) -> dict:
         """Test metrics and, for sequence tasks, accuracy at each of `lengths`: what `evaluate --json` prints."""
@@ -177,10 +175,8 @@ class Run:
 
     def _repr_html_(self) -> str:
         """How a notebook shows a Run: what it is, its test result and its figures."""
-        from kerasrnn import runs
-
         lines = [f"<b>{html.escape(self.task)}</b> run <code>{html.escape(str(self.path))}</code>"]
-        if not self.is_artifact and (self.path / "metrics.json").exists():
+        if not self.is_artifact and runs.is_complete(self.path):
             test = self.metrics["test"]
             lines.append(html.escape(runs.describe_test(test)))
         for figure in self.figures:

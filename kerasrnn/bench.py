@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from kerasrnn import runs, tables
+from kerasrnn import reports, runs, tables
 from kerasrnn.backend import BACKENDS, INSTALL_HINTS, backend_installed, cli_command
 from kerasrnn.config import format_option_value
 from kerasrnn.errors import UserError, require
@@ -81,7 +81,7 @@ def bench_backend(task: str, backend: str, options: dict, out: Path, devices: in
     status, wall, memory, stderr = run_measured(command)
     if status != 0:
         return {"backend": backend, "devices": devices, "status": f"failed: {stderr.splitlines()[-1] if stderr else status}"}
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = runs.read_metrics(run_dir)
     return row_from_metrics(backend, metrics, wall, memory)
 
 
@@ -144,7 +144,7 @@ def bench(task: str, backends: list[str], options: dict, out: Path, reference: b
     document = {
         "task": task,
         "options": options,
-        "machine": machine_description(),
+        "machine": reports.machine_description(),
         "date": time.strftime("%Y-%m-%d"),
         "results": results,
     }
@@ -209,12 +209,6 @@ def scaling_table(rows: list[dict]) -> str:
             "distributed set-up, it cannot show a speed-up."
         )
     return table
-
-
-def machine_description() -> str:
-    import platform
-
-    return f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores)"
 
 
 def write_tables(document: dict, out: Path) -> None:

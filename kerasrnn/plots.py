@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import matplotlib
@@ -11,27 +10,7 @@ matplotlib.use("Agg")  # files only: no screen on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
-from kerasrnn.runs import atomic_path  # noqa: E402
-
-ITERATIONS_FILE = "iterations.csv"
-HISTORY_FILE = "history.csv"
-
-
-def read_csv_columns(path: Path) -> dict[str, list[float]]:
-    """A CSV of numbers as {column: values}; empty when the file is missing."""
-    if not path.exists():
-        return {}
-    with path.open() as handle:
-        rows = list(csv.DictReader(handle))
-    columns: dict[str, list[float]] = {}
-    for row in rows:
-        for key, value in row.items():
-            try:
-                columns.setdefault(key, []).append(float(value))
-            except (TypeError, ValueError):
-                columns.setdefault(key, []).append(float("nan"))
-    return columns
-
+from kerasrnn.runs import atomic_path, plots_dir, read_history, read_iterations  # noqa: E402
 
 CELL_TITLES = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
 LOSS_TITLES = {"mse": "MSE loss", "bce": "binary cross-entropy loss", "ce": "binary cross-entropy loss"}
@@ -64,7 +43,7 @@ def plain_numbers(axis) -> None:
 
 
 def save(figure, run_dir: Path, name: str) -> Path:
-    return save_to(figure, Path(run_dir) / "plots" / name)
+    return save_to(figure, plots_dir(run_dir) / name)
 
 
 def save_to(figure, path: Path) -> Path:
@@ -78,7 +57,7 @@ def save_to(figure, path: Path) -> Path:
 
 def iteration_loss(run_dir: Path, config: dict) -> Path:
     """Training loss of every iteration (batch), with a moving average to read the trend."""
-    columns = read_csv_columns(Path(run_dir) / ITERATIONS_FILE)
+    columns = read_iterations(run_dir)
     losses = columns.get("loss", [])
     figure, axis = plt.subplots(figsize=(7, 4))
     axis.plot(range(1, len(losses) + 1), losses, lw=0.6, alpha=0.5, label="loss per iteration")
@@ -101,7 +80,7 @@ def iteration_loss(run_dir: Path, config: dict) -> Path:
 
 def epoch_curves(run_dir: Path, metrics: list[str], config: dict) -> Path:
     """One panel per metric: training and validation value per epoch."""
-    columns = read_csv_columns(Path(run_dir) / HISTORY_FILE)
+    columns = read_history(run_dir)
     epochs = [int(e) + 1 for e in columns.get("epoch", [])]
     figure, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.8), squeeze=False)
     for axis, metric in zip(axes[0], metrics):

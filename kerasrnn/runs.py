@@ -1,4 +1,4 @@
-"""The run directory: what a fit writes, and how every other command reads it.
+"""The run directory: what a fit writes, and how every other command reads it (the one home of its format).
 
 RUN_DIR/config.json    everything needed to rebuild the model and the data
 RUN_DIR/model.keras    the trained model
@@ -7,7 +7,7 @@ RUN_DIR/iterations.csv per-iteration training loss
 RUN_DIR/metrics.json   the results, written last: its presence marks a complete run
 RUN_DIR/plots/*.png    figures
 RUN_DIR/tensorboard/   TensorBoard logs (`tensorboard --logdir RUN_DIR/..` compares runs)
-RUN_DIR/checkpoints/   resumable state while a fit runs (Keras BackupAndRestore)
+RUN_DIR/checkpoints/   the best epoch's weights, and resumable state while a fit runs (Keras BackupAndRestore)
 
 Every file is written to a temporary name and renamed into place, so a crash
 never leaves a half-written file under its real name.
@@ -16,6 +16,7 @@ never leaves a half-written file under its real name.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import shutil
@@ -27,8 +28,12 @@ from kerasrnn.errors import UserError, option
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.csv"
+ITERATIONS_FILE = "iterations.csv"
 METRICS_FILE = "metrics.json"
+PLOTS_DIR = "plots"
 CHECKPOINT_DIR = "checkpoints"
+BEST_WEIGHTS = "best.weights.h5"  # in CHECKPOINT_DIR
 TENSORBOARD_DIR = "tensorboard"
 DEFAULT_ROOT = Path("saved_models")
 
@@ -160,6 +165,44 @@ def with_defaults(config: dict) -> dict:
 
 def read_metrics(run_dir: Path) -> dict:
     return read_json(Path(run_dir) / METRICS_FILE, "the run's metrics.json")
+
+
+def read_csv_columns(path: Path) -> dict[str, list[float]]:
+    """A CSV of numbers as {column: values}; empty when the file is missing."""
+    if not path.exists():
+        return {}
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            try:
+                columns.setdefault(key, []).append(float(value))
+            except (TypeError, ValueError):
+                columns.setdefault(key, []).append(float("nan"))
+    return columns
+
+
+def read_history(run_dir: Path) -> dict[str, list[float]]:
+    """Per-epoch metrics as {column: values} (empty before the first epoch ends)."""
+    return read_csv_columns(Path(run_dir) / HISTORY_FILE)
+
+
+def read_iterations(run_dir: Path) -> dict[str, list[float]]:
+    """Every iteration's training loss as {column: values}."""
+    return read_csv_columns(Path(run_dir) / ITERATIONS_FILE)
+
+
+def plots_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / PLOTS_DIR
+
+
+def figures(run_dir: Path) -> list[Path]:
+    return sorted(plots_dir(run_dir).glob("*.png"))
+
+
+def best_weights(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / BEST_WEIGHTS
 
 
 def headline_accuracy(test: dict) -> float:

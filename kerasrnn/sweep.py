@@ -97,7 +97,7 @@ def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengt
         if lengths and set(metrics.get("by_length", {})) != {str(n) for n in lengths}:
             metrics["by_length"] = lengths_evaluation(run_dir, lengths)  # a run fitted with other lengths
         rows.append(table_row(name, config, metrics))
-        histories[name] = plots.read_csv_columns(run_dir / plots.HISTORY_FILE)
+        histories[name] = runs.read_history(run_dir)
         configs[name] = config
         if metrics.get("by_length"):
             by_length[name] = metrics["by_length"]

@@ -18,10 +18,7 @@ from kerasrnn import backend as backends
 from kerasrnn import candidates, distribution, runs
 from kerasrnn.callbacks import EpochTensorBoard, IterationLossLogger, StopOnCtrlC, TrainingClock
 from kerasrnn.errors import RunError, UserError, option
-from kerasrnn.plots import HISTORY_FILE, ITERATIONS_FILE
 from kerasrnn.tasks import get_task
-
-BEST_WEIGHTS = "best.weights.h5"
 
 
 def steady_samples_per_second(epoch_seconds: list[float], samples_per_epoch: int) -> float:
@@ -139,19 +136,19 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
     with placement.scope():
         model = training_model(task, config, steps_per_epoch)
 
-    checkpoints = run_dir / runs.CHECKPOINT_DIR
-    checkpoints.mkdir(exist_ok=True)
+    best_weights = runs.best_weights(run_dir)
+    best_weights.parent.mkdir(exist_ok=True)
     clock = TrainingClock()
     callbacks = [
         keras.callbacks.BackupAndRestore(str(runs.backup_dir(run_dir))),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.ModelCheckpoint(
-            str(checkpoints / BEST_WEIGHTS), save_best_only=True, save_weights_only=True, **checkpoint_monitor(config)
+            str(best_weights), save_best_only=True, save_weights_only=True, **checkpoint_monitor(config)
         ),
-        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=resume),
+        keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_FILE), append=resume),
         # Loss, metrics and learning rate per epoch under tensorboard/train and tensorboard/validation.
         EpochTensorBoard(str(run_dir / runs.TENSORBOARD_DIR), write_graph=False),
-        IterationLossLogger(run_dir / ITERATIONS_FILE, tensorboard_dir=run_dir / runs.TENSORBOARD_DIR / "train"),
+        IterationLossLogger(run_dir / runs.ITERATIONS_FILE, tensorboard_dir=run_dir / runs.TENSORBOARD_DIR / "train"),
         clock,
     ]
     ctrl_c = StopOnCtrlC()  # last: every other callback has finished an epoch before it can stop the fit
@@ -172,12 +169,12 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
     if any(not math.isfinite(value) for value in losses):
         raise RunError(
             f"training stopped: the loss became non-finite at epoch {clock.last_epoch + 2}; "
-            f"the best weights so far are in {checkpoints / BEST_WEIGHTS}; try a lower --lr"
+            f"the best weights so far are in {best_weights}; try a lower --lr"
         )
 
     # Keep the epoch that did best on validation, not merely the last one.
-    if (checkpoints / BEST_WEIGHTS).exists():
-        model.load_weights(checkpoints / BEST_WEIGHTS)
+    if best_weights.exists():
+        model.load_weights(best_weights)
     if placement.distributed:
         model = on_one_device(task, config, model, placement, steps_per_epoch)
     if not placement.writes_run:

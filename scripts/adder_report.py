@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from kerasrnn.backend import cli_command
+from kerasrnn.reports import fit_run, machine_line
 from kerasrnn.tables import markdown
 
 CONFIGS = [
@@ -60,9 +59,7 @@ def main() -> None:
     rows = []
     for name, options in CONFIGS:
         run_dir = args.out / name.replace(", ", "-").replace(" ", "-").lower()
-        started = time.perf_counter()
-        kerasrnn("fit", "adder", *options, "--out", str(run_dir), "--overwrite", "--quiet")
-        wall = time.perf_counter() - started
+        _, wall = fit_run(["fit", "adder", *options], run_dir, reuse=False)  # the table reports each fit's wall time
         by_length = json.loads(kerasrnn("evaluate", str(run_dir), "--lengths", "1-64", "--json").stdout)["by_length"]
         exact = [scores["exact_accuracy"] for scores in by_length.values()]
         perfect = sum(value == 1.0 for value in exact)
@@ -76,7 +73,7 @@ def main() -> None:
             "300-bit sums and carry chains right": f"{right}/{asked}",
         })  # fmt: skip
         print(f"done: {name}", file=sys.stderr)
-    print(f"Machine: {platform.node()} ({platform.processor() or platform.machine()}), {time.strftime('%Y-%m-%d')}\n")
+    print(machine_line() + "\n")
     print(markdown(rows, list(rows[0])))
 
 

@@ -22,8 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kerasrnn import runs  # noqa: E402
 from kerasrnn.backend import cli_command  # noqa: E402
-from kerasrnn.bench import fit_arguments, machine_description  # noqa: E402
+from kerasrnn.bench import fit_arguments  # noqa: E402
+from kerasrnn.reports import machine_description  # noqa: E402
 from kerasrnn.tables import markdown  # noqa: E402
 
 DEFAULT_OPTIONS = {"cell": "lstm", "limit": 12800, "epochs": 2, "augment": False}
@@ -46,7 +48,7 @@ def fit_samples_per_second(options: dict, variables: dict, busy: bool, out: Path
         if busy_process:
             busy_process.kill()
             busy_process.wait()
-    return json.loads((out / "metrics.json").read_text())["train_samples_per_second"]
+    return runs.read_metrics(out)["train_samples_per_second"]
 
 
 def main() -> None:

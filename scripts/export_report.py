@@ -15,13 +15,9 @@ inputs; time steps 1, 5, 21, 65 for adder and recall, 28 for mnist).
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from kerasrnn.backend import cli_command
+from kerasrnn.reports import fit_run, machine_line
 from kerasrnn.tables import markdown
 
 RUNS = {
@@ -33,12 +29,8 @@ STEPS = {"adder": 11, "recall": 10, "mnist": 28}
 
 
 def ensure_run(task: str, out: Path) -> Path:
-    run_dir = out / task
-    if not (run_dir / "metrics.json").exists():
-        command = cli_command(*RUNS[task], "--out", str(run_dir), "--overwrite", "--quiet")
-        if subprocess.run(command, stdout=sys.stderr).returncode != 0:  # stdout carries the table
-            raise SystemExit(f"kerasrnn {' '.join(RUNS[task])} failed")
-    return run_dir
+    fit_run(RUNS[task], out / task)  # a finished run is reused
+    return out / task
 
 
 def main() -> None:
@@ -55,14 +47,14 @@ def main() -> None:
     from kerasrnn import export, runs
     from kerasrnn.tasks import get_task
 
-    print(f"Machine: {platform.node()} ({platform.machine()}, 2 cores), {time.strftime('%Y-%m-%d')}\n")
+    print(machine_line() + "\n")
     columns = ["task", "format", "size", "latency, 1 sample", "throughput, batch 256", "largest difference from Keras"]
     rows = []
     for task_name, run_dir in run_dirs.items():
         model = runs.load_model(run_dir)
         x = get_task(task_name).sample_inputs(np.random.default_rng(0), 256, (STEPS[task_name], model.input_shape[-1]))
         keras_speed = export.measure_speed(model, x)
-        reference = ["Keras model (reference)", (run_dir / "model.keras").stat().st_size, keras_speed, "0"]
+        reference = ["Keras model (reference)", (run_dir / runs.MODEL_FILE).stat().st_size, keras_speed, "0"]
         rows.append(dict(zip(columns, [task_name, *table_cells(*reference)])))
         for fmt in export.FORMATS:
             metadata = export.export_run(run_dir, fmt, log=lambda *_: None)

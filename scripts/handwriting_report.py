@@ -11,7 +11,6 @@ preprocessing. `--mistakes` saves each misread image beside the 28x28 the model 
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasrnn import handwriting, prediction
+from kerasrnn.reports import machine_line
 from kerasrnn.tables import markdown
 
 SEEDS = {"tuning": handwriting.TUNING_SEED, "held-out": handwriting.HELD_OUT_SEED}
@@ -69,9 +69,7 @@ def main() -> None:
     })  # fmt: skip
     if args.mistakes:
         save_mistakes(args.mistakes, results)
-    print(
-        f"Machine: {platform.node()} ({platform.machine()}), {time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s"
-    )
+    print(f"{machine_line()}, {time.perf_counter() - started:.0f} s")
     print(f"Run: {args.run}; set: {args.set} (seed {SEEDS[args.set]}), {len(results)} images\n")
     print(markdown(rows, ["condition", "images", "accuracy"]))
     print(f"\n`python scripts/handwriting_report.py {args.run} --set {args.set} --per-digit {args.per_digit}`", file=sys.stderr)

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from kerasrnn.backend import cli_command
+from kerasrnn.reports import fit_run, machine_line
 from kerasrnn.tables import markdown
 
 # The floor models on their defaults: the task's recipes (docs/configuration.md) give the gated cells
@@ -41,12 +38,8 @@ def main() -> None:
         if args.only and name not in args.only.split(","):
             continue
         run_dir = args.out / name.replace(" ", "-").lower()
-        command = ["fit", "mnist", *options, "--epochs", str(args.epochs), "--out", str(run_dir)]
-        if not (run_dir / "metrics.json").exists():  # finished runs are reused
-            done = subprocess.run(cli_command(*command, "--overwrite", "--quiet"))
-            if done.returncode != 0:
-                raise SystemExit(f"kerasrnn {' '.join(command)} failed")
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        command = ["fit", "mnist", *options, "--epochs", str(args.epochs)]
+        metrics, _ = fit_run(command, run_dir)  # finished runs are reused
         test, config = metrics["test"], metrics["config"]
         rows.append({
             "model (10 epochs)": name,
@@ -55,10 +48,10 @@ def main() -> None:
             "train time": f"{metrics['train_seconds']:.0f} s",
             "steady samples/s": f"{metrics['train_samples_per_second']:.0f}",
             "settings": " ".join(f"`{key}={json.dumps(config[key])}`" for key in SETTINGS),
-            "command": f"`kerasrnn {' '.join(command[:-2])}`",
+            "command": f"`kerasrnn {' '.join(command)}`",
         })  # fmt: skip
         print(f"done: {name}", file=sys.stderr, flush=True)
-    print(f"Machine: {platform.node()} ({platform.machine()}, 2 cores), {time.strftime('%Y-%m-%d')}\n")
+    print(machine_line() + "\n")
     print(markdown(rows, list(rows[0])))
 
 

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from kerasrnn.backend import cli_command
+from kerasrnn.reports import fit_run, machine_line
 from kerasrnn.tables import markdown
 
 # The options that differ between the rows' configurations, shown in the settings column.
@@ -42,7 +39,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/recall-report"))
     parser.add_argument("--only", default="", help="fit only the rows whose name contains this text")
     args = parser.parse_args()
-    print(f"Machine: {platform.node()} ({platform.machine()}, 2 cores), {time.strftime('%Y-%m-%d')}\n")
+    print(machine_line() + "\n")
     rows = []
     for cell, units, variant, options in MODELS:
         name = f"{NAMES[cell]} {units}" + (f" ({variant})" if variant else "")
@@ -50,15 +47,7 @@ def main() -> None:
             continue
         run_dir = args.out / "-".join([cell, str(units), *variant.replace(",", "").split()])
         command = ["fit", "recall", "--cell", cell, "--units", str(units), *options]
-        started = time.perf_counter()
-        done = subprocess.run(
-            cli_command(*command, "--out", str(run_dir), "--overwrite", "--quiet"),
-            stdout=sys.stderr,  # the fits' lines go with the progress; stdout is the table
-        )
-        wall = time.perf_counter() - started
-        if done.returncode != 0:
-            raise SystemExit(f"kerasrnn {' '.join(command)} failed")
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        metrics, wall = fit_run(command, run_dir, reuse=False)  # the table reports each fit's wall time
         by_length, config = metrics["by_length"], metrics["config"]
         rows.append({
             "cell, units": name,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import platform
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ import httpx
 import numpy as np
 
 from kerasrnn import handwriting
+from kerasrnn.reports import machine_line
 from kerasrnn.serve import start_server_process
 
 
@@ -70,7 +70,7 @@ def main() -> None:
     ok = sum(status == 200 for _, status, _ in together)
     same = sum(label == labels_alone.get(index, label) for index, (_, _, label) in enumerate(together))
     right = sum(label == digit for (digit, _), (_, _, label) in zip(digits, together))
-    print(f"Machine: {platform.node()} ({platform.machine()}), {time.strftime('%Y-%m-%d')}; run {args.run}\n")
+    print(f"{machine_line()}; run {args.run}\n")
     print("| measure | value |\n| --- | --- |")
     print(f"| /predict latency, one digit, median of {len(latencies)} | {statistics.median(latencies):.1f} ms |")
     print(f"| /predict latency, 90th percentile | {latencies[int(0.9 * len(latencies))]:.1f} ms |")

@@ -31,7 +31,9 @@ def test_null_is_refused_where_an_option_needs_a_value(capfd):
 
 def test_recipes_apply_by_cell_and_size_and_yield_to_given_options(capfd):
     lstm = dry_run(capfd, "mnist", "--cell", "lstm")
-    assert (lstm["lr"], lstm["augment"]) == (3e-3, False)
+    assert (lstm["lr"], lstm["augment"], lstm["dropout"]) == (3e-3, False, 0.1)
+    assert dry_run(capfd, "mnist", "--cell", "lstm", "--bidirectional")["dropout"] == 0.0
+    assert dry_run(capfd, "mnist", "--cell", "lstm", "--dropout", "0")["dropout"] == 0.0
     gru = dry_run(capfd, "mnist", "--cell", "gru")
     assert (gru["lr"], gru["augment"]) == (3e-3, True)
     rnn = dry_run(capfd, "mnist", "--cell", "rnn")

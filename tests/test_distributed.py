@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import cli_command, run_cli, run_cli_here
 
-from kerasrnn import distribution, plots
+from kerasrnn import distribution, runs
 from kerasrnn.backend import backend_installed
 from kerasrnn.errors import UserError
 from kerasrnn.serve import free_port
@@ -41,7 +41,7 @@ def test_one_step_on_two_devices_equals_one_step_on_one(backend):
 
 def history(run_dir: Path) -> np.ndarray:
     """history.csv as epochs x columns (the epoch number left out)."""
-    columns = plots.read_csv_columns(run_dir / plots.HISTORY_FILE)
+    columns = runs.read_history(run_dir)
     return np.array([columns[key] for key in sorted(columns) if key != "epoch"]).T
 
 

@@ -7,7 +7,7 @@ import csv
 
 import pytest
 
-from kerasrnn import plots
+from kerasrnn import plots, runs
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def tick_labels(axis, which="x"):
 
 
 def test_one_epoch_is_one_whole_tick_and_titles_name_task_model_and_loss(tmp_path, drawn):
-    write_csv(tmp_path / plots.HISTORY_FILE, [{"epoch": 0, "loss": 0.2, "val_loss": 0.25, "exact_accuracy": 0.5}])
+    write_csv(tmp_path / runs.HISTORY_FILE, [{"epoch": 0, "loss": 0.2, "val_loss": 0.25, "exact_accuracy": 0.5}])
     plots.epoch_curves(tmp_path, ["loss", "exact_accuracy"], ADDER)
     [figure] = drawn
     assert figure._suptitle.get_text() == "adder: LSTM 10, MSE loss"
@@ -66,7 +66,7 @@ def test_sweep_losses_of_other_scales_get_their_own_panel_and_whole_epochs(tmp_p
 
 
 def test_log_scaled_losses_are_labelled_with_plain_numbers(tmp_path, drawn):
-    write_csv(tmp_path / plots.ITERATIONS_FILE, [{"iteration": i, "loss": 1.5 + i / 100} for i in range(150)])
+    write_csv(tmp_path / runs.ITERATIONS_FILE, [{"iteration": i, "loss": 1.5 + i / 100} for i in range(150)])
     plots.iteration_loss(tmp_path, {**ADDER, "loss": "bce"})
     [figure] = drawn
     [axis] = figure.axes
