@@ -309,6 +309,9 @@ def bench(
     devices: Annotated[
         str, typer.Option(help="Device counts to compare, e.g. 1,2: adds a scaling table (see `fit --devices`).")
     ] = "1",
+    repeat: Annotated[
+        int, typer.Option(help="Runs of every row, taking turns; the table shows each row's median and range.")
+    ] = 1,
     as_json: JsonOption = False,
 ):
     """Time the same fit on each backend, in one table.
@@ -322,7 +325,7 @@ def bench(
     folder = out or Path("saved_models") / f"bench-{task}"
     counts = benching.parse_device_counts(devices)
     document = benching.bench(task, names, parse_option_pairs(option), folder, reference=reference,
-                              log=lambda line: typer.echo(line, err=True), devices=counts)  # fmt: skip
+                              log=lambda line: typer.echo(line, err=True), devices=counts, repeat=repeat)  # fmt: skip
     if as_json:
         typer.echo(json.dumps(document, indent=2))
         return

@@ -7,7 +7,12 @@ adds the child's peak resident memory (from the kernel, via os.wait4).
 
 With `reference=True` two hand-written PyTorch loops of the same model and
 batch add a row each (kerasrnn.torch_reference): the plain loop, the fastest
-one writes by hand, and the course notebook's loop as written.
+one writes by hand, and the course notebook's loop as written; every row then
+says its speed against the plain loop.
+
+With `repeat=N` every row runs N times, the rows taking turns (each round starts one
+row later), and the table shows the median run of each row with the range of its
+samples/s: on a shared machine one process can run a quarter slower than the next.
 """
 
 from __future__ import annotations
@@ -30,12 +35,17 @@ TABLE_COLUMNS = [
     ("status", "status"),
     ("first_epoch_seconds", "first epoch (s, incl. tracing)"),
     ("train_samples_per_second", "train samples/s (steady)"),
+    ("train_samples_per_second_range", "range over runs"),
+    ("vs_plain_loop", "vs plain PyTorch loop"),
     ("predict_samples_per_second", "predict samples/s"),
     ("peak_memory_mb", "peak memory (MB)"),
     ("test_accuracy", "test accuracy"),
     ("test_loss", "test loss"),
     ("wall_seconds", "wall time (s)"),
 ]
+
+
+ALWAYS_SHOWN = ("backend", "devices", "status")
 
 
 def parse_backends(text: str) -> list[str]:
@@ -123,35 +133,83 @@ def bench_reference(task: str, options: dict, out: Path, loop: str = "plain") ->
 
 
 def bench(task: str, backends: list[str], options: dict, out: Path, reference: bool = False, log=print,
-          devices: list[int] = (1,)) -> dict:  # fmt: skip
-    """Fit `task` with `options` on each backend and device count (and the reference loop); write the tables;
-    return the results, with a scaling table (samples/s per device count) when more than one count ran."""
+          devices: list[int] = (1,), repeat: int = 1) -> dict:  # fmt: skip
+    """Fit `task` with `options` on each backend and device count (and the reference loops), `repeat` times
+    each, taking turns; write the tables; return the results (each row's median run), with a scaling table
+    (samples/s per device count) when more than one count ran."""
     from kerasrnn.tasks import get_task
 
     get_task(task).make_config(dict(options))  # refuse bad options before starting any process
+    require(isinstance(repeat, int) and repeat >= 1, f"--repeat must be a whole number >= 1, got {repeat!r}")
     out = Path(out)
     require(not out.exists() or out.is_dir(), f"{out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for backend in backends:
-        for count in devices:
-            log(f"kerasrnn bench: {task} on {backend}" + (f", {count} devices" if count != 1 else ""))
-            results.append(bench_backend(task, backend, options, out, count))
+    rows = [
+        (
+            f"{task} on {backend}" + (f", {count} devices" if count != 1 else ""),
+            lambda b=backend, c=count: bench_backend(task, b, options, out, c),
+        )
+        for backend in backends
+        for count in devices
+    ]
     if reference:
-        for loop in ("plain", "notebook"):
-            log(f"kerasrnn bench: {task} as a {loop} PyTorch loop")
-            results.append(bench_reference(task, options, out, loop))
+        rows += [
+            (f"{task} as a {loop} PyTorch loop", lambda loop=loop: bench_reference(task, options, out, loop))
+            for loop in ("plain", "notebook")
+        ]
+    runs_of_rows = [[] for _ in rows]
+    for round_number in range(repeat):
+        for index in rotated(range(len(rows)), round_number):
+            name, run = rows[index]
+            log(f"kerasrnn bench: {name}" + (f" (round {round_number + 1} of {repeat})" if repeat > 1 else ""))
+            runs_of_rows[index].append(run())
+    results = with_plain_loop_ratio([median_run(measured) for measured in runs_of_rows])
     document = {
         "task": task,
         "options": options,
         "machine": reports.machine_description(),
         "date": time.strftime("%Y-%m-%d"),
+        "repeat": repeat,
         "results": results,
     }
     document["scaling"] = scaling(results) if len(devices) > 1 else []
     document["fastest"] = fastest_backend(task, results, options)
     write_tables(document, out)
     return document
+
+
+def rotated(indices, shift: int) -> list[int]:
+    """The rows' order in one round: each round starts one row later, so no row always runs first or last."""
+    indices = list(indices)
+    shift %= max(len(indices), 1)
+    return indices[shift:] + indices[:shift]
+
+
+def median_run(measured: list[dict]) -> dict:
+    """A row's median run by train samples/s (the lower middle one of an even count), with the range over its runs."""
+    finished = sorted((row for row in measured if row.get("status") == "ok"), key=lambda row: row["train_samples_per_second"])
+    if not finished:
+        return measured[-1]
+    row = dict(finished[(len(finished) - 1) // 2])
+    if len(measured) > 1:
+        speeds = [run["train_samples_per_second"] for run in finished]
+        row["train_samples_per_second_range"] = f"{min(speeds):,.0f}-{max(speeds):,.0f}"
+        row["runs"] = len(finished)
+    return row
+
+
+def with_plain_loop_ratio(results: list[dict]) -> list[dict]:
+    """Each row's samples/s against the plain PyTorch loop's, where that loop ran."""
+    from kerasrnn.torch_reference import LOOPS
+
+    plain = next((row for row in results if row["backend"] == LOOPS["plain"] and row.get("status") == "ok"), None)
+    if plain is None:
+        return results
+    return [
+        {**row, "vs_plain_loop": f"{row['train_samples_per_second'] / plain['train_samples_per_second']:.2f}x"}
+        if row.get("status") == "ok" else row
+        for row in results
+    ]  # fmt: skip
 
 
 def finished_backend_rows(results: list[dict]) -> list[dict]:
@@ -223,7 +281,11 @@ def write_tables(document: dict, out: Path) -> None:
 
 
 def markdown_table(results: list[dict]) -> str:
-    return tables.markdown(results, [key for key, _ in TABLE_COLUMNS], [title for _, title in TABLE_COLUMNS], format_cell)
+    """The table, without the columns no row fills (the range without repeats, the ratio without the plain loop)."""
+    columns = [
+        (key, title) for key, title in TABLE_COLUMNS if key in ALWAYS_SHOWN or any(row.get(key) is not None for row in results)
+    ]
+    return tables.markdown(results, [key for key, _ in columns], [title for _, title in columns], format_cell)
 
 
 def format_cell(value) -> str:

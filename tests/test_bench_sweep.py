@@ -140,3 +140,30 @@ def test_bench_refuses_unknown_backends_and_options(tmp_path):
         bench.parse_backends("tensorflow,theano")
     with pytest.raises(UserError, match="'index' applies to task recall, not 'adder'"):
         bench.bench("adder", ["tensorflow"], {"index": 3}, tmp_path, log=lambda *_: None)
+
+
+def test_bench_repeats_take_turns_and_report_each_rows_median_range_and_ratio(tmp_path, monkeypatch):
+    speeds = {"tensorflow": [100.0, 300.0, 200.0], "torch": [900.0, 800.0, 700.0], "plain": [400.0, 500.0, 450.0],
+              "notebook": [300.0, 310.0, 320.0]}  # fmt: skip
+    order = []
+
+    def fake_row(name, backend):
+        order.append(name)
+        return {"backend": backend, "devices": 1, "status": "ok", "train_samples_per_second": speeds[name].pop(0)}
+
+    monkeypatch.setattr(bench, "bench_backend", lambda task, backend, options, out, devices: fake_row(backend, backend))
+    names = {"plain": "plain PyTorch loop", "notebook": "notebook PyTorch loop"}
+    monkeypatch.setattr(bench, "bench_reference", lambda task, options, out, loop: fake_row(loop, names[loop]))
+    monkeypatch.setattr(bench, "write_tables", lambda document, out: None)
+    document = bench.bench("mnist", ["tensorflow", "torch"], {"epochs": 1}, tmp_path, reference=True, log=lambda *_: None, repeat=3)
+
+    assert order == ["tensorflow", "torch", "plain", "notebook", "torch", "plain", "notebook", "tensorflow",
+                     "plain", "notebook", "tensorflow", "torch"]  # fmt: skip
+    tensorflow, torch, plain, notebook = document["results"]
+    assert tensorflow["train_samples_per_second"] == 200.0 and tensorflow["train_samples_per_second_range"] == "100-300"
+    assert torch["train_samples_per_second"] == 800.0 and torch["vs_plain_loop"] == "1.78x"  # 800 / 450
+    assert plain["vs_plain_loop"] == "1.00x" and notebook["runs"] == 3
+    table = bench.markdown_table(document["results"])
+    assert "| range over runs | vs plain PyTorch loop |" in table and "| 700-900 | 1.78x |" in table
+    with pytest.raises(UserError, match="repeat must be a whole number >= 1"):
+        bench.bench("mnist", ["torch"], {}, tmp_path, repeat=0)
