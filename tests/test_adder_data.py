@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kerasrnn.errors import UserError
+from kerasrnn.tasks import get_task
 from kerasrnn.tasks.adder import (
     add_bit_rows,
     adder_examples,
@@ -15,7 +16,6 @@ from kerasrnn.tasks.adder import (
     int_to_bits,
     parse_binary,
     random_adder_examples,
-    training_dataset,
 )
 from kerasrnn.tasks.base import seeded_rng
 
@@ -66,8 +66,10 @@ def test_all_pairs_are_every_pair():
 
 
 def test_training_stream_is_fresh_and_reproducible():
-    first = [x.numpy() for x, _ in training_dataset(6, 16, seed=3).take(3)]
-    second = [x.numpy() for x, _ in training_dataset(6, 16, seed=3).take(3)]
+    adder = get_task("adder")
+    config = adder.make_config({"train_length": 6, "batch_size": 16, "seed": 3})
+    first = [x.numpy() for x, _ in adder.training_dataset(config).take(3)]
+    second = [x.numpy() for x, _ in adder.training_dataset(config).take(3)]
     assert first[0].shape == (16, 7, 2)
     assert all(np.array_equal(p, q) for p, q in zip(first, second))
     assert not np.array_equal(first[0], first[1])  # each batch is new data

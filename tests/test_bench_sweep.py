@@ -155,7 +155,9 @@ def test_bench_repeats_take_turns_and_report_each_rows_median_range_and_ratio(tm
     names = {"plain": "plain PyTorch loop", "notebook": "notebook PyTorch loop"}
     monkeypatch.setattr(bench, "bench_reference", lambda task, options, out, loop: fake_row(loop, names[loop]))
     monkeypatch.setattr(bench, "write_tables", lambda document, out: None)
-    document = bench.bench("mnist", ["tensorflow", "torch"], {"epochs": 1}, tmp_path, reference=True, log=lambda *_: None, repeat=3)
+    document = bench.bench(
+        "mnist", ["tensorflow", "torch"], {"epochs": 1}, tmp_path, reference=True, log=lambda *_: None, repeat=3
+    )
 
     assert order == ["tensorflow", "torch", "plain", "notebook", "torch", "plain", "notebook", "tensorflow",
                      "plain", "notebook", "tensorflow", "torch"]  # fmt: skip

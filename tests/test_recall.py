@@ -14,7 +14,6 @@ from kerasrnn.tasks.recall import (
     mixed_length_dataset,
     parse_digit_sequence,
     random_recall_examples,
-    training_dataset,
 )
 
 recall = get_task("recall")
@@ -33,7 +32,7 @@ def test_examples_are_one_hot_and_labelled_with_the_digit_at_k():
 def test_training_batches_have_one_length_each_within_range():
     config = recall.make_config({"min_length": 4, "max_length": 9, "index": 3, "batch_size": 32})
     lengths = set()
-    for x, y in training_dataset(config).take(60):
+    for x, y in recall.training_dataset(config).take(60):
         x, y = x.numpy(), y.numpy()
         assert x.shape[0] == 32 and 4 <= x.shape[1] <= 9  # no padding: nothing to mask
         assert np.array_equal(x[:, 3].argmax(axis=-1), y)
@@ -48,7 +47,7 @@ def batch_lengths(dataset, count: int) -> list[int]:
 def test_curriculum_grows_the_longest_training_length_epoch_by_epoch():
     config = recall.make_config({"curriculum_epochs": 4, "steps_per_epoch": 30, "batch_size": 8})  # lengths 3..10
     assert [curriculum_max_length(config, epoch) for epoch in range(6)] == [4, 5, 7, 8, 10, 10]
-    lengths = batch_lengths(training_dataset(config), 6 * 30)
+    lengths = batch_lengths(recall.training_dataset(config), 6 * 30)
     for epoch in range(6):
         in_epoch = lengths[epoch * 30 : (epoch + 1) * 30]
         assert min(in_epoch) >= 3 and max(in_epoch) <= curriculum_max_length(config, epoch)
@@ -59,8 +58,8 @@ def test_curriculum_grows_the_longest_training_length_epoch_by_epoch():
 
 def test_a_resumed_stream_continues_with_the_batches_an_uninterrupted_one_sees():
     config = recall.make_config({"curriculum_epochs": 3, "steps_per_epoch": 5, "batch_size": 4})
-    whole = [(x.numpy(), y.numpy()) for x, y in training_dataset(config).take(20)]
-    resumed = [(x.numpy(), y.numpy()) for x, y in training_dataset(config, first_epoch=2).take(10)]
+    whole = [(x.numpy(), y.numpy()) for x, y in recall.training_dataset(config).take(20)]
+    resumed = [(x.numpy(), y.numpy()) for x, y in recall.training_dataset(config, first_epoch=2).take(10)]
     assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(whole[10:], resumed))
 
 

@@ -12,8 +12,6 @@ length works (a 300-bit or 10,000-bit sum never touches an int64).
 
 from __future__ import annotations
 
-import functools
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -28,8 +26,7 @@ from kerasrnn.tasks.base import (
     TEST_STREAM,
     TRAIN_STREAM,
     VALIDATION_STREAM,
-    Task,
-    generated_epochs,
+    SequenceTask,
     predict_batches,
     require_whole_numbers,
     seeded_rng,
@@ -110,30 +107,6 @@ def parse_binary(text: str) -> int:
     return int(text, 2)
 
 
-def training_batch(length: int, batch_size: int, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training batch `index`: it depends only on (seed, index)."""
-    return random_adder_examples(seeded_rng(seed, TRAIN_STREAM, int(index)), batch_size, length)
-
-
-def training_dataset(length: int, batch_size: int, seed: int, first_batch: int = 0) -> tf.data.Dataset:
-    """An endless tf.data stream of fresh batches from batch `first_batch` on; batch i depends only on (seed, i)."""
-
-    def make_batch(index):
-        return training_batch(length, batch_size, seed, index)
-
-    def with_shapes(x, y):
-        x.set_shape((batch_size, length + 1, 2))
-        y.set_shape((batch_size, length + 1, 1))
-        return x, y
-
-    return (
-        tf.data.Dataset.counter(start=first_batch)
-        .map(lambda i: tf.numpy_function(make_batch, [i], (tf.float32, tf.float32), stateful=False))
-        .map(with_shapes)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-
-
 # ---- metrics ---------------------------------------------------------------
 def score_predictions(probabilities: np.ndarray, targets: np.ndarray) -> dict:
     bits = (probabilities > 0.5).astype(np.float32)
@@ -145,7 +118,7 @@ def score_predictions(probabilities: np.ndarray, targets: np.ndarray) -> dict:
     }
 
 
-class AdderTask(Task):
+class AdderTask(SequenceTask):
     name = "adder"
     defaults = {
         "cell": "lstm",
@@ -165,16 +138,15 @@ class AdderTask(Task):
         "test_samples": 2000,
         "eval_samples": 1000,
     }
-    is_sequence_task = True
     predict_inputs = "two binary numbers, most significant bit first (e.g. 1011 110)"
 
-    def validate(self, config: dict) -> None:
+    def validate(self, config: dict) -> dict:
         loss = str(config["loss"]).lower()
         require(loss in LOSSES, f"unknown loss {config['loss']!r} for adder: choose mse or bce (ce is an alias of bce)")
-        config["loss"] = LOSSES[loss]
         require_whole_numbers(config, ("train_length", "steps_per_epoch", "validation_samples", "test_samples", "eval_samples"))
         if config["validation_length"] is not None:
             require_whole_numbers(config, ("validation_length",))
+        return {**config, "loss": LOSSES[loss]}
 
     def default_lengths(self, config: dict) -> list[int]:
         """1 to twice the training length: the accuracy-by-length figure shows how far the adder generalises."""
@@ -202,19 +174,22 @@ class AdderTask(Task):
         ]
         return loss, metrics
 
+    def training_batch(self, config: dict, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = seeded_rng(config["seed"], TRAIN_STREAM, int(index))
+        return random_adder_examples(rng, config["batch_size"], config["train_length"])
+
+    def batch_shapes(self, config: dict) -> tuple[tuple, tuple]:
+        steps = config["train_length"] + 1
+        return (config["batch_size"], steps, 2), (config["batch_size"], steps, 1)
+
     def training_data(self, config: dict, first_epoch: int = 0):
-        length, batch = config["train_length"], config["batch_size"]
-        train = training_dataset(length, batch, config["seed"], first_batch=first_epoch * config["steps_per_epoch"])
-        validation_length = config["validation_length"] or length
+        train = self.training_dataset(config, first_epoch)
+        validation_length = config["validation_length"] or config["train_length"]
         x_val, y_val = random_adder_examples(
             seeded_rng(config["seed"], VALIDATION_STREAM), config["validation_samples"], validation_length
         )
         validation = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(512)
         return train, validation, config["steps_per_epoch"]
-
-    def training_batches(self, config: dict):
-        batch_at = functools.partial(training_batch, config["train_length"], config["batch_size"], config["seed"])
-        return generated_epochs(batch_at, config["steps_per_epoch"])
 
     def evaluate(self, model, config: dict, lengths: list[int] | None = None) -> dict:
         lengths = lengths or self.default_lengths(config)
@@ -229,15 +204,16 @@ class AdderTask(Task):
             "length": length,
             "samples": config["test_samples"],
         }
-        by_length = {str(n): self.score_length(model, n, config["eval_samples"], config["seed"]) for n in lengths}
+        by_length = self.scores_by_length(model, config, lengths)
         return {"test": test, "by_length": by_length, "train_length": length}
 
-    def score_length(self, model, length: int, samples: int, seed: int) -> dict:
+    def score_length(self, model, config: dict, length: int) -> dict:
         """Bit and exact accuracy at one length; every pair where there are few, else random pairs."""
+        samples = config["eval_samples"]
         if 4**length <= samples:
             a_bits, b_bits = all_operand_pairs(length)
         else:
-            rng = seeded_rng(seed, EVALUATION_STREAM, length)
+            rng = seeded_rng(config["seed"], EVALUATION_STREAM, length)
             a_bits, b_bits = random_operand_bits(rng, samples, length), random_operand_bits(rng, samples, length)
         x, y = adder_examples(a_bits, b_bits)
         result = score_predictions(predict_batches(model, x), y)

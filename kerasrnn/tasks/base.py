@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 
 import numpy as np
@@ -17,8 +18,21 @@ NAMED_CHOICES = ("cell", "loss", "lr_schedule", "train_step", "jit_compile")
 class Task:
     """A learning problem: its data, its model head, its metrics, its inputs and outputs.
 
-    Subclasses set `name`, `defaults` (task options and overrides of
-    COMMON_DEFAULTS) and implement the methods below.
+    The contract (docs/add-a-task.md walks through a whole task). A module in kerasrnn/tasks/ becomes a
+    task by defining `TASK`, an instance of a subclass that sets `name` and `defaults` (its own options,
+    and overrides of COMMON_DEFAULTS) and implements the hooks below, in the order a fit calls them:
+
+    1. `validate(config)` -> the accepted config (`make_config` calls it; the others get its result);
+    2. `build_model(config)` and `loss_and_metrics(config)`: the Keras model and how it is compiled;
+    3. `training_data(config, first_epoch)`: tf.data for Keras' fit; `training_batches(config)`: numpy
+       batches for the toolkit's torch trainer (None: it reads `training_data`'s);
+    4. `evaluate(model, config, lengths)`: the results metrics.json records (keys starting with _ are
+       for `plot` only), then `plot(run_dir, config, evaluation)`: the run's figures;
+    5. for `predict` and `serve`: `model_input`, `predict`, `describe_prediction`, and `sample_inputs`
+       (parity checks and speed measurements).
+
+    Sequence tasks (inputs of any length, evaluated at many lengths) derive from `SequenceTask`, which
+    owns the generated-data stream and the by-length evaluation.
     """
 
     name: str = ""
@@ -56,8 +70,7 @@ class Task:
                 log(f"kerasrnn: {self.name} defaults for {model}: {recipe.name} ({format_settings(settings)})")
         config = {**base, **overrides, "task": self.name}
         validate_common(config)
-        self.validate(config)
-        return config
+        return self.validate(config)
 
     def unknown_option_message(self, key: str) -> str:
         """Why `key` is refused, with the closest options of this task, or the task it belongs to."""
@@ -80,8 +93,10 @@ class Task:
     def applicable_recipes(self, options: dict) -> list[Recipe]:
         return [recipe for recipe in self.recipes if recipe.applies_to(options)]
 
-    def validate(self, config: dict) -> None:
-        """Check task options; raise UserError naming what is allowed."""
+    def validate(self, config: dict) -> dict:
+        """The config as the task accepts it (aliases resolved; the argument is not changed); a UserError
+        names what is allowed otherwise."""
+        return config
 
     # ---- model and training ---------------------------------------------
     def build_model(self, config: dict):
@@ -108,12 +123,8 @@ class Task:
         return None
 
     def evaluate(self, model, config: dict, lengths: list[int] | None = None) -> dict:
-        """{"test": {...}, and "by_length": {...} for sequence tasks}."""
+        """{"test": {"loss", "accuracy", ...}, and "by_length": {...} for sequence tasks}."""
         raise NotImplementedError
-
-    # Sequence tasks (is_sequence_task) read inputs of any length and also define
-    # default_lengths(config): the lengths a fit is evaluated at, and
-    # typical_steps(config): the time steps of a typical input, for speed measurements.
 
     def sample_inputs(self, rng: np.random.Generator, count: int, shape: tuple) -> np.ndarray:
         """`count` model inputs of `shape` (time steps first) like the task's own; for parity checks."""
@@ -129,10 +140,73 @@ class Task:
         raise NotImplementedError
 
     def describe_prediction(self, result: dict) -> str:
+        """`predict`'s result as the lines `kerasrnn predict` prints."""
         raise NotImplementedError
 
     def plot(self, run_dir, config: dict, evaluation: dict) -> list:
+        """The run's figures from `evaluate`'s result (which it must not change); their paths."""
         return []
+
+
+class SequenceTask(Task):
+    """A task of generated sequences of any length: an endless stream of fresh training batches, batch i a
+    function of (seed, i) alone (so a resumed fit sees the batches an uninterrupted one would), and scores
+    at every length asked for.
+
+    Subclasses implement `training_batch`, `batch_shapes`, `score_length`, `default_lengths` and
+    `typical_steps`; this class makes the tf.data stream, the torch trainer's batches and the by-length scores.
+    """
+
+    is_sequence_task = True
+
+    def training_batch(self, config: dict, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Training batch `index` as (inputs, targets): it depends only on the config's seed and `index`."""
+        raise NotImplementedError
+
+    def batch_shapes(self, config: dict) -> tuple[tuple, tuple]:
+        """(inputs' shape, targets' shape) of a training batch; None where each batch decides (its length)."""
+        raise NotImplementedError
+
+    def score_length(self, model, config: dict, length: int) -> dict:
+        """The scores at one sequence length (at least `exact_accuracy` and `samples`)."""
+        raise NotImplementedError
+
+    def default_lengths(self, config: dict) -> list[int]:
+        """The lengths a fit is evaluated at."""
+        raise NotImplementedError
+
+    def typical_steps(self, config: dict) -> int:
+        """The time steps of a typical input, for speed measurements."""
+        raise NotImplementedError
+
+    def training_dataset(self, config: dict, first_epoch: int = 0):
+        """The endless tf.data stream of `training_batch`es from `first_epoch`'s first batch on."""
+        import tensorflow as tf
+
+        x_shape, y_shape = self.batch_shapes(config)
+        x, y = self.training_batch(config, 0)
+        types = (tf.as_dtype(x.dtype), tf.as_dtype(y.dtype))
+
+        def with_shapes(x, y):
+            x.set_shape(x_shape)
+            y.set_shape(y_shape)
+            return x, y
+
+        make_batch = functools.partial(self.training_batch, config)
+        return (
+            tf.data.Dataset.counter(start=first_epoch * config["steps_per_epoch"])
+            .map(lambda index: tf.numpy_function(make_batch, [index], types, stateful=False))
+            .map(with_shapes)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
+    def training_batches(self, config: dict):
+        """The same batches as `training_dataset`, as numpy arrays (kerasrnn.torch_trainer)."""
+        return generated_epochs(functools.partial(self.training_batch, config), config["steps_per_epoch"])
+
+    def scores_by_length(self, model, config: dict, lengths: list[int]) -> dict:
+        """{"length": scores} at every length of `lengths`, in order."""
+        return {str(length): self.score_length(model, config, length) for length in lengths}
 
 
 def validate_common(config: dict) -> None:

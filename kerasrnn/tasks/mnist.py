@@ -146,10 +146,11 @@ class MnistTask(Task):
     shows_inputs = True
     predict_inputs = "image files of single digits (png, jpg, ...)"
 
-    def validate(self, config: dict) -> None:
+    def validate(self, config: dict) -> dict:
         limit = config["limit"]
         require(limit is None or (isinstance(limit, int) and limit >= 1), f"limit must be a whole number >= 1, got {limit!r}")
         require(config["augment"] in (False, True, "photo"), f"augment must be true, false or photo, got {config['augment']!r}")
+        return config
 
     def build_model(self, config: dict):
         def head(features):
@@ -229,7 +230,7 @@ class MnistTask(Task):
         return "\n".join(f"{p['input']}: {p['label']} (confidence {p['confidence']:.3f})" for p in result["predictions"])
 
     def plot(self, run_dir, config: dict, evaluation: dict) -> list:
-        x_test, y_test, predicted = evaluation.pop("_examples")
+        x_test, y_test, predicted = evaluation["_examples"]
         return [
             plots.iteration_loss(run_dir, config),
             plots.epoch_curves(run_dir, ["loss", "accuracy"], config),

@@ -12,8 +12,6 @@ steps to leak into the answer.
 
 from __future__ import annotations
 
-import functools
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -27,8 +25,7 @@ from kerasrnn.tasks.base import (
     TEST_STREAM,
     TRAIN_STREAM,
     VALIDATION_STREAM,
-    Task,
-    generated_epochs,
+    SequenceTask,
     predict_batches,
     require_whole_numbers,
     seeded_rng,
@@ -75,37 +72,6 @@ def curriculum_max_length(config: dict, epoch: int) -> int:
     return start + (high - start) * epoch // ramp
 
 
-def training_batch(config: dict, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training batch `step`, of one random length: it depends only on (seed, step)."""
-    step = int(step)
-    rng = seeded_rng(config["seed"], TRAIN_STREAM, step)
-    length = batch_length(rng, config["min_length"], curriculum_max_length(config, step // config["steps_per_epoch"]))
-    return random_recall_examples(rng, config["batch_size"], length, config["index"])
-
-
-def training_dataset(config: dict, first_epoch: int = 0) -> tf.data.Dataset:
-    """An endless tf.data stream of fresh batches, each of one random length; batch i depends only on (seed, i).
-
-    A resumed fit starts at `first_epoch`'s first batch, so it sees the batches an uninterrupted fit would.
-    """
-    batch, steps = config["batch_size"], config["steps_per_epoch"]
-
-    def make_batch(step):
-        return training_batch(config, step)
-
-    def with_shapes(x, y):
-        x.set_shape((batch, None, DIGITS))
-        y.set_shape((batch,))
-        return x, y
-
-    return (
-        tf.data.Dataset.counter(start=first_epoch * steps)
-        .map(lambda i: tf.numpy_function(make_batch, [i], (tf.float32, tf.int32), stateful=False))
-        .map(with_shapes)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-
-
 def mixed_length_dataset(rng: np.random.Generator, samples: int, lengths: list[int], index: int) -> tf.data.Dataset:
     """A fixed data set spread evenly over `lengths`, batched one length at a time."""
     per_length = max(1, samples // len(lengths))
@@ -134,7 +100,7 @@ def split_note(inputs: list[str]) -> dict:
     return {"note": f"each digit is one step of the sequence: {example} was read as {' '.join(example)}"}
 
 
-class RecallTask(Task):
+class RecallTask(SequenceTask):
     name = "recall"
     defaults = {
         "cell": "lstm",
@@ -175,10 +141,9 @@ class RecallTask(Task):
             {"readout_units": 32, "curriculum_epochs": 15, "candidates": 32, "epochs": 30},
         ),
     )
-    is_sequence_task = True
     predict_inputs = "a sequence of digits 0-9 (e.g. 3 1 4 1 5)"
 
-    def validate(self, config: dict) -> None:
+    def validate(self, config: dict) -> dict:
         require_whole_numbers(
             config,
             (
@@ -204,6 +169,7 @@ class RecallTask(Task):
             index < low,
             f"index K={index} must be smaller than the minimum length {low}: every sequence needs a digit at position K",
         )
+        return config
 
     def default_lengths(self, config: dict) -> list[int]:
         return list(range(config["index"] + 1, max(config["max_eval_length"], config["max_length"]) + 1))
@@ -231,6 +197,16 @@ class RecallTask(Task):
     def training_lengths(self, config: dict) -> list[int]:
         return list(range(config["min_length"], config["max_length"] + 1))
 
+    def training_batch(self, config: dict, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """One random length per batch, from the curriculum's range of its epoch."""
+        rng = seeded_rng(config["seed"], TRAIN_STREAM, int(index))
+        epoch = int(index) // config["steps_per_epoch"]
+        length = batch_length(rng, config["min_length"], curriculum_max_length(config, epoch))
+        return random_recall_examples(rng, config["batch_size"], length, config["index"])
+
+    def batch_shapes(self, config: dict) -> tuple[tuple, tuple]:
+        return (config["batch_size"], None, DIGITS), (config["batch_size"],)
+
     def training_data(self, config: dict, first_epoch: int = 0):
         validation = mixed_length_dataset(
             seeded_rng(config["seed"], VALIDATION_STREAM),
@@ -238,10 +214,7 @@ class RecallTask(Task):
             self.training_lengths(config),
             config["index"],
         )
-        return training_dataset(config, first_epoch), validation, config["steps_per_epoch"]
-
-    def training_batches(self, config: dict):
-        return generated_epochs(functools.partial(training_batch, config), config["steps_per_epoch"])
+        return self.training_dataset(config, first_epoch), validation, config["steps_per_epoch"]
 
     def evaluate(self, model, config: dict, lengths: list[int] | None = None) -> dict:
         lengths = lengths or self.default_lengths(config)
@@ -258,7 +231,7 @@ class RecallTask(Task):
             "lengths": [config["min_length"], config["max_length"]],
             "samples": (config["test_samples"] // len(self.training_lengths(config))) * len(self.training_lengths(config)),
         }
-        by_length = {str(n): self.score_length(model, config, n) for n in lengths}
+        by_length = self.scores_by_length(model, config, lengths)
         return {"test": test, "by_length": by_length}
 
     def score_length(self, model, config: dict, length: int) -> dict:
