@@ -38,8 +38,13 @@ def whole_epochs(axis, epochs: list[int]) -> None:
 
 def plain_numbers(axis) -> None:
     """Tick labels as plain numbers (0.2, 2), not 2x10^-1, on linear and log axes alike."""
+
+    def minor(value, _):  # within one decade the minor ticks are the only labels; over more they would crowd
+        low, high = axis.get_ylim()
+        return f"{value:g}" if axis.get_yscale() == "log" and low > 0 and high / low < 10 else ""
+
     axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axis.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.yaxis.set_minor_formatter(FuncFormatter(minor))
 
 
 def save(figure, run_dir: Path, name: str) -> Path:
