@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 import kerasrnn
+from kerasrnn import runs
 from kerasrnn.backend import BACKENDS, select_backend
 from kerasrnn.config import CELL_NAMES
 from kerasrnn.errors import RunError, UserError, reading_from_cli
@@ -148,8 +149,6 @@ def fit(
                        num_processes=num_processes, process_id=process_id, **options)  # fmt: skip
     if run is None:
         return  # another process of a multi-process fit writes the run
-    from kerasrnn import runs
-
     metrics = run.metrics
     test = metrics["test"]
     typer.echo(
@@ -171,8 +170,6 @@ def evaluate(
     Test metrics and, for the sequence tasks, the accuracy at each length.
     """
     result = kerasrnn.load(run_dir, backend.value if backend else None).evaluate(lengths)
-    from kerasrnn import runs
-
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

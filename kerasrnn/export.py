@@ -172,8 +172,16 @@ def export_run(run_dir: Path, fmt: str, out: Path | None = None, log=print) -> d
 
 
 def remove_artifact(out: Path) -> None:
-    shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
+    remove_path(out, ignore_errors=True)  # during another error: that one is what the user needs to see
     metadata_path(out).unlink(missing_ok=True)
+
+
+def remove_path(path: Path, ignore_errors: bool = False) -> None:
+    """A file or a directory gone (nothing to do where there is none)."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=ignore_errors)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def write_keras(model, out: Path) -> dict:
@@ -186,8 +194,7 @@ def replace_directory(build, out: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         build(staging)
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        remove_path(out)
         os.replace(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -13,7 +13,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 from kerasrnn.runs import atomic_path, plots_dir, read_history, read_iterations  # noqa: E402
 
 CELL_TITLES = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
-LOSS_TITLES = {"mse": "MSE loss", "bce": "binary cross-entropy loss", "ce": "binary cross-entropy loss"}
+LOSS_TITLES = {"mse": "MSE loss", "bce": "binary cross-entropy loss"}  # validated configs say bce, never ce
 
 
 def run_title(config: dict) -> str:

@@ -43,18 +43,14 @@ FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 def figure_path(show: str | Path) -> Path:
     """Where --show writes: the file named, or predictions.png inside a folder (one that exists, ends in /,
     or has no suffix, so that `--show out/` and `--show out` both mean a folder)."""
-    path = Path(show)
+    path, named = Path(show), option("show", repr(str(show)), show)
     if str(show).endswith(("/", "\\")) or path.is_dir() or not path.suffix:
         if path.exists() and not path.is_dir():
-            raise UserError(
-                f"{option('show', repr(str(show)), show)}: that is a file without a figure suffix ({', '.join(FIGURE_SUFFIXES)})"
-            )
+            raise UserError(f"{named}: that is a file without a figure suffix ({', '.join(FIGURE_SUFFIXES)})")
         path.mkdir(parents=True, exist_ok=True)
         return path / "predictions.png"
     if path.suffix.lower() not in FIGURE_SUFFIXES:
-        raise UserError(
-            f"{option('show', repr(str(show)), show)}: a figure is saved as {', '.join(FIGURE_SUFFIXES)} (or give a folder)"
-        )
+        raise UserError(f"{named}: a figure is saved as {', '.join(FIGURE_SUFFIXES)} (or give a folder)")
     if not path.parent.is_dir():
-        raise UserError(f"{option('show', repr(str(show)), show)}: no such folder {path.parent}")
+        raise UserError(f"{named}: no such folder {path.parent}")
     return path

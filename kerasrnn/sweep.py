@@ -3,8 +3,9 @@
 Each configuration is an ordinary run directory under the sweep's folder,
 named after its options. A finished run (metrics.json present) is reused, an
 unfinished one is resumed, so an interrupted sweep continues where it
-stopped; either only when the run was started with the very options asked for now
-(a sweep with other options is refused, so its table never shows older fits). Results: sweep.md (Markdown), sweep.csv, sweep.json, and the figures
+stopped; either only when the run was started with the very options asked for
+now (a sweep with other options is refused, so its table never shows older
+fits). Results: sweep.md (Markdown), sweep.csv, sweep.json, and the figures
 val_loss.png and (for sequence tasks) accuracy_by_length.png.
 """
 
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 from kerasrnn import plots, runs, tables
-from kerasrnn.errors import UserError, require
+from kerasrnn.errors import UserError, option, require
 from kerasrnn.tasks import get_task
 
 # The options a sweep varies, in the order they appear in run names and tables.
@@ -83,7 +84,7 @@ def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengt
     )
     for name, config in configurations:  # all before anything trains
         require_same_options(out / name, config, keras.backend.backend())
-    rows, histories, configs, by_length = [], {}, {}, {}
+    rows, histories, by_length = [], {}, {}
     for number, (name, config) in enumerate(configurations, 1):
         run_dir = out / name
         if runs.is_complete(run_dir):
@@ -98,11 +99,10 @@ def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengt
             metrics["by_length"] = lengths_evaluation(run_dir, lengths)  # a run fitted with other lengths
         rows.append(table_row(name, config, metrics))
         histories[name] = runs.read_history(run_dir)
-        configs[name] = config
         if metrics.get("by_length"):
             by_length[name] = metrics["by_length"]
     document = {"task": task_name, "date": time.strftime("%Y-%m-%d"), "grid": grid, "options": options, "rows": rows}
-    write_results(out, document, histories, configs, by_length)
+    write_results(out, document, histories, dict(configurations), by_length)
     return document
 
 
@@ -120,7 +120,7 @@ def require_same_options(run_dir: Path, config: dict, backend: str) -> None:
         differences = ", ".join(f"{key}={saved.get(key)!r} there, {asked[key]!r} now" for key in changed)
         raise UserError(
             f"{run_dir} holds a run fitted with other options ({differences}): "
-            "give this sweep another --out, or delete that folder to refit it"
+            f"give this sweep another {option('out')}, or delete that folder to refit it"
         )
 
 

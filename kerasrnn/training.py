@@ -169,7 +169,7 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
     if any(not math.isfinite(value) for value in losses):
         raise RunError(
             f"training stopped: the loss became non-finite at epoch {clock.last_epoch + 2}; "
-            f"the best weights so far are in {best_weights}; try a lower --lr"
+            f"the best weights so far are in {best_weights}; try a lower {option('lr')}"
         )
 
     # Keep the epoch that did best on validation, not merely the last one.
