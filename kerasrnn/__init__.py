@@ -14,7 +14,7 @@ keras, tensorflow, jax or torch when they are imported, so the command line can 
 bad input and choose the backend first:
 
     api, backend, bench, config, datasets, distribution, errors, export, handwriting, images, plots,
-    prediction, reports, runs, serve, sweep, tables, tasks (the registry; not the task modules),
+    prediction, reports, routes (FastAPI), runs, serve, sweep, tables, tasks (the registry; not the task modules),
     tasks.base, torch_reference, and the command line (kerasrnn_cli.main)
 
 Keras and a backend come in with the others (callbacks, candidates, layers, metrics, models, training,

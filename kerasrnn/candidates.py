@@ -24,6 +24,8 @@ exports: the restarts cost training time only.
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 from keras import ops
@@ -217,3 +219,45 @@ def best_candidate(pool: keras.Model, build_single, dataset) -> tuple[keras.Mode
     copy_candidate(pool, chosen, single, into_pool=False)
     summary = {"count": len(accuracies), "chosen": chosen, "validation_accuracy": [round(a, 4) for a in accuracies]}
     return single, summary
+
+
+# ---- how a fit uses candidates: one plan object, so generic training never branches on them -------------
+class OneModel:
+    """The ordinary fit: one model; the epoch with the lowest validation loss is kept."""
+
+    count = 1
+    checkpoint_monitor = {"monitor": "val_loss", "mode": "min"}
+
+    def build(self, task, config: dict, compile_model):
+        return compile_model(task.build_model(config))
+
+    def keep_best(self, model, task, config: dict, validation, compile_model, log):
+        """(the model the run saves, what metrics.json records about the choice)."""
+        return model, {}
+
+
+class CandidatePool:
+    """`count` candidates side by side; the epoch with the best candidate's validation accuracy is kept (the
+    mean loss over candidates says little about the one that will be kept), then that candidate alone."""
+
+    checkpoint_monitor = {"monitor": "val_accuracy", "mode": "max"}
+
+    def __init__(self, count: int):
+        self.count = count
+
+    def build(self, task, config: dict, compile_model):
+        build_single = functools.partial(task.build_model, config)
+        pool = build_pool(build_single(), self.count)
+        initialize_pool(pool, build_single, config["seed"], self.count)
+        loss, _ = task.loss_and_metrics(config)
+        return compile_model(pool, loss_and_metrics=(CandidateLoss(loss), [BestCandidateAccuracy(self.count)]))
+
+    def keep_best(self, model, task, config: dict, validation, compile_model, log):
+        single, summary = best_candidate(model, functools.partial(task.build_model, config), validation)
+        log(f"kerasrnn: kept candidate {summary['chosen']} of {self.count} (best validation accuracy)")
+        return compile_model(single), {"candidates": summary}
+
+
+def training_plan(count: int) -> OneModel | CandidatePool:
+    """How a fit trains `count` starting points (a task's `candidates` hook says how many)."""
+    return CandidatePool(count) if count > 1 else OneModel()

@@ -252,6 +252,29 @@ def artifact_size(path: Path) -> int:
 
 
 # ---- reading artifacts -----------------------------------------------------------
+def loading_failure(path: Path, kind: str, error: Exception) -> Exception:
+    """Whose fault a failed load is: a file that does not parse is the user's (exit 2), anything else the environment's.
+
+    The loaders report unreadable or damaged files as OSError, ValueError or a TensorFlow OpError; an op the installed
+    TensorFlow does not know (NotFoundError "Op type not registered") and every other exception (an ImportError of a
+    half-installed library, a RuntimeError, MemoryError) mean the installation cannot load a file that may be fine.
+    """
+    message = str(error)
+    environment = "not registered" in message or not isinstance(error, OSError | ValueError | op_error_type())
+    if environment:
+        first_line = message.strip().splitlines()[0] if message.strip() else ""
+        return RunError(f"{path} could not be loaded as {kind} by this installation ({type(error).__name__}: {first_line[:200]})")
+    return UserError(f"{path} could not be loaded as {kind} ({type(error).__name__}): it is corrupt")
+
+
+def op_error_type() -> type:
+    """TensorFlow's error base class, or a class nothing raises where TensorFlow is not imported."""
+    import sys
+
+    tf = sys.modules.get("tensorflow")
+    return tf.errors.OpError if tf is not None else type("NoOpError", (Exception,), {})
+
+
 class SavedModelRunner:
     """A SavedModel's `serve` endpoint behind the `predict(x)` the tasks call."""
 
@@ -263,7 +286,7 @@ class SavedModelRunner:
                 self.loaded = tf.saved_model.load(str(path))  # keep it: the endpoint needs its variables alive
             self.endpoint = self.loaded.serve
         except Exception as error:
-            raise UserError(f"{path} could not be loaded as a SavedModel ({type(error).__name__}): it is corrupt") from None
+            raise loading_failure(path, "a SavedModel", error) from None
 
     def predict(self, x, verbose=0, batch_size=None):
         return np.asarray(self.endpoint(np.asarray(x, dtype=np.float32)))
@@ -285,7 +308,7 @@ class LiteRTRunner:
                 self.interpreter.allocate_tensors()
                 self.runner = self.interpreter.get_signature_runner(interface["signature"])
         except Exception as error:
-            raise UserError(f"{path} could not be loaded as a LiteRT model ({type(error).__name__}): it is corrupt") from None
+            raise loading_failure(path, "a LiteRT model", error) from None
         self.interface = interface
 
     def predict(self, x, verbose=0, batch_size=None):

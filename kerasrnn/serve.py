@@ -7,7 +7,7 @@
     POST /steps    the model's answer after each time step (mnist: after each row), for the page
 
 Bad input is a 4xx with a one-line `detail`; the server keeps serving. Uploads over
-MAX_UPLOAD_BYTES are refused before they are read, and so are images with more pixels
+kerasrnn.routes.MAX_UPLOAD_BYTES are refused before they are read, and so are images with more pixels
 than kerasrnn.images.MAX_PIXELS (decompression bombs).
 """
 
@@ -24,9 +24,6 @@ import numpy as np
 from kerasrnn import prediction
 from kerasrnn.backend import cli_command
 from kerasrnn.errors import RunError, UserError
-
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-PAGE = Path(__file__).parent / "web" / "index.html"
 
 
 class Predictor:
@@ -87,106 +84,11 @@ def stepwise_model(model):
     return stepwise
 
 
-def saved_uploads(folder: Path, uploads: list[tuple[str, bytes]]) -> list[str]:
-    """Each upload as a file named as the client named it (the answer's `input`), in its own folder."""
-    paths = []
-    for index, (name, content) in enumerate(uploads):
-        safe = Path(name or f"image-{index}").name or f"image-{index}"
-        path = folder / str(index) / safe
-        path.parent.mkdir()
-        path.write_bytes(content)
-        paths.append(str(path))
-    return paths
-
-
-def with_client_names(result: dict, paths: list[str], names: list[str]) -> dict:
-    """The answer names each image as the client did, as `kerasrnn predict` names its arguments."""
-    renamed = dict(zip(paths, names))
-    for entry in result.get("predictions", []):
-        entry["input"] = renamed.get(entry["input"], entry["input"])
-    return result
-
-
 def create_app(path: str | Path):
-    """The FastAPI application serving the run or artifact at `path`."""
-    from fastapi import FastAPI, Request
-    from fastapi.concurrency import run_in_threadpool
-    from fastapi.responses import HTMLResponse, JSONResponse
+    """The FastAPI application serving the run or artifact at `path` (kerasrnn.routes: one function per route)."""
+    from kerasrnn import routes
 
-    predictor = Predictor(Path(path))
-    task = predictor.task
-    app = FastAPI(title=f"kerasrnn: {task.name}", docs_url=None, redoc_url=None)
-
-    @app.exception_handler(UserError)
-    async def user_error(request, error: UserError):
-        return JSONResponse({"detail": str(error)}, status_code=422)
-
-    @app.exception_handler(RunError)
-    async def run_error(request, error: RunError):
-        return JSONResponse({"detail": str(error)}, status_code=500)
-
-    @app.middleware("http")
-    async def refuse_large_uploads(request: Request, call_next):
-        if request.method == "POST":
-            length = request.headers.get("content-length")
-            if length is None:
-                return JSONResponse({"detail": "send a Content-Length (chunked uploads are not accepted)"}, status_code=411)
-            if not length.isdigit() or int(length) > MAX_UPLOAD_BYTES:
-                return JSONResponse({"detail": f"upload too large: the limit is {MAX_UPLOAD_BYTES // 2**20} MB"}, status_code=413)
-        return await call_next(request)
-
-    async def read_inputs(request: Request):
-        """(inputs for the task, client names or None): mnist from multipart `images`, the others from JSON."""
-        if task.shows_inputs:
-            if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-                raise UserError("send the images as multipart/form-data files in the field 'images'")
-            form = await request.form(max_files=64)
-            files = [item for item in form.getlist("images") if hasattr(item, "read")]
-            if not files:
-                raise UserError("no images: send one or more files in the multipart field 'images'")
-            return [(item.filename or "", await item.read()) for item in files]
-        try:
-            body = await request.json()
-        except ValueError:
-            raise UserError('send JSON like {"inputs": ["1011", "110"]}') from None
-        inputs = body.get("inputs") if isinstance(body, dict) else None
-        if not isinstance(inputs, list) or not all(isinstance(item, str | int) for item in inputs):
-            raise UserError('send JSON like {"inputs": ["1011", "110"]}: a list of strings, the command\'s arguments')
-        return [str(item) for item in inputs]
-
-    def answer(inputs, call):
-        if not task.shows_inputs:
-            return call(inputs)
-        with tempfile.TemporaryDirectory() as folder:
-            paths = saved_uploads(Path(folder), inputs)
-            names = [name for name, _ in inputs]
-            try:
-                return with_client_names(call(paths), paths, names)
-            except UserError as error:  # name the upload as the client did, never the server's folders
-                message = str(error)
-                for path, name in zip(paths, names):
-                    message = message.replace(path, name)
-                raise UserError(message) from None
-
-    @app.get("/health")
-    def health():
-        return {"status": "ok", "task": task.name, "model": str(predictor.path)}
-
-    @app.post("/predict")
-    async def predict(request: Request):
-        inputs = await read_inputs(request)
-        return await run_in_threadpool(answer, inputs, predictor.predict)
-
-    @app.post("/steps")
-    async def steps(request: Request):
-        inputs = await read_inputs(request)
-        return await run_in_threadpool(answer, inputs, predictor.steps)
-
-    @app.get("/", response_class=HTMLResponse)
-    def page():
-        return PAGE.read_text().replace("{{TASK}}", task.name)
-
-    return app
+    return routes.create_app(Predictor(Path(path)))
 
 
 def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, announce=lambda: None) -> None:

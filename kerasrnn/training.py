@@ -59,29 +59,19 @@ def compile_model(task, config: dict, model=None, steps_per_epoch: int | None = 
     return model
 
 
-def candidate_count(config: dict) -> int:
-    return config.get("candidates", 1)  # an option of recall only
-
-
 def training_model(task, config: dict, steps_per_epoch: int):
     """The compiled model that trains: the task's own, or side-by-side candidates of it (kerasrnn.candidates)."""
-    count = candidate_count(config)
-    if count == 1:
-        return compile_model(task, config, steps_per_epoch=steps_per_epoch)
-    build_single = functools.partial(task.build_model, config)
-    pool = candidates.build_pool(build_single(), count)
-    candidates.initialize_pool(pool, build_single, config["seed"], count)
-    loss, _ = task.loss_and_metrics(config)
-    pool_loss_and_metrics = (candidates.CandidateLoss(loss), [candidates.BestCandidateAccuracy(count)])
-    return compile_model(task, config, model=pool, steps_per_epoch=steps_per_epoch, loss_and_metrics=pool_loss_and_metrics)
+    plan = candidates.training_plan(task.candidates(config))
+    return plan.build(task, config, compiler(task, config, steps_per_epoch))
 
 
-def checkpoint_monitor(config: dict) -> dict:
-    """Which epoch's weights to keep: lowest validation loss; with candidates, the best candidate's accuracy
-    (the mean loss over candidates says little about the one that will be kept)."""
-    if candidate_count(config) > 1:
-        return {"monitor": "val_accuracy", "mode": "max"}
-    return {"monitor": "val_loss", "mode": "min"}
+def compiler(task, config: dict, steps_per_epoch: int | None = None):
+    """`compile(model, loss_and_metrics=None)` with this fit's optimizer and options."""
+
+    def compile_this(model, loss_and_metrics=None):
+        return compile_model(task, config, model, steps_per_epoch=steps_per_epoch, loss_and_metrics=loss_and_metrics)
+
+    return compile_this
 
 
 def fit(
@@ -118,13 +108,8 @@ def progress_verbosity(verbose: int | str) -> int | str:
 
 
 def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: bool, verbose, log, lengths) -> dict | None:
-    """`fit` on the devices of `placement`."""
-    runs.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    if resume:
-        config = runs.read_config(run_dir)
-    task = get_task(config["task"])
-    runs.write_json_atomic(run_dir / runs.CONFIG_FILE, config)
-
+    """`fit` on the devices of `placement`: start the run, train, keep the best model, evaluate, write metrics."""
+    task, config = start_run(config, run_dir, resume, overwrite)
     device = backends.describe_device()
     log(f"kerasrnn: {task.name} on backend {keras.backend.backend()}, device {device}")
     if placement.distributed:
@@ -133,64 +118,25 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
     # A resumed fit's generated data goes on from the batch where the interrupted fit stopped.
     first_epoch = runs.completed_epochs(run_dir) if resume else 0
     train, validation, steps_per_epoch = task.training_data(config, first_epoch=first_epoch)
+    plan = candidates.training_plan(task.candidates(config))
     with placement.scope():
-        model = training_model(task, config, steps_per_epoch)
+        model = plan.build(task, config, compiler(task, config, steps_per_epoch))
 
-    best_weights = runs.best_weights(run_dir)
-    best_weights.parent.mkdir(exist_ok=True)
     clock = TrainingClock()
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(runs.backup_dir(run_dir))),
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.ModelCheckpoint(
-            str(best_weights), save_best_only=True, save_weights_only=True, **checkpoint_monitor(config)
-        ),
-        keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_FILE), append=resume),
-        # Loss, metrics and learning rate per epoch under tensorboard/train and tensorboard/validation.
-        EpochTensorBoard(str(run_dir / runs.TENSORBOARD_DIR), write_graph=False),
-        IterationLossLogger(run_dir / runs.ITERATIONS_FILE, tensorboard_dir=run_dir / runs.TENSORBOARD_DIR / "train"),
-        clock,
-    ]
-    ctrl_c = StopOnCtrlC()  # last: every other callback has finished an epoch before it can stop the fit
     started = time.perf_counter()
-    with ctrl_c.handling_ctrl_c():
-        fit_model = training_loop(task, config, model, placement, validation, log)
-        history = fit_model(
-            distribution.slice_for_process(train, placement),
-            epochs=config["epochs"],
-            steps_per_epoch=steps_per_epoch,
-            validation_data=distribution.slice_for_process(validation, placement),
-            callbacks=[*callbacks, ctrl_c],
-            verbose=verbose,
-        )
-        ctrl_c.stop_if_requested()  # pressed during the last epoch's end
+    train_model(task, config, model, placement, (train, validation, steps_per_epoch), run_dir, plan, clock, resume, verbose, log)
     train_seconds = time.perf_counter() - started
-    losses = history.history.get("loss", [])
-    if any(not math.isfinite(value) for value in losses):
-        raise RunError(
-            f"training stopped: the loss became non-finite at epoch {clock.last_epoch + 2}; "
-            f"the best weights so far are in {best_weights}; try a lower {option('lr')}"
-        )
 
-    # Keep the epoch that did best on validation, not merely the last one.
-    if best_weights.exists():
-        model.load_weights(best_weights)
-    if placement.distributed:
-        model = on_one_device(task, config, model, placement, steps_per_epoch)
+    model = best_model(task, config, model, placement, steps_per_epoch, run_dir)
     if not placement.writes_run:
         log(f"kerasrnn: process {placement.process_id} of {placement.processes} done; process 0 writes the run")
         return None
-    chosen = {}
-    if candidate_count(config) > 1:
-        model, chosen["candidates"] = candidates.best_candidate(model, functools.partial(task.build_model, config), validation)
-        model = compile_model(task, config, model=model)
-        log(f"kerasrnn: kept candidate {chosen['candidates']['chosen']} of {candidate_count(config)} (best validation accuracy)")
+    model, chosen = plan.keep_best(model, task, config, validation, compiler(task, config), log)
     runs.save_model_atomic(model, run_dir / runs.MODEL_FILE)
 
     log("kerasrnn: evaluating on held-out data")
     evaluation = task.evaluate(model, config, lengths)
     task.plot(run_dir, config, evaluation)
-    samples_per_epoch = steps_per_epoch * config["batch_size"]
     metrics = {
         "task": task.name,
         "backend": keras.backend.backend(),
@@ -198,10 +144,7 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
         "keras_version": keras.__version__,
         "python": platform.python_version(),
         "config": config,
-        "epochs_run": clock.last_epoch + 1,
-        "train_seconds": round(train_seconds, 3),
-        "train_samples_per_second": round(steady_samples_per_second(clock.epoch_seconds, samples_per_epoch), 1),
-        "epoch_seconds": [round(seconds, 3) for seconds in clock.epoch_seconds],
+        **training_record(clock, train_seconds, steps_per_epoch * config["batch_size"]),
         "distribution": placement.record(),
         "predict_samples_per_second": round(prediction_speed(task, config, model), 1),
         **chosen,
@@ -209,6 +152,74 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
     }
     runs.write_json_atomic(run_dir / runs.METRICS_FILE, metrics)  # last: marks the run complete
     return metrics
+
+
+def start_run(config: dict, run_dir: Path, resume: bool, overwrite: bool):
+    """(task, config) of a run directory made ready to train: a resumed run trains its saved config."""
+    runs.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if resume:
+        config = runs.read_config(run_dir)
+    runs.write_json_atomic(run_dir / runs.CONFIG_FILE, config)
+    return get_task(config["task"]), config
+
+
+def fit_callbacks(run_dir: Path, plan, clock: TrainingClock, resume: bool) -> list:
+    """Keras' callbacks (and the toolkit's few) that make the run directory, in the order they run."""
+    best_weights = runs.best_weights(run_dir)
+    best_weights.parent.mkdir(exist_ok=True)
+    return [
+        keras.callbacks.BackupAndRestore(str(runs.backup_dir(run_dir))),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.ModelCheckpoint(
+            str(best_weights), save_best_only=True, save_weights_only=True, **plan.checkpoint_monitor
+        ),
+        keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_FILE), append=resume),
+        # Loss, metrics and learning rate per epoch under tensorboard/train and tensorboard/validation.
+        EpochTensorBoard(str(run_dir / runs.TENSORBOARD_DIR), write_graph=False),
+        IterationLossLogger(run_dir / runs.ITERATIONS_FILE, tensorboard_dir=run_dir / runs.TENSORBOARD_DIR / "train"),
+        clock,
+    ]
+
+
+def train_model(task, config: dict, model, placement, data, run_dir: Path, plan, clock, resume: bool, verbose, log) -> None:
+    """All epochs of the fit (Ctrl-C stops after an epoch); a RunError when the loss became non-finite."""
+    train, validation, steps_per_epoch = data
+    ctrl_c = StopOnCtrlC()  # last: every other callback has finished an epoch before it can stop the fit
+    with ctrl_c.handling_ctrl_c():
+        fit_model = training_loop(task, config, model, placement, validation, log)
+        history = fit_model(
+            distribution.slice_for_process(train, placement),
+            epochs=config["epochs"],
+            steps_per_epoch=steps_per_epoch,
+            validation_data=distribution.slice_for_process(validation, placement),
+            callbacks=[*fit_callbacks(run_dir, plan, clock, resume), ctrl_c],
+            verbose=verbose,
+        )
+        ctrl_c.stop_if_requested()  # pressed during the last epoch's end
+    if any(not math.isfinite(value) for value in history.history.get("loss", [])):
+        raise RunError(
+            f"training stopped: the loss became non-finite at epoch {clock.last_epoch + 2}; "
+            f"the best weights so far are in {runs.best_weights(run_dir)}; try a lower {option('lr')}"
+        )
+
+
+def best_model(task, config: dict, model, placement, steps_per_epoch: int, run_dir: Path):
+    """The epoch that did best on validation, not merely the last one, on one device."""
+    if runs.best_weights(run_dir).exists():
+        model.load_weights(runs.best_weights(run_dir))
+    if placement.distributed:
+        model = on_one_device(task, config, model, placement, steps_per_epoch)
+    return model
+
+
+def training_record(clock: TrainingClock, train_seconds: float, samples_per_epoch: int) -> dict:
+    """What metrics.json says about the training itself."""
+    return {
+        "epochs_run": clock.last_epoch + 1,
+        "train_seconds": round(train_seconds, 3),
+        "train_samples_per_second": round(steady_samples_per_second(clock.epoch_seconds, samples_per_epoch), 1),
+        "epoch_seconds": [round(seconds, 3) for seconds in clock.epoch_seconds],
+    }
 
 
 def training_loop(task, config: dict, model, placement, validation, log):

@@ -132,6 +132,26 @@ def test_every_command_has_help_readable_at_80_columns(cli, monkeypatch):
     assert "..." not in summary.split("Commands:")[1] and "fit       Train a model on TASK into a run directory." in summary
 
 
+def test_a_tasks_flags_live_in_its_module_and_the_command_line_offers_them(cli):
+    from kerasrnn.tasks import declarations, get_task, task_names
+
+    fit_help, predict_help = (" ".join(cli(command, "--help").stdout.split()) for command in ("fit", "predict"))
+    for name in task_names():
+        task, declared = get_task(name), declarations(name)
+        assert declared["FLAGS"] == task.flags and declared["PREDICT_INPUTS"] == task.predict_inputs
+        for key, (kind, text) in task.flags.items():
+            flag = key.replace("_", "-")
+            assert (f"--{flag} / --no-{flag}" if kind == "switch" else f"--{flag} <") in fit_help
+            assert f"{name}: {text}" in fit_help
+            assert key in task.defaults  # a flag sets one of the task's options
+        assert f"{name}: {task.predict_inputs}" in predict_help
+    done = cli("fit", "mnist", "--no-augment", "--limit", "64", "--data-path", "m.npz", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert {key: json.loads(done.stdout)[key] for key in ("augment", "limit", "data_path")} == {
+        "augment": False, "limit": 64, "data_path": "m.npz"
+    }  # fmt: skip
+
+
 def test_serve_without_its_extra_says_so_before_announcing_anything(monkeypatch, capfd):
     import sys
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kerasrnn import export, prediction, runs
-from kerasrnn.errors import UserError
+from kerasrnn.errors import RunError, UserError
 from kerasrnn.tasks import get_task
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="exports run on TensorFlow")
@@ -141,6 +141,25 @@ def test_damaged_artifacts_are_refused_clearly(damage, message, tmp_path):
         export.metadata_path(artifact).unlink()
     with pytest.raises(UserError, match=message):
         prediction.predict_run(artifact, ["101", "1"])
+
+
+@pytest.mark.parametrize("fmt", ["savedmodel", "tflite"])
+def test_an_installation_that_cannot_load_a_sound_artifact_is_not_called_corrupt(fmt, tmp_path, monkeypatch):
+    import tensorflow as tf
+    from ai_edge_litert import interpreter
+
+    run_dir = untrained_run(tmp_path / "run", "adder", units=3)
+    artifact = export.default_artifact_path(run_dir, fmt)
+    export.export_run(run_dir, fmt, log=lambda *_: None)
+
+    def broken_library(*args, **kwargs):
+        raise ImportError("libtensorflow_framework.so.2: cannot open shared object file")
+
+    monkeypatch.setattr(tf.saved_model, "load", broken_library)
+    monkeypatch.setattr(interpreter, "Interpreter", broken_library)
+    with pytest.raises(RunError, match="by this installation .ImportError: libtensorflow_framework") as raised:
+        prediction.predict_run(artifact, ["101", "1"])
+    assert "corrupt" not in str(raised.value)
 
 
 def test_export_refuses_unknown_format_and_missing_run(tmp_path):

@@ -12,7 +12,8 @@ from PIL import Image, ImageDraw
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from kerasrnn.serve import MAX_UPLOAD_BYTES, create_app  # noqa: E402
+from kerasrnn.routes import MAX_UPLOAD_BYTES  # noqa: E402
+from kerasrnn.serve import create_app  # noqa: E402
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "saved_models" / "mnist-pretrained"
 

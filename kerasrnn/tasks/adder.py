@@ -118,6 +118,11 @@ def score_predictions(probabilities: np.ndarray, targets: np.ndarray) -> dict:
     }
 
 
+# The command line reads these literals without importing this module (kerasrnn.tasks.declarations).
+FLAGS = {"loss": ("text", "mse or bce (alias ce)."), "train_length": ("int", "bits per training number.")}
+PREDICT_INPUTS = "two binary numbers, most significant bit first (e.g. 1011 110)"
+
+
 class AdderTask(SequenceTask):
     name = "adder"
     defaults = {
@@ -138,7 +143,7 @@ class AdderTask(SequenceTask):
         "test_samples": 2000,
         "eval_samples": 1000,
     }
-    predict_inputs = "two binary numbers, most significant bit first (e.g. 1011 110)"
+    flags, predict_inputs = FLAGS, PREDICT_INPUTS
 
     def validate(self, config: dict) -> dict:
         loss = str(config["loss"]).lower()

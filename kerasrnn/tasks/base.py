@@ -39,7 +39,10 @@ class Task:
     defaults: dict = {}
     # Defaults measured to do better for some cells and sizes (kerasrnn.config.Recipe), in order.
     recipes: tuple[Recipe, ...] = ()
-    # The options of `predict` (for help texts): what one INPUT is.
+    # For the command line, which reads them from the module's FLAGS and PREDICT_INPUTS literals without
+    # importing it (kerasrnn.tasks.declarations): options with their own `fit` flag, and what one INPUT of
+    # `predict` is. Every option can be set with -o KEY=VALUE.
+    flags: dict = {}
     predict_inputs: str = ""
     # Whether inputs are sequences of any length (evaluated by length), and whether `predict` can draw its inputs.
     is_sequence_task: bool = False
@@ -121,6 +124,11 @@ class Task:
         examples in a seeded order of their own. None where only the tf.data pipeline makes them.
         """
         return None
+
+    def candidates(self, config: dict) -> int:
+        """How many starting points a fit trains side by side, keeping the best (kerasrnn.candidates); 1: an
+        ordinary fit."""
+        return 1
 
     def evaluate(self, model, config: dict, lengths: list[int] | None = None) -> dict:
         """{"test": {"loss", "accuracy", ...}, and "by_length": {...} for sequence tasks}."""

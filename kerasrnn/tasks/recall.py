@@ -100,6 +100,15 @@ def split_note(inputs: list[str]) -> dict:
     return {"note": f"each digit is one step of the sequence: {example} was read as {' '.join(example)}"}
 
 
+# The command line reads these literals without importing this module (kerasrnn.tasks.declarations).
+FLAGS = {
+    "index": ("int", "position K to remember (zero-based)."),
+    "min_length": ("int", "shortest training sequence."),
+    "max_length": ("int", "longest training sequence."),
+}
+PREDICT_INPUTS = "a sequence of digits 0-9 (e.g. 3 1 4 1 5)"
+
+
 class RecallTask(SequenceTask):
     name = "recall"
     defaults = {
@@ -141,7 +150,7 @@ class RecallTask(SequenceTask):
             {"readout_units": 32, "curriculum_epochs": 15, "candidates": 32, "epochs": 30},
         ),
     )
-    predict_inputs = "a sequence of digits 0-9 (e.g. 3 1 4 1 5)"
+    flags, predict_inputs = FLAGS, PREDICT_INPUTS
 
     def validate(self, config: dict) -> dict:
         require_whole_numbers(
@@ -190,6 +199,9 @@ class RecallTask(SequenceTask):
             return keras.layers.Dense(DIGITS, activation="softmax", name="digit")(features)
 
         return build_model("recall", (None, DIGITS), RecurrentSpec.from_config(config), head, return_sequences=False)
+
+    def candidates(self, config: dict) -> int:
+        return config["candidates"]
 
     def loss_and_metrics(self, config: dict):
         return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]

@@ -1,0 +1,134 @@
+"""The FastAPI application of `kerasrnn serve`: one function per route (kerasrnn.serve describes the routes).
+
+The loaded model is `app.state.predictor` (a kerasrnn.serve.Predictor). Imported only to serve: FastAPI is an extra.
+"""
+
+import tempfile
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from kerasrnn.errors import RunError, UserError
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+PAGE = Path(__file__).parent / "web" / "index.html"
+
+
+def create_app(predictor) -> FastAPI:
+    app = FastAPI(title=f"kerasrnn: {predictor.task.name}", docs_url=None, redoc_url=None)
+    app.state.predictor = predictor
+    app.add_exception_handler(UserError, user_error)
+    app.add_exception_handler(RunError, run_error)
+    app.middleware("http")(refuse_large_uploads)
+    app.get("/health")(health)
+    app.post("/predict")(predict)
+    app.post("/steps")(steps)
+    app.get("/", response_class=HTMLResponse)(page)
+    return app
+
+
+# ---- routes -------------------------------------------------------------------------
+def health(request: Request):
+    predictor = request.app.state.predictor
+    return {"status": "ok", "task": predictor.task.name, "model": str(predictor.path)}
+
+
+async def predict(request: Request):
+    """What `kerasrnn predict --json` prints for the same inputs."""
+    predictor = request.app.state.predictor
+    inputs = await read_inputs(request, predictor.task)
+    return await run_in_threadpool(answer, predictor.task, inputs, predictor.predict)
+
+
+async def steps(request: Request):
+    """The answer after each time step, for the page."""
+    predictor = request.app.state.predictor
+    inputs = await read_inputs(request, predictor.task)
+    return await run_in_threadpool(answer, predictor.task, inputs, predictor.steps)
+
+
+def page(request: Request):
+    return PAGE.read_text().replace("{{TASK}}", request.app.state.predictor.task.name)
+
+
+# ---- errors and limits ------------------------------------------------------------
+async def user_error(request: Request, error: UserError):
+    return JSONResponse({"detail": str(error)}, status_code=422)
+
+
+async def run_error(request: Request, error: RunError):
+    return JSONResponse({"detail": str(error)}, status_code=500)
+
+
+async def refuse_large_uploads(request: Request, call_next):
+    """Refuse an upload over MAX_UPLOAD_BYTES before reading it (its Content-Length says so)."""
+    if request.method == "POST":
+        length = request.headers.get("content-length")
+        if length is None:
+            return JSONResponse({"detail": "send a Content-Length (chunked uploads are not accepted)"}, status_code=411)
+        if not length.isdigit() or int(length) > MAX_UPLOAD_BYTES:
+            return JSONResponse({"detail": f"upload too large: the limit is {MAX_UPLOAD_BYTES // 2**20} MB"}, status_code=413)
+    return await call_next(request)
+
+
+# ---- inputs and answers -----------------------------------------------------------
+async def read_inputs(request: Request, task):
+    """Inputs for the task: mnist's (client name, bytes) from multipart `images`, the others' strings from JSON."""
+    if task.shows_inputs:
+        return await read_images(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise UserError('send JSON like {"inputs": ["1011", "110"]}') from None
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    if not isinstance(inputs, list) or not all(isinstance(item, str | int) for item in inputs):
+        raise UserError('send JSON like {"inputs": ["1011", "110"]}: a list of strings, the command\'s arguments')
+    return [str(item) for item in inputs]
+
+
+async def read_images(request: Request) -> list[tuple[str, bytes]]:
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise UserError("send the images as multipart/form-data files in the field 'images'")
+    form = await request.form(max_files=64)
+    files = [item for item in form.getlist("images") if hasattr(item, "read")]
+    if not files:
+        raise UserError("no images: send one or more files in the multipart field 'images'")
+    return [(item.filename or "", await item.read()) for item in files]
+
+
+def answer(task, inputs, call):
+    """`call(inputs)`; uploads are saved to files first, and the answer names them as the client did."""
+    if not task.shows_inputs:
+        return call(inputs)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = saved_uploads(Path(folder), inputs)
+        names = [name for name, _ in inputs]
+        try:
+            return with_client_names(call(paths), paths, names)
+        except UserError as error:  # name the upload as the client did, never the server's folders
+            message = str(error)
+            for path, name in zip(paths, names):
+                message = message.replace(path, name)
+            raise UserError(message) from None
+
+
+def saved_uploads(folder: Path, uploads: list[tuple[str, bytes]]) -> list[str]:
+    """Each upload as a file named as the client named it (the answer's `input`), in its own folder."""
+    paths = []
+    for index, (name, content) in enumerate(uploads):
+        safe = Path(name or f"image-{index}").name or f"image-{index}"
+        path = folder / str(index) / safe
+        path.parent.mkdir()
+        path.write_bytes(content)
+        paths.append(str(path))
+    return paths
+
+
+def with_client_names(result: dict, paths: list[str], names: list[str]) -> dict:
+    """The answer names each image as the client did, as `kerasrnn predict` names its arguments."""
+    renamed = dict(zip(paths, names))
+    for entry in result.get("predictions", []):
+        entry["input"] = renamed.get(entry["input"], entry["input"])
+    return result
