@@ -6,7 +6,7 @@ backend is fixed when Keras is first imported.
 
 from __future__ import annotations
 
-import inspect
+import inspect as signatures
 import itertools
 import json
 import sys
@@ -78,7 +78,7 @@ ConfigOption = Annotated[
 FLAG_TYPES = {"int": int, "float": float, "text": str, "path": Path}
 
 
-def task_flag_parameters() -> list[inspect.Parameter]:
+def task_flag_parameters() -> list[signatures.Parameter]:
     """`fit`'s flags for the options the tasks declare (kerasrnn.tasks.declarations), each help naming its tasks."""
     helps, kinds = {}, {}
     for name in task_names():
@@ -93,14 +93,14 @@ def task_flag_parameters() -> list[inspect.Parameter]:
             annotation = Annotated[bool | None, typer.Option(f"--{flag}/--no-{flag}", help=text)]
         else:
             annotation = Annotated[FLAG_TYPES[kind] | None, typer.Option(help=text)]
-        parameters.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+        parameters.append(signatures.Parameter(key, signatures.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
     return parameters
 
 
 def with_task_flags(command):
     """`command` with the tasks' flags in place of its **task_flags (Typer reads the signature)."""
-    signature = inspect.signature(command, eval_str=True)  # the annotations themselves: Typer reads their options
-    own = [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY) for parameter in signature.parameters.values()]
+    signature = signatures.signature(command, eval_str=True)  # the annotations themselves: Typer reads their options
+    own = [parameter.replace(kind=signatures.Parameter.KEYWORD_ONLY) for parameter in signature.parameters.values()]
     own = [parameter for parameter in own if parameter.name != "task_flags"]
     command.__signature__ = signature.replace(parameters=[*own, *task_flag_parameters()])
     return command
@@ -225,6 +225,49 @@ def predict(
     run = kerasrnn.load(run_dir, backend.value if backend else None)
     result = run.predict(inputs, show=show)
     typer.echo(json.dumps(result, indent=2) if as_json else run.describe_prediction(result))
+
+
+@app.command()
+def inspect(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (or a .keras file).")],
+    inputs: Annotated[
+        list[str] | None, typer.Argument(help="Inputs as predict takes them (default: generated or test examples).")
+    ] = None,
+    length: Annotated[
+        int | None, typer.Option(help="adder, recall: steps of the generated examples (default: the training length).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Where the figures go (default RUN/inspect/).")] = None,
+    backend: BackendOption = None,
+    as_json: JsonOption = False,
+):
+    """Look inside a trained network: states, gates, probes.
+
+    Every unit's hidden state, the gates and the answer at every step, and linear probes of what the state
+    holds at each step (docs/inspect.md says what to look for).
+    """
+    result = kerasrnn.load(run_dir, backend.value if backend else None).inspect(inputs, length, out)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    layers = ", ".join(f"{layer['name']} ({layer['units']} units)" for layer in result["layers"])
+    typer.echo(f"{result['task']}: {result['steps']} steps through {layers}")
+    for name, probe in result["probes"].items():
+        typer.echo(describe_probe(name, probe))
+    for figure in result["figures"]:
+        typer.echo(f"figure: {figure}")
+
+
+def describe_probe(name: str, probe: dict) -> str:
+    """One probe as a line: its lowest and highest accuracy over the steps, and each step's when they are few."""
+    by_step = probe["by_step"]
+    lowest = min(range(len(by_step)), key=by_step.__getitem__)
+    line = (
+        f"probe {name} ({probe['what']}): accuracy {by_step[lowest]:.3f} at its lowest (step {lowest + 1}), "
+        f"{max(by_step):.3f} at its highest, on {probe['scored_sequences']} held-out sequences"
+    )
+    if len(by_step) <= 32:
+        line += "\n  by step: " + " ".join(f"{value:.2f}" for value in by_step)
+    return line
 
 
 @app.command()

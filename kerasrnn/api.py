@@ -144,6 +144,28 @@ class Run:
             self._predictor = prediction.load_predictor(self.path)
         return prediction.predict_with(*self._predictor, inputs, show=str(show) if show else None)
 
+    def inspect(self, inputs: list[str] | str | None = None, length: int | None = None, out: str | Path | None = None) -> dict:
+        """Look inside the network: hidden states, gates and answers at every step for `inputs` (as `predict`
+        takes them; None: a generated or test example, `length` steps long for the sequence tasks), and probes of
+        what the state holds. Figures go to `out` (default RUN/inspect/): what `kerasrnn inspect --json` prints."""
+        from kerasrnn import export, inspection
+        from kerasrnn.tasks import get_task
+
+        fmt = export.artifact_format(self.path)
+        if fmt not in ("run", "keras"):
+            raise UserError(
+                f"{self.path} is a {fmt} artifact, which runs the model but cannot show its hidden states: "
+                "inspect the run directory (or .keras file) it was exported from"
+            )
+        if isinstance(inputs, (str, Path)):
+            inputs = [inputs]
+        model = export.load_artifact(self.path) if fmt == "keras" else runs.load_model(self.path)
+        out_dir = Path(out) if out is not None else self.default_inspection_dir()
+        return inspection.inspect_model(get_task(self.task), self.config, model, out_dir, [str(i) for i in inputs or []], length)
+
+    def default_inspection_dir(self) -> Path:
+        return self.path / "inspect" if not self.is_artifact else self.path.with_name(f"{self.path.stem}-inspect")
+
     def describe_prediction(self, result: dict) -> str:
         """A prediction (from `predict`) as one readable line per input."""
         from kerasrnn.tasks import get_task

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only: no screen on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
@@ -247,3 +248,105 @@ def sweep_accuracy_by_length(path: Path, by_length: dict[str, dict], metric: str
     axis.set_title(f"{metric.replace('_', ' ')} against length, every configuration")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     return save_to(figure, path)
+
+
+# ---- inside a network (kerasrnn.inspection) -------------------------------------------------------
+def step_axis(axis, labels: list[str]) -> None:
+    """Steps along x, labelled with what each step reads (thinned out for long sequences)."""
+    every = max(1, len(labels) // 32)
+    axis.set_xticks(range(0, len(labels), every))
+    axis.set_xticklabels(labels[::every], fontsize=7, rotation=90 if max(map(len, labels)) > 2 else 0)
+    axis.set_xlabel("step (what it reads)")
+
+
+def heatmap(axis, values, labels: list[str], title: str, vmin=None, vmax=None):
+    """(steps, units) values as units down, steps across."""
+    image = axis.imshow(values.T, aspect="auto", cmap="RdBu_r", vmin=vmin, vmax=vmax, interpolation="nearest")
+    axis.set_title(title, fontsize=9)
+    axis.set_ylabel("unit")
+    axis.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+    step_axis(axis, labels)
+    return image
+
+
+def hidden_states(path: Path, traces, labels: list[str], title: str) -> Path:
+    """Every unit's hidden state at every step, one panel per layer and direction."""
+    figure, axes = plt.subplots(len(traces), 1, figsize=(max(6, 0.18 * len(labels) + 2), 2.2 + 1.6 * len(traces)), squeeze=False)
+    for axis, trace in zip(axes[:, 0], traces):
+        image = heatmap(axis, trace.hidden[0], labels, f"{trace.name}: hidden state", vmin=-1, vmax=1)
+        figure.colorbar(image, ax=axis, fraction=0.03)
+    figure.suptitle(f"hidden state while reading {Path(title).name}", fontsize=10)
+    figure.tight_layout()
+    return save_to(figure, path)
+
+
+def gates(path: Path, traces, labels: list[str], title: str) -> Path:
+    """Each gate (0: closed, 1: open) and an LSTM's cell state, one panel each, per layer and direction."""
+    panels = [(trace.name, name, values[0]) for trace in traces for name, values in trace.gates.items()]
+    figure, axes = plt.subplots(len(panels), 1, figsize=(max(6, 0.18 * len(labels) + 2), 1.2 + 1.9 * len(panels)), squeeze=False)
+    for axis, (layer, name, values) in zip(axes[:, 0], panels):
+        limit = float(np.abs(values).max()) or 1.0
+        low, high = (-limit, limit) if name == "cell state" else (0, 1)
+        image = heatmap(axis, values, labels, f"{layer}: {name}", vmin=low, vmax=high)
+        figure.colorbar(image, ax=axis, fraction=0.03)
+    figure.suptitle(f"gates (0 closed, 1 open) while reading {Path(title).name}", fontsize=10)
+    figure.tight_layout()
+    return save_to(figure, path)
+
+
+def answers_by_step(path: Path, answers, labels: list[str], title: str, task: str) -> Path:
+    """The answer had the sequence ended at each step: one output per step (adder) or a probability per class."""
+    figure, axis = plt.subplots(figsize=(max(6, 0.18 * len(labels) + 2), 3.2))
+    if answers.shape[-1] == 1:
+        axis.plot(range(len(labels)), answers[:, 0], marker="o", markersize=3)
+        axis.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
+        axis.set_ylim(-0.05, 1.05)
+        axis.set_ylabel("output bit (probability of 1)")
+        step_axis(axis, labels)
+    else:
+        image = axis.imshow(answers.T, aspect="auto", cmap="Greens", vmin=0, vmax=1, interpolation="nearest")
+        axis.set_ylabel("answer")
+        axis.set_yticks(range(answers.shape[-1]))
+        step_axis(axis, labels)
+        figure.colorbar(image, ax=axis, fraction=0.03, label="probability")
+    axis.set_title(f"{task}: the answer had the input ended at each step, reading {Path(title).name}", fontsize=9)
+    figure.tight_layout()
+    return save_to(figure, path)
+
+
+def probes_by_step(out_dir: Path, probes: dict, task: str) -> Path:
+    """Each probe's accuracy at every step, with what always answering the commonest value gets."""
+    figure, axis = plt.subplots(figsize=(7, 3.4))
+    for name, probe in probes.items():
+        steps = range(1, len(probe["by_step"]) + 1)
+        axis.plot(steps, probe["by_step"], marker="o", markersize=3, label=f"{name} probe")
+        axis.plot(steps, probe["chance_by_step"], color="grey", linestyle="--", linewidth=0.9, label=f"{name}: commonest value")
+    axis.set_ylim(0, 1.02)
+    axis.set_xlabel("step")
+    axis.set_ylabel("accuracy on held-out sequences")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.legend(fontsize=8, loc="lower right")
+    axis.set_title(f"{task}: what a linear read-out finds in the state at each step", fontsize=9)
+    figure.tight_layout()
+    return save_to(figure, out_dir / "probes.png")
+
+
+def rows_that_matter(out_dir: Path, images, rows: list[dict], labels: list[str]) -> Path:
+    """Each image beside how much its answer's probability drops when one row is blanked."""
+    count = len(images)
+    figure, axes = plt.subplots(count, 2, figsize=(6, 2.8 * count), squeeze=False, gridspec_kw={"width_ratios": [1, 1]})
+    for (image_axis, bar_axis), image, found, label in zip(axes, images, rows, labels):
+        image_axis.imshow(image, cmap="gray", vmin=0, vmax=1)
+        drops = np.clip(np.asarray(found["drop_by_row"]), 0, None)
+        image_axis.imshow(
+            np.repeat(drops[:, None], image.shape[1], axis=1), cmap="Reds", alpha=0.45, vmin=0, vmax=max(drops.max(), 1e-6)
+        )
+        image_axis.set_title(f"{Path(label).name} -> {found['label']} ({found['confidence']:.0%})", fontsize=8)
+        image_axis.axis("off")
+        bar_axis.barh(range(len(drops)), found["drop_by_row"], color="firebrick")
+        bar_axis.invert_yaxis()
+        bar_axis.set_ylabel("row blanked")
+        bar_axis.set_xlabel("drop in the answer's probability")
+    figure.suptitle("mnist: which rows the answer rests on", fontsize=10)
+    figure.tight_layout()
+    return save_to(figure, out_dir / "rows.png")

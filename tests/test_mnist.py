@@ -1,6 +1,7 @@
 """mnist: the data source chain, the split, the pipeline, every cell, and a short fit's reports."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,6 +213,31 @@ def test_predict_own_images_through_the_cli(tiny_mnist_run, tmp_path, cli):
     assert prediction["input"].endswith("one.jpg") and prediction["label"] in range(10)
     assert 0.0 < prediction["confidence"] <= 1.0 and sum(prediction["probabilities"]) == pytest.approx(1.0, abs=1e-4)
     assert (tmp_path / "shown.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_inspect_shows_each_image_row_by_row_and_which_rows_it_rests_on(tiny_mnist_run, tmp_path, cli):
+    from PIL import Image, ImageDraw
+
+    paths = []
+    for name, line in (("bar.png", [(14, 4), (14, 24)]), ("dash.png", [(4, 14), (24, 14)])):
+        image = Image.new("L", (28, 28), 0)
+        ImageDraw.Draw(image).line(line, fill=255, width=3)
+        image.save(tmp_path / name)
+        paths.append(str(tmp_path / name))
+    done = cli("inspect", str(tiny_mnist_run), *paths, "--out", str(tmp_path / "inside"), "--json")
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["steps"] == 28 and [example["input"] for example in found["examples"]] == paths
+    assert len(found["probes"]["class"]["by_step"]) == 28
+    assert [len(rows["drop_by_row"]) for rows in found["rows"]] == [28, 28]
+    # The dash lies on rows 13-15 only: blanking a row it does not touch changes little beside blanking one it does.
+    dash = found["rows"][1]["drop_by_row"]
+    assert max(abs(drop) for drop in dash[12:16]) >= max(abs(drop) for drop in dash[:4] + dash[-4:])
+    names = sorted(Path(path).name for path in found["figures"])
+    assert names == sorted(["states.png", "gates.png", "answers.png", "states-2.png", "gates-2.png", "answers-2.png",
+                            "probes.png", "rows.png"])  # fmt: skip
+    refused = cli("inspect", str(tiny_mnist_run), "--length", "10")
+    assert refused.returncode == 2 and "mnist images are always 28 rows" in refused.stderr
 
 
 def test_show_into_a_folder_writes_a_file_inside_it(tiny_mnist_run, tmp_path, cli):

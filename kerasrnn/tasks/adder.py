@@ -23,6 +23,7 @@ from kerasrnn.metrics import exact_match
 from kerasrnn.models import RecurrentSpec, build_model
 from kerasrnn.tasks.base import (
     EVALUATION_STREAM,
+    INSPECTION_STREAM,
     TEST_STREAM,
     TRAIN_STREAM,
     VALIDATION_STREAM,
@@ -52,6 +53,17 @@ def add_bit_rows(a_bits: np.ndarray, b_bits: np.ndarray) -> np.ndarray:
         carry = column_sum >> 1
     total[:, length] = carry
     return total
+
+
+def carries(x: np.ndarray) -> np.ndarray:
+    """(count, steps) the carry after each step of encoded operands (count, steps, 2)."""
+    bits = x.astype(np.uint8)
+    carry = np.zeros(len(x), dtype=np.uint8)
+    after = np.zeros(bits.shape[:2], dtype=np.uint8)
+    for step in range(bits.shape[1]):
+        carry = (bits[:, step, 0] + bits[:, step, 1] + carry) >> 1
+        after[:, step] = carry
+    return after
 
 
 def encode_operands(a_bits: np.ndarray, b_bits: np.ndarray) -> np.ndarray:
@@ -265,6 +277,22 @@ class AdderTask(SequenceTask):
                 config=config,
             ),
         ]
+
+    probes = {"carry": "the carry after the step (what the next column adds)"}
+
+    def inspection_examples(self, config: dict, count: int, length: int | None) -> tuple[np.ndarray, dict]:
+        length = config["train_length"] if length is None else length
+        require(isinstance(length, int) and length >= 1, f"--length is the bits of each number, >= 1, got {length!r}")
+        x, _ = random_adder_examples(seeded_rng(config["seed"], INSPECTION_STREAM, length), count, length)
+        return x, {"carry": carries(x)}
+
+    def describe_inspection_input(self, x: np.ndarray) -> str:
+        a, b = (bits_to_int(x[:, column]) for column in (0, 1))
+        return f"{a:b} + {b:b}"
+
+    def step_labels(self, x: np.ndarray) -> list[str]:
+        """The column's two bits, least significant first (the last step reads none)."""
+        return [f"{int(a)}{int(b)}" for a, b in x[:-1]] + ["-"]
 
 
 TASK = AdderTask()

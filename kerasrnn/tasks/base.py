@@ -155,6 +155,32 @@ class Task:
         """The run's figures from `evaluate`'s result (which it must not change); their paths."""
         return []
 
+    # ---- looking inside (kerasrnn.inspection: `kerasrnn inspect`) --------------------------------
+    # What the state should hold, for linear probes: {name: what it is}; `inspection_examples` gives the targets.
+    probes: dict = {}
+
+    def inspection_examples(self, config: dict, count: int, length: int | None) -> tuple[np.ndarray, dict]:
+        """(`count` model inputs, {probe name: (count, steps) int targets, the value at every step}); `length`
+        as `kerasrnn inspect --length` takes it (None: the task's own). Independent draws: the first half fits
+        the probes, the second half scores them."""
+        raise UserError(f"{self.name} cannot be inspected yet")
+
+    def describe_inspection_input(self, x: np.ndarray) -> str:
+        """One model input as a person would write it (the title of its figures)."""
+        return ""
+
+    def step_labels(self, x: np.ndarray) -> list[str]:
+        """What one input holds at each step, for the figures' step axis."""
+        return [str(step + 1) for step in range(len(x))]
+
+    def inspection_extras(self, model, config: dict, x: np.ndarray) -> dict:
+        """Task-specific findings for the inputs `x`, added to the inspection's JSON (keys with _: figures only)."""
+        return {}
+
+    def inspection_figures(self, out_dir, x: np.ndarray, extras: dict, labels: list[str]) -> list:
+        """Figures of `inspection_extras`."""
+        return []
+
 
 class SequenceTask(Task):
     """A task of generated sequences of any length: an endless stream of fresh training batches, batch i a
@@ -301,4 +327,4 @@ def seeded_rng(*seed_parts: int) -> np.random.Generator:
 
 
 # Streams of random numbers, so that training, validation and test data never overlap.
-TRAIN_STREAM, VALIDATION_STREAM, TEST_STREAM, EVALUATION_STREAM = 0, 1, 2, 3
+TRAIN_STREAM, VALIDATION_STREAM, TEST_STREAM, EVALUATION_STREAM, INSPECTION_STREAM = 0, 1, 2, 3, 4

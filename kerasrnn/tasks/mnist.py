@@ -247,5 +247,37 @@ class MnistTask(Task):
             plots.sample_grid(run_dir, x_test, y_test, predicted, seed=config["seed"]),
         ]
 
+    probes = {"class": "the digit in the image, row by row"}
+
+    def inspection_examples(self, config: dict, count: int, length: int | None) -> tuple[np.ndarray, dict]:
+        require(length is None, "mnist images are always 28 rows: leave out --length")
+        _, _, (x_test, y_test) = self.splits(config)
+        chosen = np.random.default_rng(config["seed"]).permutation(len(x_test))[:count]
+        return x_test[chosen].astype(np.float32) / 255.0, {"class": np.repeat(y_test[chosen, None], 28, axis=1)}
+
+    def describe_inspection_input(self, x: np.ndarray) -> str:
+        return "a test image"
+
+    def step_labels(self, x: np.ndarray) -> list[str]:
+        return [str(row + 1) for row in range(len(x))]
+
+    def inspection_extras(self, model, config: dict, x: np.ndarray) -> dict:
+        """Which rows matter: for each image, the drop in the answer's probability when one row is blanked."""
+        rows = x.shape[1]
+        found = []
+        for image in x:
+            blanked = np.repeat(image[None], rows + 1, axis=0)
+            for row in range(rows):
+                blanked[row + 1, row] = 0.0
+            probabilities = np.asarray(model.predict(blanked, verbose=0, batch_size=rows + 1))
+            label = int(probabilities[0].argmax())
+            drops = probabilities[0, label] - probabilities[1:, label]
+            found.append({"label": label, "confidence": round(float(probabilities[0, label]), 5),
+                          "drop_by_row": [round(float(drop), 5) for drop in drops]})  # fmt: skip
+        return {"rows": found, "_images": x}
+
+    def inspection_figures(self, out_dir, x: np.ndarray, extras: dict, labels: list[str]) -> list:
+        return [plots.rows_that_matter(out_dir, extras["_images"], extras["rows"], labels)]
+
 
 TASK = MnistTask()

@@ -22,6 +22,7 @@ from kerasrnn.errors import UserError, require
 from kerasrnn.models import RecurrentSpec, build_model
 from kerasrnn.tasks.base import (
     EVALUATION_STREAM,
+    INSPECTION_STREAM,
     TEST_STREAM,
     TRAIN_STREAM,
     VALIDATION_STREAM,
@@ -296,6 +297,24 @@ class RecallTask(SequenceTask):
                 config=config,
             ),
         ]
+
+    probes = {"kth_digit": "the digit at position K (the one to recall), at every step"}
+
+    def inspection_examples(self, config: dict, count: int, length: int | None) -> tuple[np.ndarray, dict]:
+        length = config["max_length"] if length is None else length
+        index = config["index"]
+        require(
+            isinstance(length, int) and length > index,
+            f"--length must be a whole number above position K={index}, got {length!r}",
+        )
+        digits = random_digit_sequences(seeded_rng(config["seed"], INSPECTION_STREAM, length), count, length)
+        return one_hot(digits), {"kth_digit": np.repeat(digits[:, index : index + 1], length, axis=1)}
+
+    def describe_inspection_input(self, x: np.ndarray) -> str:
+        return " ".join(str(digit) for digit in x.argmax(axis=-1))
+
+    def step_labels(self, x: np.ndarray) -> list[str]:
+        return [str(digit) for digit in x.argmax(axis=-1)]
 
 
 TASK = RecallTask()
