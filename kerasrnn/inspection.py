@@ -61,19 +61,29 @@ def recurrent_layers(model) -> list:
 
 def trace_model(model, x: np.ndarray) -> list[Trace]:
     """Every recurrent layer's states and gates for the inputs `x`, in the model's order (forward before backward)."""
-    layers = recurrent_layers(model)
-    require(layers, "this model has no recurrent layer to look inside")
-    feeding = keras.Model(model.inputs, [layer.input for layer in layers])
-    inputs = feeding.predict(x, verbose=0, batch_size=4096)
-    inputs = inputs if isinstance(inputs, list) else [inputs]
-    traces = []
-    for layer, layer_input in zip(layers, inputs):
-        if isinstance(layer, keras.layers.Bidirectional):
-            traces.append(trace_layer(layer.forward_layer, layer_input, f"{layer.name} forward"))
-            traces.append(trace_layer(layer.backward_layer, layer_input, f"{layer.name} backward"))
-        else:
-            traces.append(trace_layer(layer, layer_input, layer.name))
-    return traces
+    return Tracer(model).trace(x)
+
+
+class Tracer:
+    """`trace(x)` for one model, its layers' inputs computed by one Keras model built once (the server keeps one)."""
+
+    def __init__(self, model):
+        self.layers = recurrent_layers(model)
+        require(self.layers, "this model has no recurrent layer to look inside")
+        self.feeding = keras.Model(model.inputs, [layer.input for layer in self.layers])
+
+    def trace(self, x: np.ndarray) -> list[Trace]:
+        inputs = self.feeding.predict_on_batch(np.asarray(x, dtype="float32"))
+        inputs = inputs if isinstance(inputs, list | tuple) else [inputs]
+        traces = []
+        for layer, layer_input in zip(self.layers, inputs):
+            layer_input = np.asarray(layer_input)
+            if isinstance(layer, keras.layers.Bidirectional):
+                traces.append(trace_layer(layer.forward_layer, layer_input, f"{layer.name} forward"))
+                traces.append(trace_layer(layer.backward_layer, layer_input, f"{layer.name} backward"))
+            else:
+                traces.append(trace_layer(layer, layer_input, layer.name))
+        return traces
 
 
 def trace_layer(layer, x: np.ndarray, name: str) -> Trace:

@@ -33,7 +33,11 @@ class Predictor:
         self.path = path
         self.task, self.config, model = prediction.load_predictor(path)
         self.model = FastKerasCalls(model) if hasattr(model, "predict_on_batch") else model
-        self.stepwise = stepwise_model(model) if hasattr(model, "layers") else None
+        self.stepwise, self.tracer = None, None
+        if hasattr(model, "layers"):  # a Keras model, not an exported artifact
+            from kerasrnn import inspection
+
+            self.stepwise, self.tracer = inspection.stepwise_model(model), inspection.Tracer(model)
         self.lock = threading.Lock()
 
     def predict(self, inputs: list[str]) -> dict:
@@ -41,13 +45,19 @@ class Predictor:
             return prediction.predict_with(self.task, self.config, self.model, inputs)
 
     def steps(self, inputs: list[str]) -> dict:
-        """Per time step: the model's answer had the sequence ended there (mnist: the 28x28 it read, too)."""
+        """Per time step: the model's answer had the sequence ended there, and the last recurrent layer's hidden
+        state (mnist: the 28x28 it read, too)."""
         if self.stepwise is None:
             raise UserError("this model cannot show its answer step by step (bidirectional, or an exported artifact)")
         with self.lock:
             x, extra = self.task.model_input(self.config, inputs)
             outputs = np.asarray(self.stepwise.predict_on_batch(x))[0]
-        return {"steps": [[round(float(v), 5) for v in np.atleast_1d(step)] for step in outputs], **extra}
+            states = self.tracer.trace(x[:1])[-1].hidden[0]
+        return {
+            "steps": [[round(float(v), 5) for v in np.atleast_1d(step)] for step in outputs],
+            "states": np.round(states, 3).tolist(),
+            **extra,
+        }
 
 
 class FastKerasCalls:
@@ -58,30 +68,6 @@ class FastKerasCalls:
 
     def predict(self, x, verbose=0, batch_size=None):
         return self.model.predict_on_batch(np.asarray(x))
-
-
-def stepwise_model(model):
-    """The same weights, answering after every time step: the last recurrent layer returns sequences.
-
-    None for bidirectional models, whose backward half has read the whole sequence at every step.
-    """
-    import keras
-
-    recurrent = [layer for layer in model.layers if isinstance(layer, keras.layers.RNN | keras.layers.Bidirectional)]
-    if not recurrent or isinstance(recurrent[-1], keras.layers.Bidirectional):
-        return None
-    last = recurrent[-1]
-    if last.return_sequences:
-        return model
-
-    def clone(layer):
-        if layer is last:
-            return layer.__class__.from_config({**layer.get_config(), "return_sequences": True})
-        return layer.__class__.from_config(layer.get_config())
-
-    stepwise = keras.models.clone_model(model, clone_function=clone)
-    stepwise.set_weights(model.get_weights())
-    return stepwise
 
 
 def create_app(path: str | Path):

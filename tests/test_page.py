@@ -92,6 +92,58 @@ def test_drawn_digits_are_read_on_the_page(served, browser):
     assert max(brightness) > 200 and brightness[0] == 0
 
 
+FOUR = [[(95, 40), (60, 170), (215, 170)], [(175, 60), (170, 250)]]  # two strokes, as most people write a 4
+
+
+def test_clear_resets_the_whole_page_and_the_state_fills_row_by_row(served, browser):
+    page = browser.new_page()
+    page.goto(served(PRETRAINED))
+    draw(page, STROKES[7])
+    assert read_digit(page) == "7"
+    page.wait_for_function("document.getElementById('states').dataset.filled === '28'", timeout=10_000)
+    units, painted = page.evaluate(
+        """() => { const c = document.getElementById('states'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                   let painted = 0; for (let i = 3; i < d.length; i += 4) painted += d[i] > 0; return [c.height, painted]; }"""
+    )
+    assert units == 128 and painted == 28 * 128  # every unit at every row
+    page.click("#clear")
+    assert page.locator("#digit").text_content() == "?" and page.locator("#confidence").text_content() == ""
+    assert page.locator("#bars .bar").count() == 0 and page.locator("#rows tr").count() == 0
+    preview = page.evaluate("Array.from(document.getElementById('read').getContext('2d').getImageData(0, 0, 28, 28).data)")
+    assert max(preview[i] for i in range(0, len(preview), 4)) == 0  # the 28x28 preview is black again
+    left = page.evaluate(
+        """() => { const c = document.getElementById('states'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                   return d.some((v, i) => i % 4 === 3 && v > 0); }"""
+    )
+    assert left is False
+
+
+def test_a_drawing_is_answered_once_it_pauses_and_never_by_an_older_answer(served, browser):
+    page = browser.new_page()
+    # The first answer the page asks for arrives 2 s late, as on a busy server.
+    page.add_init_script(
+        """const realFetch = window.fetch; let delayed = false;
+           window.fetch = (...args) => { if (!delayed && String(args[0]).endsWith('/predict')) { delayed = true;
+             return new Promise((done) => setTimeout(() => done(realFetch(...args)), 2000)); } return realFetch(...args); };"""
+    )
+    problems, asked = [], []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("response", lambda response: problems.append(f"{response.status} {response.url}") if response.status >= 400 else None)
+    page.on("request", lambda request: asked.append(request.url) if request.url.endswith("/predict") else None)
+    page.goto(served(PRETRAINED))
+    draw(page, STROKES[1])
+    page.click("#predict")  # this answer is the late one
+    page.click("#clear")
+    for stroke in FOUR:  # a second stroke soon after the first: one answer, for the whole 4
+        draw(page, stroke)
+    assert read_digit(page) == "4"
+    page.wait_for_timeout(2500)  # the late answer has arrived by now ...
+    assert page.locator("#digit").text_content() == "4"  # ... and was dropped
+    assert len(asked) == 2  # the late "1", and one for the 4 (none after its first stroke)
+    assert problems == []  # no favicon 404, no script errors
+    page.screenshot(path=str(ARTIFACTS / "page-mnist-4.png"), full_page=True)
+
+
 @pytest.mark.slow  # trains a run and starts a second server: left out of the default suite for time
 def test_adder_page_answers_step_by_step(served, browser, tmp_path):
     run = tmp_path / "adder"
