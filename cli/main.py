@@ -221,10 +221,17 @@ def predict(
     backend: BackendOption = None,
     as_json: JsonOption = False,
 ):
-    """Run a trained model on your own inputs."""
+    """Run a trained model on your own inputs.
+
+    Each image that cannot be read gets one line on stderr and exit status 2; the others are answered.
+    """
     run = kerasrnn.load(run_dir, backend.value if backend else None)
     result = run.predict(inputs, show=show)
     typer.echo(json.dumps(result, indent=2) if as_json else run.describe_prediction(result))
+    for failed in result.get("errors", []):
+        typer.echo(f"error: {failed['error']}", err=True)
+    if result.get("errors"):
+        raise typer.Exit(2)
 
 
 @app.command()

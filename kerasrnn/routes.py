@@ -131,4 +131,7 @@ def with_client_names(result: dict, paths: list[str], names: list[str]) -> dict:
     renamed = dict(zip(paths, names))
     for entry in result.get("predictions", []):
         entry["input"] = renamed.get(entry["input"], entry["input"])
+    for entry in result.get("errors", []):
+        entry["error"] = entry["error"].replace(entry["input"], renamed.get(entry["input"], entry["input"]))
+        entry["input"] = renamed.get(entry["input"], entry["input"])
     return result

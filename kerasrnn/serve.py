@@ -6,7 +6,8 @@
                    adder, recall: JSON {"inputs": ["1011", "110"]}; mnist: multipart files in `images`
     POST /steps    the model's answer after each time step (mnist: after each row), for the page
 
-Bad input is a 4xx with a one-line `detail`; the server keeps serving. Uploads over
+Bad input is a 4xx with a one-line `detail`; the server keeps serving. Among several images, each
+unreadable one is an entry of the answer's `errors` (200 while at least one image was read). Uploads over
 kerasrnn.routes.MAX_UPLOAD_BYTES are refused before they are read, and so are images with more pixels
 than kerasrnn.images.MAX_PIXELS (decompression bombs).
 """

@@ -215,6 +215,28 @@ def test_predict_own_images_through_the_cli(tiny_mnist_run, tmp_path, cli):
     assert (tmp_path / "shown.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_one_unreadable_image_among_several_gets_its_own_line_and_the_others_are_answered(tiny_mnist_run, tmp_path, cli):
+    from PIL import Image, ImageDraw
+
+    good = tmp_path / "good.png"
+    image = Image.new("L", (28, 28), 0)
+    ImageDraw.Draw(image).line([(14, 4), (14, 24)], fill=255, width=3)
+    image.save(good)
+    bad = tmp_path / "unreadable.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    done = cli("predict", str(tiny_mnist_run), str(good), str(bad), str(good), "--json")
+    assert done.returncode == 2
+    document = json.loads(done.stdout)
+    assert [entry["input"] for entry in document["predictions"]] == [str(good), str(good)]
+    message = f"not a readable image: {bad} (UnidentifiedImageError)"
+    assert document["errors"] == [{"input": str(bad), "error": message}]
+    assert done.stderr == f"error: {message}\n"
+    text = cli("predict", str(tiny_mnist_run), str(bad), str(good))
+    assert text.returncode == 2 and text.stdout.startswith(f"{good}: ") and text.stdout.count("\n") == 1
+    none = cli("predict", str(tiny_mnist_run), str(bad), str(bad))
+    assert none.returncode == 2 and none.stderr == f"error: none of the 2 images could be read: {message}\n"
+
+
 def test_inspect_shows_each_image_row_by_row_and_which_rows_it_rests_on(tiny_mnist_run, tmp_path, cli):
     from PIL import Image, ImageDraw
 

@@ -88,6 +88,18 @@ def test_mnist_steps_end_with_the_answer_and_show_the_28x28(mnist_client):
 
 
 @pytest.mark.skipif(not (PRETRAINED / "metrics.json").exists(), reason="no pretrained run shipped")
+def test_one_broken_upload_among_good_ones_gets_its_own_error(mnist_client):
+    good = ("images", ("one.png", png_bytes(drawn_one()), "image/png"))
+    files = [good, ("images", ("bad.png", b"not an image", "image/png")), good]
+    answer = mnist_client.post("/predict", files=files)
+    assert answer.status_code == 200
+    document = answer.json()
+    assert [entry["input"] for entry in document["predictions"]] == ["one.png", "one.png"]
+    assert document["predictions"][0]["label"] == 1
+    assert document["errors"] == [{"input": "bad.png", "error": "not a readable image: bad.png (UnidentifiedImageError)"}]
+
+
+@pytest.mark.skipif(not (PRETRAINED / "metrics.json").exists(), reason="no pretrained run shipped")
 def test_uploads_that_are_too_large_broken_or_bombs_are_refused(mnist_client):
     big = mnist_client.post("/predict", files=[("images", ("big.png", b"\0" * (MAX_UPLOAD_BYTES + 1), "image/png"))])
     assert big.status_code == 413

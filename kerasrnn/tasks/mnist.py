@@ -224,16 +224,30 @@ class MnistTask(Task):
         return prepared, {"image": np.round(prepared[0], 4).tolist()}
 
     def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
-        steps = [images.file_preprocessing_steps(path) for path in inputs]  # kept for --show
+        """Every readable image answered; each unreadable one gets its own error (a UserError only when none
+        could be read)."""
+        steps, read, errors = [], [], []
+        for path in inputs:
+            try:
+                steps.append(images.file_preprocessing_steps(path))  # kept for --show
+                read.append(path)
+            except UserError as error:
+                errors.append({"input": path, "error": str(error)})
+        if not read:
+            raise UserError(
+                errors[0]["error"]
+                if len(errors) == 1
+                else f"none of the {len(errors)} images could be read: {errors[0]['error']}"
+            )
         probabilities = np.asarray(model.predict(np.stack([step["28x28"] for step in steps]), verbose=0))
         predictions = [
             {"input": path, "label": int(row.argmax()), "confidence": float(row.max()),
              "probabilities": [round(float(p), 6) for p in row]}
-            for path, row in zip(inputs, probabilities)
+            for path, row in zip(read, probabilities)
         ]  # fmt: skip
         if show:
             plots.preprocessed_digits(show, steps, predictions)
-        return {"predictions": predictions}
+        return {"predictions": predictions, "errors": errors}
 
     def describe_prediction(self, result: dict) -> str:
         return "\n".join(f"{p['input']}: {p['label']} (confidence {p['confidence']:.3f})" for p in result["predictions"])
