@@ -284,6 +284,14 @@ def serve(
         str, typer.Option(help="Address to listen on; 0.0.0.0 makes it reachable from other machines.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KERASRNN_TOKEN",
+            show_envvar=False,
+            help="Require this key (Authorization: Bearer) on /predict and /steps; default $KERASRNN_TOKEN.",
+        ),
+    ] = None,
     backend: BackendOption = None,
 ):
     """Serve a trained model over HTTP.
@@ -294,9 +302,17 @@ def serve(
 
     if not 0 < port < 65536:
         raise UserError(f"port must be in 1..65535, got {port}")
+    if token is not None and not token.strip():
+        raise UserError("--token is empty: give a key, or leave --token out")
     select_backend(backend.value if backend else None)
-    announce = lambda: typer.echo(f"kerasrnn: serving {run_dir} on http://{host}:{port}/ (Ctrl-C stops)", err=True)  # noqa: E731
-    serving.serve(run_dir, host, port, announce=announce)
+
+    def announce():
+        typer.echo(f"kerasrnn: serving {run_dir} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
+        if not token and not serving.is_loopback(host):
+            typer.echo(f"warning: {host} is reachable from other machines and there is no --token: anyone on the "
+                       "network can use this model", err=True)  # fmt: skip
+
+    serving.serve(run_dir, host, port, announce=announce, token=token)
 
 
 @app.command()

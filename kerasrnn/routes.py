@@ -3,6 +3,7 @@
 The loaded model is `app.state.predictor` (a kerasrnn.serve.Predictor). Imported only to serve: FastAPI is an extra.
 """
 
+import hmac
 import tempfile
 from pathlib import Path
 
@@ -16,12 +17,17 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 PAGE = Path(__file__).parent / "web" / "index.html"
 
 
-def create_app(predictor) -> FastAPI:
+# Routes that run the model: with a token, only requests that send it.
+GUARDED = ("/predict", "/steps")
+
+
+def create_app(predictor, token: str | None = None) -> FastAPI:
     app = FastAPI(title=f"kerasrnn: {predictor.task.name}", docs_url=None, redoc_url=None)
-    app.state.predictor = predictor
+    app.state.predictor, app.state.token = predictor, token
     app.add_exception_handler(UserError, user_error)
     app.add_exception_handler(RunError, run_error)
     app.middleware("http")(refuse_large_uploads)
+    app.middleware("http")(require_token)  # added last, so it runs first: no upload is read without the token
     app.get("/health")(health)
     app.post("/predict")(predict)
     app.post("/steps")(steps)
@@ -60,6 +66,20 @@ async def user_error(request: Request, error: UserError):
 
 async def run_error(request: Request, error: RunError):
     return JSONResponse({"detail": str(error)}, status_code=500)
+
+
+async def require_token(request: Request, call_next):
+    """401 for a guarded route without `Authorization: Bearer TOKEN` when the server has a token."""
+    token = request.app.state.token
+    if token and request.url.path in GUARDED:
+        sent = request.headers.get("authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            return JSONResponse(
+                {"detail": "this server needs its token: send the header Authorization: Bearer TOKEN"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    return await call_next(request)
 
 
 async def refuse_large_uploads(request: Request, call_next):

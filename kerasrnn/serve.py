@@ -26,6 +26,9 @@ from kerasrnn import prediction
 from kerasrnn.backend import cli_command
 from kerasrnn.errors import RunError, UserError
 
+MAX_CONNECTIONS = 64
+KEEP_ALIVE_SECONDS = 5
+
 
 class Predictor:
     """The loaded model, called by one request at a time (Keras models are not made for concurrent calls)."""
@@ -71,23 +74,42 @@ class FastKerasCalls:
         return self.model.predict_on_batch(np.asarray(x))
 
 
-def create_app(path: str | Path):
-    """The FastAPI application serving the run or artifact at `path` (kerasrnn.routes: one function per route)."""
+def create_app(path: str | Path, token: str | None = None):
+    """The FastAPI application serving the run or artifact at `path` (kerasrnn.routes: one function per route);
+    with a `token`, /predict and /steps answer only requests that send it."""
     from kerasrnn import routes
 
-    return routes.create_app(Predictor(Path(path)))
+    return routes.create_app(Predictor(Path(path)), token=token)
 
 
-def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, announce=lambda: None) -> None:
-    """Serve until stopped; `announce` is called once the model is loaded, just before the server listens."""
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host` (a name that does not resolve counts as reachable)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, announce=lambda: None, token: str | None = None) -> None:
+    """Serve until stopped; `announce` is called once the model is loaded, just before the server listens.
+
+    Bounded: at most MAX_CONNECTIONS at once (more are answered 503 at once, never queued), idle
+    connections closed after KEEP_ALIVE_SECONDS.
+    """
     try:
         import fastapi  # noqa: F401  (create_app's import, checked before anything is loaded)
         import uvicorn
     except ImportError:
         raise UserError("kerasrnn serve needs FastAPI and uvicorn: pip install 'kerasrnn[serve]'") from None
-    app = create_app(path)
+    app = create_app(path, token=token)
     announce()
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE_SECONDS
+    )
 
 
 def free_port() -> int:
@@ -96,7 +118,7 @@ def free_port() -> int:
         return listener.getsockname()[1]
 
 
-def start_server_process(path: str | Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+def start_server_process(path: str | Path, env: dict | None = None, arguments: tuple = ()) -> tuple[subprocess.Popen, str]:
     """`kerasrnn serve PATH` on a free port of 127.0.0.1 in a child process, once /health answers: (process, URL).
 
     For scripts and tests; the caller terminates the process.
@@ -104,7 +126,7 @@ def start_server_process(path: str | Path, env: dict | None = None) -> tuple[sub
     port = free_port()
     errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server never blocks on a full pipe
     server = subprocess.Popen(
-        cli_command("serve", str(path), "--port", str(port)), env=env, stdout=subprocess.DEVNULL, stderr=errors
+        cli_command("serve", str(path), "--port", str(port), *arguments), env=env, stdout=subprocess.DEVNULL, stderr=errors
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):

@@ -31,8 +31,8 @@ def served():
     """Start `kerasrnn serve RUN` on a free port; yields a function that serves a run and returns its URL."""
     servers = []
 
-    def start(run: Path) -> str:
-        server, url = start_server_process(run, env={**os.environ, "KERAS_BACKEND": BACKEND})
+    def start(run: Path, *arguments: str) -> str:
+        server, url = start_server_process(run, env={**os.environ, "KERAS_BACKEND": BACKEND}, arguments=arguments)
         servers.append(server)
         return url
 
@@ -142,6 +142,19 @@ def test_a_drawing_is_answered_once_it_pauses_and_never_by_an_older_answer(serve
     assert len(asked) == 2  # the late "1", and one for the 4 (none after its first stroke)
     assert problems == []  # no favicon 404, no script errors
     page.screenshot(path=str(ARTIFACTS / "page-mnist-4.png"), full_page=True)
+
+
+def test_a_server_with_a_token_asks_for_it_once_and_keeps_it_for_the_tab(served, browser):
+    page = browser.new_page()
+    asked = []
+    page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept("tab key")))
+    page.goto(served(PRETRAINED, "--token", "tab key"))
+    draw(page, STROKES[1])
+    assert read_digit(page) == "1"
+    page.click("#clear")
+    draw(page, STROKES[7])
+    assert read_digit(page) == "7"
+    assert len(asked) == 1 and "needs its token" in asked[0]  # both requests of the first drawing shared one question
 
 
 @pytest.mark.slow  # trains a run and starts a second server: left out of the default suite for time

@@ -56,6 +56,45 @@ def test_adder_predict_is_what_the_command_prints(adder_run):
     assert len(steps) == 5 and bits == served.json()["sum"]  # the step-by-step answer is the answer
 
 
+def test_a_token_guards_the_model_and_nothing_else(adder_run):
+    client = TestClient(create_app(adder_run, token="s3cret key"))
+    body = {"inputs": ["1011", "110"]}
+    assert client.get("/health").status_code == 200 and client.get("/").status_code == 200
+    for route in ("/predict", "/steps"):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret key"}):
+            refused = client.post(route, json=body, headers=headers)
+            assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+            assert "needs its token" in refused.json()["detail"]
+        assert client.post(route, json=body, headers={"Authorization": "Bearer s3cret key"}).status_code == 200
+
+
+def test_listening_beyond_this_machine_without_a_token_warns_and_with_one_does_not(adder_run):
+    import subprocess
+    import time
+    import urllib.request
+
+    from kerasrnn.backend import cli_command
+    from kerasrnn.serve import free_port
+
+    for extra, warned in (((), True), (("--token", "k"), False)):
+        port = free_port()
+        server = subprocess.Popen(
+            cli_command("serve", str(adder_run), "--host", "0.0.0.0", "--port", str(port), *extra),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            for _ in range(240):
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.5)
+        finally:
+            server.terminate()
+            stderr = server.communicate(timeout=30)[1]
+        assert ("anyone on the network can use this model" in stderr) is warned, stderr
+
+
 def test_bad_input_gets_one_line_and_the_server_keeps_serving(adder_run):
     client = TestClient(create_app(adder_run))
     for body in ({"inputs": ["10x1", "110"]}, {"inputs": ["1"]}, {"inputs": "1011"}, [1, 2]):
