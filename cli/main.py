@@ -174,10 +174,9 @@ def fit(
         return  # another process of a multi-process fit writes the run
     metrics = run.metrics
     test = metrics["test"]
-    typer.echo(
-        f"kerasrnn: done in {metrics['train_seconds']:.1f} s ({metrics['train_samples_per_second']:.0f} samples/s); "
-        f"{runs.describe_test(test)}"
-    )
+    speed = metrics["train_samples_per_second"]
+    pace = f"{speed:.0f} samples/s" if speed is not None else "no epoch left to train"
+    typer.echo(f"kerasrnn: done in {metrics['train_seconds']:.1f} s ({pace}); {runs.describe_test(test)}")
     typer.echo(f"kerasrnn: run saved in {run.path}")
 
 

@@ -1,14 +1,18 @@
-"""The toolkit's Keras callbacks: per-iteration loss, training time, and Ctrl-C between steps."""
+"""The toolkit's Keras callbacks: per-iteration loss, training time, Ctrl-C between steps, and the resumable
+state and best weights written so that a process killed at any moment leaves only whole files."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import threading
 import time
 from pathlib import Path
 
 import keras
+
+from kerasrnn import faults, runs
 
 
 class IterationLossLogger(keras.callbacks.Callback):
@@ -98,6 +102,7 @@ class TrainingClock(keras.callbacks.Callback):
         self.last_epoch = -1
 
     def on_epoch_begin(self, epoch, logs=None):
+        faults.point("epoch-begin")
         self.started = self.last_batch_end = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -146,3 +151,63 @@ class StopOnCtrlC(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
     on_epoch_begin = on_train_batch_end = on_test_batch_end = stop_if_requested
+
+
+class KillSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore with every epoch's state written so that a kill at any moment leaves a
+    consistent one, kept until the run is complete.
+
+    Keras overwrites its weights file in place and writes the epoch record after it: a kill mid-write leaves
+    a broken file, a kill between the two an epoch record that does not match the weights. Here each epoch's
+    weights go to their own file, and the record naming them (training_metadata.json, Keras' name and keys)
+    is replaced atomically after they are complete; older weights are removed only then. The backup is not
+    deleted when training ends (Keras' default) but by the fit once metrics.json is written, so a fit killed
+    during its final evaluation resumes there instead of training again from the start.
+    """
+
+    def __init__(self, backup_dir: str):
+        super().__init__(backup_dir, delete_checkpoint=False)
+
+    def on_train_begin(self, logs=None):
+        self._load_model()
+
+    def _load_model(self):
+        record = Path(self._training_metadata_path)
+        if not record.exists():
+            return
+        metadata = json.loads(record.read_text())
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)  # its variables must exist to be loaded
+        self.model.load_weights(str(Path(self.backup_dir) / metadata["weights"]))
+        self.model._initial_epoch = metadata["epoch"]
+
+    def _save_model(self):
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{self._current_epoch}.weights.h5"
+        with runs.atomic_path(folder / name) as temporary:
+            self.model.save_weights(str(temporary), overwrite=True)
+        faults.point("backup-weights-written")
+        runs.write_json_atomic(
+            Path(self._training_metadata_path), {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights": name}
+        )
+        for old in folder.glob("epoch-*.weights.h5"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+
+class KillSafeModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Keras' ModelCheckpoint (weights of the best epoch) writing to a temporary file renamed into place: a kill
+    mid-write leaves the previous best whole. `initial_value_threshold` carries the best so far across a resume."""
+
+    def __init__(self, filepath: Path, **kwargs):
+        self.final_path = Path(filepath)
+        self.temporary = self.final_path.with_name(f".tmp-{self.final_path.name}")
+        super().__init__(str(self.temporary), save_best_only=True, save_weights_only=True, **kwargs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.temporary.unlink(missing_ok=True)
+        super().on_epoch_end(epoch, logs)
+        if self.temporary.exists():
+            faults.point("best-weights-written")
+            self.temporary.replace(self.final_path)

@@ -118,6 +118,44 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
+def remove_leftovers(run_dir: Path) -> None:
+    """Temporary files of a process killed while writing (atomic_path's, never read by anything)."""
+    for leftover in Path(run_dir).rglob(".tmp-*"):
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
+
+
+def forget_epochs_from(run_dir: Path, epoch: int) -> None:
+    """Cut history.csv and iterations.csv back to the rows of epochs before `epoch` (where a resumed fit
+    starts): rows of an epoch whose state was not saved before a kill, and a half-written last line, go."""
+    for name in (HISTORY_FILE, ITERATIONS_FILE):
+        path = Path(run_dir) / name
+        if not path.exists():
+            continue
+        with path.open(newline="") as handle:
+            text = handle.read()
+        ending = "\r\n" if "\r\n" in text else "\n"  # CSVLogger's csv module ends rows with \r\n
+        if not text.strip():
+            continue  # opened, nothing written yet (CSVLogger writes its header with the first row)
+        header, *rows = text.splitlines()
+        columns = header.split(",")
+        position = columns.index("epoch") if "epoch" in columns else None
+        kept = [row for row in rows if whole_row_before(row, len(columns), position, epoch)]
+        if len(kept) != len(rows):
+            with atomic_path(path) as temporary, temporary.open("w", newline="") as handle:
+                handle.write(ending.join([header, *kept]) + ending)
+
+
+def whole_row_before(row: str, width: int, position: int | None, epoch: int) -> bool:
+    cells = row.split(",")
+    if len(cells) != width or position is None:
+        return False
+    try:
+        return int(float(cells[position])) < epoch
+    except ValueError:
+        return False
+
+
 def read_json(path: Path, what: str) -> dict:
     try:
         document = json.loads(Path(path).read_text())

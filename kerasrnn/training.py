@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import math
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -15,8 +16,15 @@ from pathlib import Path
 import keras
 
 from kerasrnn import backend as backends
-from kerasrnn import candidates, distribution, runs
-from kerasrnn.callbacks import EpochTensorBoard, IterationLossLogger, StopOnCtrlC, TrainingClock
+from kerasrnn import candidates, distribution, faults, runs
+from kerasrnn.callbacks import (
+    EpochTensorBoard,
+    IterationLossLogger,
+    KillSafeBackupAndRestore,
+    KillSafeModelCheckpoint,
+    StopOnCtrlC,
+    TrainingClock,
+)
 from kerasrnn.errors import RunError, UserError, option
 from kerasrnn.tasks import get_task
 
@@ -133,9 +141,11 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
         return None
     model, chosen = plan.keep_best(model, task, config, validation, compiler(task, config), log)
     runs.save_model_atomic(model, run_dir / runs.MODEL_FILE)
+    faults.point("model-saved")
 
     log("kerasrnn: evaluating on held-out data")
     evaluation = task.evaluate(model, config, lengths)
+    faults.point("evaluated")
     task.plot(run_dir, config, evaluation)
     metrics = {
         "task": task.name,
@@ -144,13 +154,15 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
         "keras_version": keras.__version__,
         "python": platform.python_version(),
         "config": config,
-        **training_record(clock, train_seconds, steps_per_epoch * config["batch_size"]),
+        **training_record(clock, train_seconds, steps_per_epoch * config["batch_size"], runs.completed_epochs(run_dir)),
         "distribution": placement.record(),
         "predict_samples_per_second": round(prediction_speed(task, config, model), 1),
         **chosen,
         **public(evaluation),
     }
-    runs.write_json_atomic(run_dir / runs.METRICS_FILE, metrics)  # last: marks the run complete
+    runs.write_json_atomic(run_dir / runs.METRICS_FILE, metrics)  # marks the run complete
+    faults.point("metrics-written")
+    shutil.rmtree(runs.backup_dir(run_dir), ignore_errors=True)  # kept until now: a kill before resumes here
     return metrics
 
 
@@ -159,26 +171,38 @@ def start_run(config: dict, run_dir: Path, resume: bool, overwrite: bool):
     runs.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if resume:
         config = runs.read_config(run_dir)
+        runs.remove_leftovers(run_dir)
+        runs.forget_epochs_from(run_dir, runs.completed_epochs(run_dir))
     runs.write_json_atomic(run_dir / runs.CONFIG_FILE, config)
     return get_task(config["task"]), config
 
 
 def fit_callbacks(run_dir: Path, plan, clock: TrainingClock, resume: bool) -> list:
-    """Keras' callbacks (and the toolkit's few) that make the run directory, in the order they run."""
+    """Keras' callbacks (and the toolkit's few) that make the run directory, in the order they run.
+
+    The epoch's records come first and its resumable state last: a process killed between them resumes
+    from the epoch before, whose records `runs.forget_epochs_from` cut back, so nothing is missing or doubled.
+    """
     best_weights = runs.best_weights(run_dir)
     best_weights.parent.mkdir(exist_ok=True)
     return [
-        keras.callbacks.BackupAndRestore(str(runs.backup_dir(run_dir))),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.ModelCheckpoint(
-            str(best_weights), save_best_only=True, save_weights_only=True, **plan.checkpoint_monitor
-        ),
+        KillSafeModelCheckpoint(best_weights, **plan.checkpoint_monitor, initial_value_threshold=best_so_far(run_dir, plan)),
         keras.callbacks.CSVLogger(str(run_dir / runs.HISTORY_FILE), append=resume),
         # Loss, metrics and learning rate per epoch under tensorboard/train and tensorboard/validation.
         EpochTensorBoard(str(run_dir / runs.TENSORBOARD_DIR), write_graph=False),
         IterationLossLogger(run_dir / runs.ITERATIONS_FILE, tensorboard_dir=run_dir / runs.TENSORBOARD_DIR / "train"),
         clock,
+        KillSafeBackupAndRestore(str(runs.backup_dir(run_dir))),
     ]
+
+
+def best_so_far(run_dir: Path, plan) -> float | None:
+    """The best monitored value of the epochs a resumed run has finished (None: a fresh run)."""
+    values = runs.read_history(run_dir).get(plan.checkpoint_monitor["monitor"], [])
+    if not values:
+        return None
+    return min(values) if plan.checkpoint_monitor["mode"] == "min" else max(values)
 
 
 def train_model(task, config: dict, model, placement, data, run_dir: Path, plan, clock, resume: bool, verbose, log) -> None:
@@ -212,12 +236,14 @@ def best_model(task, config: dict, model, placement, steps_per_epoch: int, run_d
     return model
 
 
-def training_record(clock: TrainingClock, train_seconds: float, samples_per_epoch: int) -> dict:
-    """What metrics.json says about the training itself."""
+def training_record(clock: TrainingClock, train_seconds: float, samples_per_epoch: int, epochs_run: int) -> dict:
+    """What metrics.json says about the training itself (a resumed fit: the speed of the epochs it ran itself;
+    None when it only had the final evaluation left)."""
+    speed = steady_samples_per_second(clock.epoch_seconds, samples_per_epoch) if clock.epoch_seconds else None
     return {
-        "epochs_run": clock.last_epoch + 1,
+        "epochs_run": epochs_run,
         "train_seconds": round(train_seconds, 3),
-        "train_samples_per_second": round(steady_samples_per_second(clock.epoch_seconds, samples_per_epoch), 1),
+        "train_samples_per_second": round(speed, 1) if speed is not None else None,
         "epoch_seconds": [round(seconds, 3) for seconds in clock.epoch_seconds],
     }
 

@@ -1,0 +1,77 @@
+"""A fit killed with SIGKILL (no handler runs) at the dangerous moments, then `kerasrnn fit --resume`: the run
+finishes as if nothing had happened, with the same history and test results as an uninterrupted fit."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from conftest import run_cli
+
+from kerasrnn import runs
+from kerasrnn.backend import cli_command
+
+SMALL_ADDER = ["fit", "adder", "--loss", "mse", "--epochs", "4", "-o", "train_length=6", "-o", "steps_per_epoch=20",
+               "-o", "eval_samples=50", "-o", "test_samples=200", "-o", "validation_samples=200", "--quiet"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("kills") / "whole"
+    assert run_cli(*SMALL_ADDER, "--out", str(run_dir)).returncode == 0
+    return run_dir
+
+
+def assert_same_run(resumed, whole):
+    assert (resumed / runs.HISTORY_FILE).read_bytes() == (whole / runs.HISTORY_FILE).read_bytes()  # no row lost or doubled
+    assert (resumed / runs.ITERATIONS_FILE).read_bytes() == (whole / runs.ITERATIONS_FILE).read_bytes()
+    got, expected = runs.read_metrics(resumed), runs.read_metrics(whole)
+    assert got["epochs_run"] == expected["epochs_run"] == 4
+    assert got["test"] == expected["test"] and got["by_length"] == expected["by_length"]
+    assert not list(resumed.rglob(".tmp-*")) and not runs.backup_dir(resumed).exists()
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "epoch-begin:1",  # the first epoch: history.csv opened, nothing in it yet
+        "backup-weights-written:2",  # epoch 2's weights written, its record not yet: resumes from epoch 1's
+        "best-weights-written:3",  # mid-epoch-end: the best weights renamed in, history and backup not yet
+        "model-saved",  # training done, model.keras written, nothing evaluated
+        "evaluated",  # during the final evaluation, before the figures and metrics.json
+    ],
+)
+def test_a_fit_killed_at_a_dangerous_moment_resumes_to_the_same_run(point, uninterrupted, tmp_path):
+    run_dir = tmp_path / "run"
+    killed = run_cli(*SMALL_ADDER, "--out", str(run_dir), env={**os.environ, "KERASRNN_KILL_AT": point})
+    assert killed.returncode == -signal.SIGKILL
+    assert not runs.is_complete(run_dir)  # no metrics.json for an unfinished run
+    resumed = run_cli("fit", "--resume", "--out", str(run_dir), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(run_dir, uninterrupted)
+
+
+def test_a_fit_killed_mid_epoch_by_another_process_resumes_to_the_same_run(uninterrupted, tmp_path):
+    run_dir = tmp_path / "run"
+    fit = subprocess.Popen(cli_command(*SMALL_ADDER, "--out", str(run_dir)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    iterations = run_dir / runs.ITERATIONS_FILE
+    deadline = time.monotonic() + 300
+    while fit.poll() is None and time.monotonic() < deadline:  # kill once epoch 1 is on disk: epoch 2 is running
+        if iterations.exists() and any(line.split(",")[1] == "1" for line in iterations.read_text().splitlines()[1:]):
+            break
+        time.sleep(0.02)
+    fit.send_signal(signal.SIGKILL)
+    assert fit.wait(timeout=60) == -signal.SIGKILL
+    resumed = run_cli("fit", "--resume", "--out", str(run_dir), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(run_dir, uninterrupted)
+
+
+def test_resuming_a_run_killed_after_it_finished_says_so(tmp_path):
+    run_dir = tmp_path / "run"
+    run_cli(*SMALL_ADDER, "--out", str(run_dir), env={**os.environ, "KERASRNN_KILL_AT": "metrics-written"})
+    assert json.loads((run_dir / runs.METRICS_FILE).read_text())["epochs_run"] == 4
+    again = run_cli("fit", "--resume", "--out", str(run_dir))
+    assert again.returncode == 2 and "holds a finished run; nothing to resume" in again.stderr
