@@ -53,7 +53,7 @@ def fit(task: str | None = None, *, config: str | Path | None = None, out: str |
 
     `options` are the task's options (units=5, loss="bce", clipnorm=None, ...), over the config file's,
     over the defaults. `out`: the run directory (default saved_models/TASK-CELL-UNITS-TIME);
-    `resume=True` continues an interrupted fit there. `lengths`: where a sequence task is evaluated.
+    `resume=True` continues an interrupted fit there (or starts it, given the task, if nothing was saved yet). `lengths`: where a sequence task is evaluated.
     `devices`: data-parallel devices (a number or "all"; the batch size stays the global batch);
     `coordinator` ("HOST:PORT"), `num_processes`, `process_id`: one process of a multi-process JAX fit,
     where only process 0 writes the run and gets a Run back (the others get None). docs/distributed.md.
@@ -62,6 +62,11 @@ def fit(task: str | None = None, *, config: str | Path | None = None, out: str |
         raise UserError(f"{option('resume', 'True')} needs {option('out')}: the run directory to continue")
     if resume and task is None and config is None and (Path(out) / runs.CONFIG_FILE).is_file():
         config = Path(out) / runs.CONFIG_FILE  # `kerasrnn fit --resume --out DIR` needs no task: the run names it
+    if resume and runs.nothing_saved_yet(Path(out)) and (task is not None or config is not None):
+        log(f"kerasrnn: nothing saved in {out} yet (a fit stopped before it began): starting it")
+        resume = False  # so that the same command, with --resume, is right after a kill at any moment
+        if Path(out).exists():
+            runs.remove_leftovers(Path(out))
     devices = distribution.parse_devices(devices)
     cluster = distribution.parse_cluster(coordinator, num_processes, process_id)
     resolved = resolve_config(task, config, backend, log=log, **options)

@@ -118,6 +118,14 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
+def nothing_saved_yet(run_dir: Path) -> bool:
+    """Whether `run_dir` is absent, or empty but for a killed process's temporary files (no config.json yet)."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return True
+    return run_dir.is_dir() and all(path.name.startswith(".tmp-") for path in run_dir.iterdir())
+
+
 def remove_leftovers(run_dir: Path) -> None:
     """Temporary files of a process killed while writing (atomic_path's, never read by anything)."""
     for leftover in Path(run_dir).rglob(".tmp-*"):

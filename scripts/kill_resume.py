@@ -4,8 +4,9 @@
 
 First an uninterrupted `kerasrnn fit adder --loss mse` (its wall time bounds the random moments), then for each
 kill: the same fit, SIGKILL at a random moment (startup, an epoch, an epoch's end, the final evaluation and
-figures), `kerasrnn fit --resume --out DIR` (once more if the kill came after metrics.json: nothing to resume),
-and `kerasrnn evaluate DIR --lengths 1-64`. Prints a Markdown row per kill: when, the epochs the run ends with,
+figures), the fit again with `--resume` (not when the kill came after metrics.json: nothing to resume),
+and `kerasrnn evaluate DIR --lengths 1-64`. The resume is the same command with `--resume` (which starts the
+fit when the kill came before anything was saved). Prints a Markdown row per kill: when, the epochs the run ends with,
 whether its history and test results equal the uninterrupted fit's, and the lowest exact accuracy over 1..64.
 """
 
@@ -71,9 +72,7 @@ def main() -> None:
         where = killed_fit(out, moment)
         resumes = 0
         while not runs.is_complete(out) and resumes < 3:
-            subprocess.run(
-                cli_command("fit", "--resume", "--out", str(out), "--quiet"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
+            subprocess.run(cli_command(*FIT, "--out", str(out), "--resume"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             resumes += 1
         if not runs.is_complete(out):
             print(f"| {kill} | {moment:.1f} | {where} | {resumes} | - | NOT COMPLETE | - |")

@@ -69,6 +69,18 @@ def test_a_fit_killed_mid_epoch_by_another_process_resumes_to_the_same_run(unint
     assert_same_run(run_dir, uninterrupted)
 
 
+def test_the_same_command_with_resume_starts_a_fit_killed_before_it_saved_anything(uninterrupted, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".tmp-123-config.json").write_text('{"half": ')  # what a kill mid-write leaves
+    started = run_cli(*SMALL_ADDER, "--out", str(run_dir), "--resume")
+    assert started.returncode == 0, started.stderr
+    assert "nothing saved in" in started.stdout and "starting it" in started.stdout
+    assert_same_run(run_dir, uninterrupted)
+    nothing = run_cli("fit", "--resume", "--out", str(tmp_path / "empty"))  # no task: nothing to start
+    assert nothing.returncode == 2 and nothing.stderr.count("\n") == 1
+
+
 def test_resuming_a_run_killed_after_it_finished_says_so(tmp_path):
     run_dir = tmp_path / "run"
     run_cli(*SMALL_ADDER, "--out", str(run_dir), env={**os.environ, "KERASRNN_KILL_AT": "metrics-written"})
