@@ -13,7 +13,7 @@ The import boundary (tests/test_imports.py holds every module to it): these modu
 keras, tensorflow, jax or torch when they are imported, so the command line can parse options, refuse
 bad input and choose the backend first:
 
-    api, backend, bench, config, datasets, distribution, errors, export, handwriting, images, plots,
+    api, backend, bench, config, datasets, distribution, errors, export, faults, handwriting, images, plots,
     prediction, reports, routes (FastAPI), runs, serve, sweep, tables, tasks (the registry; not the task modules),
     tasks.base, torch_reference, and the command line (kerasrnn_cli.main)
 
