@@ -21,7 +21,7 @@ import kerasrnn
 from kerasrnn import runs
 from kerasrnn.backend import BACKENDS, select_backend
 from kerasrnn.config import CELL_NAMES
-from kerasrnn.errors import RunError, UserError, reading_from_cli
+from kerasrnn.errors import RunError, UserError, disk_full, reading_from_cli
 from kerasrnn.tasks import declarations, task_names
 
 TASKS = ", ".join(task_names())
@@ -456,6 +456,12 @@ def debug_requested(args: list[str]) -> bool:
     return "--debug" in leading
 
 
+DISK_FULL = (
+    "error: no space left on device: free some space and run the command again (a fit: the same command with "
+    "--resume; every file it had saved is intact)"
+)
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console entry point: every failure becomes one line on stderr and an exit status."""
     args = sys.argv[1:] if argv is None else argv
@@ -479,7 +485,10 @@ def run(argv: list[str] | None = None) -> None:
     except Exception as error:  # not the user's fault: say what broke, in one line
         if debug:
             traceback.print_exc()
-        print(f"error: {type(error).__name__}: {first_line(error)} (run with --debug for details)", file=sys.stderr)
+        if disk_full(error):
+            print(DISK_FULL, file=sys.stderr)
+        else:
+            print(f"error: {type(error).__name__}: {first_line(error)} (run with --debug for details)", file=sys.stderr)
         status = 1
     if status == INTERRUPTED:  # Typer turns Ctrl-C into this exit status itself, silently
         print("interrupted: an unfinished run keeps its checkpoints; continue it with --resume", file=sys.stderr)

@@ -41,3 +41,15 @@ def require(condition: bool, message: str) -> None:
     """Raise a UserError with `message` unless `condition` holds."""
     if not condition:
         raise UserError(message)
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether `error`, or an error it was raised from, says the disk (or the user's quota) is full. Libraries
+    that write files (h5py, TensorFlow) wrap the OSError or keep only its text."""
+    import errno
+
+    while error is not None:
+        if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

@@ -87,3 +87,35 @@ def test_resuming_a_run_killed_after_it_finished_says_so(tmp_path):
     assert json.loads((run_dir / runs.METRICS_FILE).read_text())["epochs_run"] == 4
     again = run_cli("fit", "--resume", "--out", str(run_dir))
     assert again.returncode == 2 and "holds a finished run; nothing to resume" in again.stderr
+
+
+def test_a_disk_that_fills_during_a_fit_is_one_line_and_resume_finishes_once_there_is_space(
+    uninterrupted, tmp_path, monkeypatch, capfd
+):
+    import errno
+
+    import keras
+    from conftest import run_cli_here
+
+    real_save, calls = keras.Model.save_weights, []
+
+    def save_until_the_disk_fills(self, filepath, *args, **kwargs):
+        calls.append(filepath)
+        if len(calls) >= 4:  # a few epochs in: half a file, then no space
+            with open(filepath, "wb") as handle:
+                handle.write(b"\0" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device", str(filepath))
+        return real_save(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save_weights", save_until_the_disk_fills)
+    run_dir = tmp_path / "run"
+    status, _, stderr = run_cli_here(capfd, *SMALL_ADDER, "--out", str(run_dir))
+    assert status == 1 and stderr.startswith("error: no space left on device") and stderr.count("\n") == 1, stderr
+    assert not runs.is_complete(run_dir) and not list(run_dir.rglob(".tmp-*"))  # nothing half-written kept
+    saved = runs.completed_epochs(run_dir)
+    assert saved >= 1 and runs.best_weights(run_dir).stat().st_size > 1000  # the previous checkpoint, whole
+
+    monkeypatch.setattr(keras.Model, "save_weights", real_save)  # space again
+    resumed = run_cli("fit", "--resume", "--out", str(run_dir), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(run_dir, uninterrupted)
