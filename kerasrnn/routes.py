@@ -3,17 +3,20 @@
 The loaded model is `app.state.predictor` (a kerasrnn.serve.Predictor). Imported only to serve: FastAPI is an extra.
 """
 
+import asyncio
 import hmac
 import tempfile
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from kerasrnn.errors import RunError, UserError
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# A client that stops sending mid-upload is answered 408 after this long, and its worker freed.
+BODY_SECONDS = 10
 PAGE = Path(__file__).parent / "web" / "index.html"
 
 
@@ -94,12 +97,20 @@ async def refuse_large_uploads(request: Request, call_next):
 
 
 # ---- inputs and answers -----------------------------------------------------------
+async def within_time(reading):
+    """The request body, or 408 when the client has not sent it all within BODY_SECONDS."""
+    try:
+        return await asyncio.wait_for(reading, BODY_SECONDS)
+    except TimeoutError:
+        raise HTTPException(408, f"the upload stalled: the whole request must arrive within {BODY_SECONDS} s") from None
+
+
 async def read_inputs(request: Request, task):
     """Inputs for the task: mnist's (client name, bytes) from multipart `images`, the others' strings from JSON."""
     if task.shows_inputs:
         return await read_images(request)
     try:
-        body = await request.json()
+        body = await within_time(request.json())
     except ValueError:
         raise UserError('send JSON like {"inputs": ["1011", "110"]}') from None
     inputs = body.get("inputs") if isinstance(body, dict) else None
@@ -111,7 +122,7 @@ async def read_inputs(request: Request, task):
 async def read_images(request: Request) -> list[tuple[str, bytes]]:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UserError("send the images as multipart/form-data files in the field 'images'")
-    form = await request.form(max_files=64)
+    form = await within_time(request.form(max_files=64))
     files = [item for item in form.getlist("images") if hasattr(item, "read")]
     if not files:
         raise UserError("no images: send one or more files in the multipart field 'images'")
