@@ -151,3 +151,23 @@ def test_uploads_that_are_too_large_broken_or_bombs_are_refused(mnist_client):
     missing = mnist_client.post("/predict", data={"other": "field"})
     assert missing.status_code == 422
     assert mnist_client.post("/predict", files=[("images", ("one.png", png_bytes(drawn_one()), "image/png"))]).status_code == 200
+
+
+@pytest.mark.skipif(not (PRETRAINED / "metrics.json").exists(), reason="no pretrained run shipped")
+def test_a_short_soak_answers_every_good_request_right_and_every_bad_one_4xx(tmp_path):
+    """scripts/serve_soak.py, briefly: drawn and photographed digits, mixed requests, garbage, oversized uploads
+    and clients that stall mid-upload, from several clients at once against a real server process."""
+    import subprocess
+    import sys
+
+    report = tmp_path / "soak.json"
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).parents[1] / "scripts" / "serve_soak.py"), "--seconds", "6", "--clients", "4",
+         "--per-condition", "2", "--seed", "3", "--json", str(report)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(report.read_text())
+    assert result["server_alive_at_end"]
+    assert sum(kind["requests"] for kind in result["by_kind"].values()) >= 20
+    assert all(kind["failed"] == 0 for kind in result["by_kind"].values()), result["by_kind"]
