@@ -7,10 +7,12 @@ RUN_DIR/iterations.csv per-iteration training loss
 RUN_DIR/metrics.json   the results, written last: its presence marks a complete run
 RUN_DIR/plots/*.png    figures
 RUN_DIR/tensorboard/   TensorBoard logs (`tensorboard --logdir RUN_DIR/..` compares runs)
-RUN_DIR/checkpoints/   the best epoch's weights, and resumable state while a fit runs (Keras BackupAndRestore)
+RUN_DIR/checkpoints/   the best epoch's weights, and the resumable state until metrics.json is written
+                       (kerasrnn.callbacks.KillSafeBackupAndRestore)
 
-Every file is written to a temporary name and renamed into place, so a crash
-never leaves a half-written file under its real name.
+Every file a later command reads is written to a temporary name and renamed into place, so a crash never
+leaves a half-written file under its real name; history.csv and iterations.csv are appended once an epoch,
+and a resumed fit cuts them back to its saved epoch (`forget_epochs_from`).
 """
 
 from __future__ import annotations
