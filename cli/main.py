@@ -268,7 +268,7 @@ def describe_probe(name: str, probe: dict) -> str:
     by_step = probe["by_step"]
     lowest = min(range(len(by_step)), key=by_step.__getitem__)
     line = (
-        f"probe {name} ({probe['what']}): accuracy {by_step[lowest]:.3f} at its lowest (step {lowest + 1}), "
+        f"probe {name}, {probe['what']}: accuracy {by_step[lowest]:.3f} at its lowest (step {lowest + 1}), "
         f"{max(by_step):.3f} at its highest, on {probe['scored_sequences']} held-out sequences"
     )
     if len(by_step) <= 32:

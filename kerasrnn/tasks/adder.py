@@ -278,7 +278,7 @@ class AdderTask(SequenceTask):
             ),
         ]
 
-    probes = {"carry": "the carry after the step (what the next column adds)"}
+    probes = {"carry": "the carry after the step, which the next column adds"}
 
     def inspection_examples(self, config: dict, count: int, length: int | None) -> tuple[np.ndarray, dict]:
         length = config["train_length"] if length is None else length

@@ -298,7 +298,7 @@ class RecallTask(SequenceTask):
             ),
         ]
 
-    probes = {"kth_digit": "the digit at position K (the one to recall), at every step"}
+    probes = {"kth_digit": "the digit at position K, the one to recall, asked at every step"}
 
     def inspection_examples(self, config: dict, count: int, length: int | None) -> tuple[np.ndarray, dict]:
         length = config["max_length"] if length is None else length
