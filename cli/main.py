@@ -277,6 +277,49 @@ def describe_probe(name: str, probe: dict) -> str:
 
 
 @app.command()
+def tune(
+    task: Annotated[str, typer.Argument(help=TASKS)],
+    search: Annotated[str | None, typer.Option(help="Options to vary, e.g. lr,batch_size (default: the task's set).")] = None,
+    max_trials: Annotated[int, typer.Option(help="Trials in all; the first is the toolkit's defaults.")] = 10,
+    algorithm: Annotated[str, typer.Option(help="KerasTuner oracle: random or bayesian.")] = "random",
+    out: Annotated[
+        Path | None, typer.Option(help="Search folder: trials/, tune.json, best (default saved_models/tune-TASK).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the search in --out.")] = False,
+    chief: Annotated[str | None, typer.Option(help="Run the oracle for workers at HOST:PORT (KerasTuner's chief).")] = None,
+    worker: Annotated[str | None, typer.Option(help="Run trials for the chief at HOST:PORT.")] = None,
+    worker_id: Annotated[str | None, typer.Option(help="This worker's name (a restarted worker takes its trial back).")] = None,
+    cell: Annotated[Cell | None, typer.Option(help="Recurrent cell.", case_sensitive=False)] = None,
+    units: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs of every trial.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed of every trial and of the search.")] = None,
+    option: Annotated[list[str], typer.Option("--option", "-o", help="Any other task option, KEY=VALUE.")] = [],
+    backend: BackendOption = None,
+    as_json: JsonOption = False,
+):
+    """Search a task's options with KerasTuner; every trial is a run.
+
+    All processes of a distributed search get the same options and --out (a shared folder).
+    """
+    from kerasrnn import search as tuning
+
+    given = dict(cell=cell.value if cell else None, units=units, epochs=epochs, seed=seed)
+    options = {**parse_option_pairs(option), **{key: value for key, value in given.items() if value is not None}}
+    document = kerasrnn.tune(task, out=out, search=search, backend=backend.value if backend else None, max_trials=max_trials, algorithm=algorithm, resume=resume,
+                             chief=chief, worker=worker, worker_id=worker_id, log=lambda line: typer.echo(line, err=True),
+                             verbose=0 if as_json else 1, **options)  # fmt: skip
+    if document is None:
+        return  # a worker: the chief writes the results
+    if as_json:
+        typer.echo(json.dumps(document, indent=2))
+        return
+    best = document["best"]
+    typer.echo(f"kerasrnn tune: {len(document['trials'])} trials; best {best['id']} ({document['objective']} "
+               f"{best['metric']:.4f}): {tuning.format_settings(best['settings'])}" if best else "kerasrnn tune: no trial finished")  # fmt: skip
+    typer.echo(f"kerasrnn tune: results in {Path(best['run']).parents[1] if best else out}")
+
+
+@app.command()
 def serve(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (or an exported artifact) to serve.")],
     host: Annotated[

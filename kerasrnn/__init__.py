@@ -14,7 +14,7 @@ keras, tensorflow, jax or torch when they are imported, so the command line can 
 bad input and choose the backend first:
 
     api, backend, bench, config, datasets, distribution, errors, export, faults, handwriting, images, plots,
-    prediction, reports, routes (FastAPI), runs, serve, sweep, tables, tasks (the registry; not the task modules),
+    prediction, reports, routes (FastAPI), runs, search, serve, sweep, tables, tasks (the registry; not the task modules),
     tasks.base, torch_reference, and the command line (kerasrnn_cli.main)
 
 Keras and a backend come in with the others (callbacks, candidates, inspection, layers, metrics, models, training,
@@ -23,11 +23,11 @@ torch_kernels, torch_trainer, the task modules), imported inside the functions t
 
 import wrapt
 
-from kerasrnn.api import Run, fit, load, resolve_config
+from kerasrnn.api import Run, fit, load, resolve_config, tune
 from kerasrnn.errors import RunError, UserError
 
 __version__ = "0.1.0"
-__all__ = ["Run", "RunError", "UserError", "fit", "load", "resolve_config"]
+__all__ = ["Run", "RunError", "UserError", "fit", "load", "resolve_config", "tune"]
 
 
 @wrapt.when_imported("keras")

@@ -82,6 +82,23 @@ def fit(task: str | None = None, *, config: str | Path | None = None, out: str |
     return Run(run_dir) if metrics is not None else None
 
 
+def tune(task: str, *, out: str | Path | None = None, search: str | list[str] | None = None, max_trials: int = 10,
+         algorithm: str = "random", resume: bool = False, backend: str | None = None, chief: str | None = None,
+         worker: str | None = None, worker_id: str | None = None, log=print, verbose: int = 1,
+         **options) -> dict | None:  # fmt: skip
+    """Search `task`'s options with KerasTuner (kerasrnn.tune): the first trial is the toolkit's defaults, each
+    trial a run under OUT/trials/. Returns tune.json's document (a worker of a distributed search: None).
+    `search`: the options to vary, a list or "lr,batch_size" (default: the task's set); `options`: fixed for
+    every trial. `chief` ("HOST:PORT") runs the oracle for workers; `worker` and `worker_id` run trials for it."""
+    from kerasrnn import search as tuning
+
+    task_name, _, _ = start(task, None, backend)
+    searched = tuning.parse_search(task_name, ",".join(search) if isinstance(search, list | tuple) else search)
+    out = Path(out) if out is not None else runs.DEFAULT_ROOT / f"tune-{task_name}"
+    return tuning.tune(task_name, options, out, searched, max_trials, algorithm, resume, chief, worker, worker_id,
+                       log=log, verbose=verbose)  # fmt: skip
+
+
 def load(path: str | Path, backend: str | None = None) -> Run:
     """A run directory, or an exported artifact (SavedModel directory, .tflite or .keras file), as a Run."""
     select_backend(backend)

@@ -1,0 +1,258 @@
+"""`kerasrnn tune` (kerasrnn.search): search a task's options with KerasTuner's oracles; every trial a complete fit run directory.
+
+The search engine is KerasTuner's own: its oracles (random, Bayesian), its state files (so `--resume`
+continues a search) and its distributed mode, a chief process running the oracle over gRPC and workers on
+any machine asking it for trials (`--chief HOST:PORT`, `--worker HOST:PORT --worker-id NAME`; KerasTuner's
+KERASTUNER_* variables are set from them). The toolkit adds the trial itself (`kerasrnn.fit` into
+DIR/trials/trial_ID, so evaluate, predict, export and serve work on any trial), the search spaces (SPACES,
+one place), the first trial on the toolkit's defaults (a search never reports worse than them), the
+objective (the task's own figure, `objective`) and the results: DIR/tune.json, tune.md, tune.csv and DIR/best.
+
+Keras-free when imported: KerasTuner imports Keras, so it is imported inside the functions, after the
+backend is chosen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from kerasrnn import runs, tables
+from kerasrnn.errors import option, require
+from kerasrnn.tasks import get_task
+
+ALGORITHMS = ("random", "bayesian")
+PROJECT = "oracle"  # KerasTuner's state, in DIR/oracle/
+TRIALS_DIR, BEST_LINK, RESULT_FILE = "trials", "best", "tune.json"
+
+# The ranges each option is searched over: ("log", low, high) a rate, ("choice", values...) anything else.
+# A task's defaults are added to the choices (the first trial uses them).
+SPACES = {
+    "lr": ("log", 1e-3, 5e-2),
+    "batch_size": ("choice", 32, 64, 128, 256),
+    "lr_schedule": ("choice", "constant", "cosine"),
+    "clipnorm": ("choice", 0.5, 1.0, 5.0),
+    "dropout": ("choice", 0.0, 0.1, 0.2),
+    "epochs": ("choice", 10, 20, 40),
+    "train_length": ("choice", 8, 16, 32),
+    "loss": ("choice", "mse", "bce"),
+    "readout_units": ("choice", 0, 16, 32),
+    "curriculum_epochs": ("choice", 0, 10, 15),
+    "candidates": ("choice", 1, 8, 32),
+    "augment": ("choice", False, True),
+}
+# What a search varies unless --search says: the options measured to matter for each task.
+DEFAULT_SEARCH = {
+    "adder": ("lr", "batch_size", "train_length"),
+    "recall": ("lr", "batch_size", "lr_schedule", "readout_units", "curriculum_epochs", "candidates"),
+    "mnist": ("lr", "dropout", "augment"),
+}
+
+
+def parse_search(task_name: str, text: str | None) -> list[str]:
+    """`--search lr,batch_size` -> the options to vary (each one with a space, and one of the task's)."""
+    if text is None:
+        return list(DEFAULT_SEARCH.get(task_name, ("lr", "batch_size")))
+    names = [name.strip().replace("-", "_") for name in text.split(",") if name.strip()]
+    require(names, f"{option('search')} names no option: {text!r}")
+    task = get_task(task_name)
+    for name in names:
+        require(name in SPACES, f"{option('search')}: no search space for {name!r}; searchable: {', '.join(SPACES)}")
+        require(
+            name in {**task.base_defaults(), **task.defaults}, f"{option('search')}: {name!r} is not an option of {task_name}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def parse_address(text: str, what: str) -> tuple[str, str]:
+    host, _, port = text.rpartition(":")
+    require(host and port.isdigit() and 0 < int(port) < 65536, f"{option(what)} takes HOST:PORT, got {text!r}")
+    return host, port
+
+
+def objective(task_name: str, metrics: dict) -> float:
+    """What a search maximises: recall's lowest exact accuracy over its training lengths (the figure
+    docs/recall.md reports), the adder's exact accuracy on held-out sums, mnist's best validation accuracy."""
+    config = metrics["config"]
+    if task_name == "recall":
+        by_length = metrics["by_length"]
+        lengths = [str(n) for n in range(config["min_length"], config["max_length"] + 1) if str(n) in by_length]
+        return min(by_length[length]["exact_accuracy"] for length in lengths)
+    return float(metrics["test"]["accuracy"])
+
+
+def hyperparameters(task_name: str, searched: list[str], defaults: dict):
+    """KerasTuner's HyperParameters for `searched`, each defaulting to the toolkit's default."""
+    import keras_tuner
+
+    space = keras_tuner.HyperParameters()
+    for name in searched:
+        kind, *values = SPACES[name]
+        default = defaults[name]
+        if kind == "log":
+            low, high = min(values[0], default), max(values[1], default)
+            space.Float(name, low, high, sampling="log", default=default)
+        else:
+            choices = list(dict.fromkeys([default, *values])) if default is not None else list(values)
+            space.Choice(
+                name, sorted(choices, key=repr) if len({type(c) for c in choices}) > 1 else sorted(choices), default=default
+            )
+    return space
+
+
+def defaults_first(oracle_class):
+    """`oracle_class` whose first trial is the hyperparameters' defaults (the toolkit's configuration)."""
+
+    class DefaultsFirst(oracle_class):
+        def populate_space(self, trial_id):
+            if not self.trials:
+                return {"status": "RUNNING", "values": self.get_space().values}
+            return super().populate_space(trial_id)
+
+    DefaultsFirst.__name__ = f"DefaultsFirst{oracle_class.__name__}"
+    return DefaultsFirst
+
+
+def make_oracle(algorithm: str, space, max_trials: int, seed: int):
+    import keras_tuner
+
+    classes = {"random": keras_tuner.oracles.RandomSearchOracle, "bayesian": keras_tuner.oracles.BayesianOptimizationOracle}
+    require(algorithm in classes, f"{option('algorithm')} is one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    return defaults_first(classes[algorithm])(
+        objective=keras_tuner.Objective("score", direction="max"), max_trials=max_trials, hyperparameters=space, seed=seed
+    )
+
+
+def tuner_class():
+    """KerasTuner's BaseTuner whose trial is one `kerasrnn.fit`."""
+    import keras
+    import keras_tuner
+
+    from kerasrnn import api
+
+    class FitTuner(keras_tuner.engine.base_tuner.BaseTuner):
+        def __init__(self, oracle, task_name: str, options: dict, out: Path, overwrite: bool, log):
+            self.task_name, self.options, self.out, self.log = task_name, options, out, log
+            super().__init__(oracle, directory=str(out), project_name=PROJECT, overwrite=overwrite)
+
+        def run_trial(self, trial, *args, **kwargs):
+            run_dir = self.out / TRIALS_DIR / f"trial_{trial.trial_id}"
+            settings = {**self.options, **trial.hyperparameters.values}
+            self.log(f"kerasrnn tune: trial {trial.trial_id} {format_settings(trial.hyperparameters.values)} -> {run_dir}")
+            keras.backend.clear_session()
+            resume = run_dir.exists() and not runs.is_complete(run_dir)  # a trial taken over after its worker died
+            if runs.is_complete(run_dir):
+                metrics = runs.read_metrics(run_dir)
+            else:
+                run = api.fit(self.task_name, out=run_dir, resume=resume, verbose=0, log=lambda line: None, **settings)
+                metrics = run.metrics
+            score = objective(self.task_name, metrics)
+            self.log(f"kerasrnn tune: trial {trial.trial_id} scored {score:.4f}")
+            return {"score": score}
+
+        def save_model(self, trial_id, model, step=0):
+            pass  # every trial is a run directory already
+
+        def load_model(self, trial):
+            return runs.load_model(self.out / TRIALS_DIR / f"trial_{trial.trial_id}")
+
+    return FitTuner
+
+
+def format_cell(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def format_settings(values: dict) -> str:
+    return " ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in values.items())
+
+
+def configure_distribution(chief: str | None, worker: str | None, worker_id: str | None) -> str:
+    """Set KerasTuner's KERASTUNER_* variables; the role: 'alone', 'chief' or 'worker'."""
+    require(not (chief and worker), f"a process is {option('chief')} or {option('worker')}, not both")
+    if worker:
+        require(worker_id, f"{option('worker')} needs {option('worker_id')}: a name of its own, e.g. worker-1")
+        require(worker_id != "chief" and "chief" not in worker_id, f"{option('worker_id')} may not contain 'chief'")
+    host, port = parse_address(chief or worker, "chief" if chief else "worker") if (chief or worker) else (None, None)
+    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+        os.environ.pop(name, None)
+    if host is None:
+        return "alone"
+    os.environ.update(KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=port,
+                      KERASTUNER_TUNER_ID="chief" if chief else worker_id)  # fmt: skip
+    return "chief" if chief else "worker"
+
+
+def tune(task_name: str, options: dict, out: Path, searched: list[str], max_trials: int, algorithm: str = "random",
+         resume: bool = False, chief: str | None = None, worker: str | None = None, worker_id: str | None = None,
+         log=print, verbose: int = 1) -> dict | None:  # fmt: skip
+    """Run (or join) a search; the chief and a process alone write DIR/tune.json and DIR/best and return its
+    document, a worker returns None."""
+    require(isinstance(max_trials, int) and max_trials >= 1, f"{option('max_trials')} must be a whole number >= 1")
+    out = Path(out)
+    role = configure_distribution(chief, worker, worker_id)
+    state = out / PROJECT
+    if role != "worker":
+        require(
+            resume or not state.exists(),
+            f"{out} holds a search: pass {option('resume', 'True')} to continue it, or give another {option('out')}",
+        )
+        require(not resume or state.exists(), f"nothing to resume in {out}: it holds no search")
+    task = get_task(task_name)
+    defaults = task.make_config(options)
+    space = hyperparameters(task_name, searched, defaults)
+    oracle = make_oracle(algorithm, space, max_trials, defaults["seed"])
+    out.mkdir(parents=True, exist_ok=True)
+    with contextlib.redirect_stdout(sys.stderr):  # KerasTuner prints its progress: stdout is for the results
+        tuner = tuner_class()(oracle, task_name, options, out, overwrite=False, log=log)
+        log(f"kerasrnn tune: {task_name}, {algorithm} search of {', '.join(searched)}, {max_trials} trials ({role})")
+        try:
+            tuner.search(verbose=verbose)
+        except KeyboardInterrupt:
+            log("kerasrnn tune: stopped; the finished trials are kept (continue with --resume)")
+            if role == "worker":
+                raise
+    if role == "worker":
+        return None
+    return write_results(out, tuner.oracle, task_name, searched)
+
+
+def write_results(out: Path, oracle, task_name: str, searched: list[str]) -> dict:
+    """tune.json ({"trials": [...], "best": {...}} in trial order), tune.md, tune.csv and the `best` link."""
+    trials = []
+    for trial_id in sorted(oracle.trials):
+        trial = oracle.trials[trial_id]
+        run_dir = out / TRIALS_DIR / f"trial_{trial_id}"
+        trials.append({"id": trial_id, "settings": dict(trial.hyperparameters.values), "metric": trial.score,
+                       "status": str(trial.status), "run": str(run_dir)})  # fmt: skip
+    scored = [trial for trial in trials if trial["metric"] is not None]
+    best = max(scored, key=lambda trial: trial["metric"]) if scored else None
+    document = {"task": task_name, "searched": searched, "objective": OBJECTIVES.get(task_name, "test accuracy"),
+                "trials": trials, "best": best}  # fmt: skip
+    runs.write_json_atomic(out / RESULT_FILE, document)
+    columns = ["id", *searched, "metric", "status"]
+    rows = [{"id": trial["id"], **trial["settings"], "metric": trial["metric"], "status": trial["status"]} for trial in trials]
+    runs.write_text_atomic(out / "tune.md", tables.markdown(rows, columns, format_cell=format_cell) + "\n")
+    tables.write_csv(out / "tune.csv", rows, columns)
+    if best is not None:
+        link_best(out, Path(best["run"]))
+    return document
+
+
+OBJECTIVES = {"recall": "lowest exact accuracy over the training lengths", "adder": "exact accuracy", "mnist": "test accuracy"}
+
+
+def link_best(out: Path, run_dir: Path) -> None:
+    """DIR/best: a link to the best trial's run directory (a copy where links cannot be made)."""
+    best = out / BEST_LINK
+    if best.is_symlink() or best.is_file():
+        best.unlink()
+    elif best.is_dir():
+        shutil.rmtree(best)
+    try:
+        best.symlink_to(Path(TRIALS_DIR) / run_dir.name, target_is_directory=True)
+    except OSError:
+        shutil.copytree(run_dir, best)
