@@ -28,15 +28,16 @@ ALGORITHMS = ("random", "bayesian")
 PROJECT = "oracle"  # KerasTuner's state, in DIR/oracle/
 TRIALS_DIR, BEST_LINK, RESULT_FILE = "trials", "best", "tune.json"
 
-# The ranges each option is searched over: ("log", low, high) a rate, ("choice", values...) anything else.
-# A task's defaults are added to the choices (the first trial uses them).
+# The ranges each option is searched over: ("around", factor) a rate, log-uniform from the task's default
+# divided by the factor to the default times it; ("choice", values...) anything else, the task's default added
+# to the choices (the first trial uses the defaults).
 SPACES = {
-    "lr": ("log", 1e-3, 5e-2),
+    "lr": ("around", 4.0),
     "batch_size": ("choice", 32, 64, 128, 256),
     "lr_schedule": ("choice", "constant", "cosine"),
     "clipnorm": ("choice", 0.5, 1.0, 5.0),
     "dropout": ("choice", 0.0, 0.1, 0.2),
-    "epochs": ("choice", 10, 20, 40),
+    "epochs": ("choice", 20, 40, 80),
     "train_length": ("choice", 8, 16, 32),
     "loss": ("choice", "mse", "bce"),
     "readout_units": ("choice", 0, 16, 32),
@@ -47,7 +48,7 @@ SPACES = {
 # What a search varies unless --search says: the options measured to matter for each task.
 DEFAULT_SEARCH = {
     "adder": ("lr", "batch_size", "train_length"),
-    "recall": ("lr", "batch_size", "lr_schedule", "readout_units", "curriculum_epochs", "candidates"),
+    "recall": ("lr", "batch_size", "lr_schedule", "epochs", "readout_units", "curriculum_epochs", "candidates"),
     "mnist": ("lr", "dropout", "augment"),
 }
 
@@ -92,9 +93,8 @@ def hyperparameters(task_name: str, searched: list[str], defaults: dict):
     for name in searched:
         kind, *values = SPACES[name]
         default = defaults[name]
-        if kind == "log":
-            low, high = min(values[0], default), max(values[1], default)
-            space.Float(name, low, high, sampling="log", default=default)
+        if kind == "around":
+            space.Float(name, default / values[0], default * values[0], sampling="log", default=default)
         else:
             choices = list(dict.fromkeys([default, *values])) if default is not None else list(values)
             space.Choice(
