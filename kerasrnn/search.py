@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from kerasrnn import runs, tables
-from kerasrnn.errors import option, require
+from kerasrnn.errors import UserError, option, require
 from kerasrnn.tasks import get_task
 
 ALGORITHMS = ("random", "bayesian")
@@ -192,6 +192,10 @@ def tune(task_name: str, options: dict, out: Path, searched: list[str], max_tria
     """Run (or join) a search; the chief and a process alone write DIR/tune.json and DIR/best and return its
     document, a worker returns None."""
     require(isinstance(max_trials, int) and max_trials >= 1, f"{option('max_trials')} must be a whole number >= 1")
+    try:
+        import keras_tuner  # noqa: F401  (checked before anything is built)
+    except ImportError:
+        raise UserError("kerasrnn tune needs KerasTuner: pip install 'kerasrnn[tune]'") from None
     out = Path(out)
     role = configure_distribution(chief, worker, worker_id)
     state = out / PROJECT
