@@ -76,7 +76,7 @@ def parse_address(text: str, what: str) -> tuple[str, str]:
 
 def objective(task_name: str, metrics: dict) -> float:
     """What a search maximises: recall's lowest exact accuracy over its training lengths (the figure
-    docs/recall.md reports), the adder's exact accuracy on held-out sums, mnist's best validation accuracy."""
+    docs/recall.md reports), the adder's exact accuracy on held-out sums, mnist's test accuracy."""
     config = metrics["config"]
     if task_name == "recall":
         by_length = metrics["by_length"]
