@@ -46,11 +46,18 @@ BackendOption = Annotated[
     typer.Option(help="Keras backend (default: $KERAS_BACKEND, else tensorflow).", case_sensitive=False),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
+CellOption = Annotated[Cell | None, typer.Option(help="Recurrent cell.", case_sensitive=False)]
+UnitsOption = Annotated[int | None, typer.Option(help="Hidden units per layer.")]
 
 
 @app.callback()
 def main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False):
     """kerasrnn: recurrent networks on three classic sequence tasks, on any Keras 3 backend."""
+
+
+def task_options(pairs: list[str], given: dict) -> dict:
+    """The options of a fit: `-o KEY=VALUE` pairs, and the named flags given (a named flag wins)."""
+    return {**parse_option_pairs(pairs), **{key: value for key, value in given.items() if value is not None}}
 
 
 def parse_option_pairs(pairs: list[str]) -> dict:
@@ -115,8 +122,8 @@ def predict_inputs_help() -> str:
 def fit(
     task: Annotated[str | None, typer.Argument(help=f"{TASKS} (may come from --config).")] = None,
     config: ConfigOption = None,
-    cell: Annotated[Cell | None, typer.Option(help="Recurrent cell.", case_sensitive=False)] = None,
-    units: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
+    cell: CellOption = None,
+    units: UnitsOption = None,
     layers: Annotated[int | None, typer.Option(help="Stacked recurrent layers.")] = None,
     bidirectional: Annotated[bool | None, typer.Option("--bidirectional/--unidirectional", help="Read both ways.")] = None,
     dropout: Annotated[float | None, typer.Option(help="Input dropout of each recurrent layer, 0 <= F < 1.")] = None,
@@ -160,8 +167,7 @@ def fit(
         dropout=dropout, recurrent_dropout=recurrent_dropout, epochs=epochs, batch_size=batch_size,
         lr=lr, seed=seed, **{key: str(value) if isinstance(value, Path) else value for key, value in task_flags.items()},
     )  # fmt: skip
-    # -o KEY=VALUE fills in any option; a named flag given as well wins.
-    options = {**parse_option_pairs(option), **{key: value for key, value in given.items() if value is not None}}
+    options = task_options(option, given)
     chosen_backend = backend.value if backend else None
     log = lambda line: typer.echo(line, err=True)  # noqa: E731  stdout may carry --dry-run's JSON
     if dry_run:
@@ -289,8 +295,8 @@ def tune(
     chief: Annotated[str | None, typer.Option(help="Run the oracle for workers at HOST:PORT (KerasTuner's chief).")] = None,
     worker: Annotated[str | None, typer.Option(help="Run trials for the chief at HOST:PORT.")] = None,
     worker_id: Annotated[str | None, typer.Option(help="This worker's name (a restarted worker takes its trial back).")] = None,
-    cell: Annotated[Cell | None, typer.Option(help="Recurrent cell.", case_sensitive=False)] = None,
-    units: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
+    cell: CellOption = None,
+    units: UnitsOption = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs of every trial.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of every trial and of the search.")] = None,
     option: Annotated[list[str], typer.Option("--option", "-o", help="Any other task option, KEY=VALUE.")] = [],
@@ -303,8 +309,7 @@ def tune(
     """
     from kerasrnn import search as tuning
 
-    given = dict(cell=cell.value if cell else None, units=units, epochs=epochs, seed=seed)
-    options = {**parse_option_pairs(option), **{key: value for key, value in given.items() if value is not None}}
+    options = task_options(option, dict(cell=cell.value if cell else None, units=units, epochs=epochs, seed=seed))
     document = kerasrnn.tune(task, out=out, search=search, backend=backend.value if backend else None, max_trials=max_trials, algorithm=algorithm, resume=resume,
                              chief=chief, worker=worker, worker_id=worker_id, log=lambda line: typer.echo(line, err=True),
                              verbose=0 if as_json else 1, **options)  # fmt: skip
@@ -416,7 +421,7 @@ def sweep(
         "loss": sweeping.parse_list(losses), "train_length": sweeping.parse_list(train_lengths, int),
     }  # fmt: skip
     options = {**file_options, **parse_option_pairs(option), **({"epochs": epochs} if epochs else {})}
-    folder = out or Path("saved_models") / f"sweep-{task}"
+    folder = out or runs.DEFAULT_ROOT / f"sweep-{task}"
     sweeping.sweep(task, grid, options, folder, parse_lengths(lengths), verbose=0 if quiet else "auto",
                    log=lambda line: typer.echo(line, err=True))  # fmt: skip
     typer.echo((folder / "sweep.md").read_text(), nl=False)
@@ -450,7 +455,7 @@ def bench(
     from kerasrnn import bench as benching
 
     names = benching.parse_backends(backends)
-    folder = out or Path("saved_models") / f"bench-{task}"
+    folder = out or runs.DEFAULT_ROOT / f"bench-{task}"
     counts = benching.parse_device_counts(devices)
     document = benching.bench(task, names, parse_option_pairs(option), folder, reference=reference,
                               log=lambda line: typer.echo(line, err=True), devices=counts, repeat=repeat)  # fmt: skip

@@ -202,7 +202,7 @@ class KillSafeModelCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def __init__(self, filepath: Path, **kwargs):
         self.final_path = Path(filepath)
-        self.temporary = self.final_path.with_name(f".tmp-{self.final_path.name}")
+        self.temporary = runs.temporary_path(self.final_path)
         super().__init__(str(self.temporary), save_best_only=True, save_weights_only=True, **kwargs)
 
     def on_epoch_end(self, epoch, logs=None):

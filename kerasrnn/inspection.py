@@ -207,11 +207,11 @@ def majority_by_step(targets_fit, targets_scored) -> list[float]:
     return baseline
 
 
-def run_probes(task, config: dict, model, length: int | None) -> dict:
+def run_probes(task, config: dict, tracer: Tracer, length: int | None) -> dict:
     """{probe name: {"what", "by_step", "chance_by_step", "fit_sequences", "scored_sequences"}}."""
     x, targets = task.inspection_examples(config, PROBE_SEQUENCES, length)
     half = len(x) // 2
-    states = np.concatenate([trace.state() for trace in trace_model(model, x)], axis=-1)
+    states = np.concatenate([trace.state() for trace in tracer.trace(x)], axis=-1)
     results = {}
     for name, what in task.probes.items():
         values = targets[name]
@@ -236,9 +236,10 @@ def inspect_model(task, config: dict, model, out_dir: Path, inputs: list[str] | 
     else:
         x, _ = task.inspection_examples(config, SHOWN_EXAMPLES, length)
         labels = [task.describe_inspection_input(x[index]) for index in range(len(x))]
-    traces = trace_model(model, x)
+    tracer = Tracer(model)
+    traces = tracer.trace(x)
     answers = answers_by_step(model, x)
-    probes = run_probes(task, config, model, length)
+    probes = run_probes(task, config, tracer, length)
     extra = task.inspection_extras(model, config, x)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = [

@@ -259,6 +259,11 @@ def step_axis(axis, labels: list[str]) -> None:
     axis.set_xlabel("step (what it reads)")
 
 
+def steps_wide(labels: list[str]) -> float:
+    """A figure's width for a step axis: room for every step's label, never narrower than 6 inches."""
+    return max(6, 0.18 * len(labels) + 2)
+
+
 def heatmap(axis, values, labels: list[str], title: str, vmin=None, vmax=None):
     """(steps, units) values as units down, steps across."""
     image = axis.imshow(values.T, aspect="auto", cmap="RdBu_r", vmin=vmin, vmax=vmax, interpolation="nearest")
@@ -271,7 +276,7 @@ def heatmap(axis, values, labels: list[str], title: str, vmin=None, vmax=None):
 
 def hidden_states(path: Path, traces, labels: list[str], title: str) -> Path:
     """Every unit's hidden state at every step, one panel per layer and direction."""
-    figure, axes = plt.subplots(len(traces), 1, figsize=(max(6, 0.18 * len(labels) + 2), 2.2 + 1.6 * len(traces)), squeeze=False)
+    figure, axes = plt.subplots(len(traces), 1, figsize=(steps_wide(labels), 2.2 + 1.6 * len(traces)), squeeze=False)
     for axis, trace in zip(axes[:, 0], traces):
         image = heatmap(axis, trace.hidden[0], labels, f"{trace.name}: hidden state", vmin=-1, vmax=1)
         figure.colorbar(image, ax=axis, fraction=0.03)
@@ -283,7 +288,7 @@ def hidden_states(path: Path, traces, labels: list[str], title: str) -> Path:
 def gates(path: Path, traces, labels: list[str], title: str) -> Path:
     """Each gate (0: closed, 1: open) and an LSTM's cell state, one panel each, per layer and direction."""
     panels = [(trace.name, name, values[0]) for trace in traces for name, values in trace.gates.items()]
-    figure, axes = plt.subplots(len(panels), 1, figsize=(max(6, 0.18 * len(labels) + 2), 1.2 + 1.9 * len(panels)), squeeze=False)
+    figure, axes = plt.subplots(len(panels), 1, figsize=(steps_wide(labels), 1.2 + 1.9 * len(panels)), squeeze=False)
     for axis, (layer, name, values) in zip(axes[:, 0], panels):
         limit = float(np.abs(values).max()) or 1.0
         low, high = (-limit, limit) if name == "cell state" else (0, 1)
@@ -296,7 +301,7 @@ def gates(path: Path, traces, labels: list[str], title: str) -> Path:
 
 def answers_by_step(path: Path, answers, labels: list[str], title: str, task: str) -> Path:
     """The answer had the sequence ended at each step: one output per step (adder) or a probability per class."""
-    figure, axis = plt.subplots(figsize=(max(6, 0.18 * len(labels) + 2), 3.2))
+    figure, axis = plt.subplots(figsize=(steps_wide(labels), 3.2))
     if answers.shape[-1] == 1:
         axis.plot(range(len(labels)), answers[:, 0], marker="o", markersize=3)
         axis.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")

@@ -47,12 +47,18 @@ def atomic_path(path: Path):
     The temporary name keeps the suffix (Keras wants .keras, numpy .npz, matplotlib picks the format by it).
     """
     path = Path(path)
-    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    temporary = temporary_path(path)
     try:
         yield temporary
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def temporary_path(path: Path) -> Path:
+    """Where `path` is written before it is renamed into place: beside it, hidden, its suffix kept
+    (`remove_leftovers` finds those a killed process left)."""
+    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -74,6 +74,10 @@ def parse_address(text: str, what: str) -> tuple[str, str]:
     return host, port
 
 
+# What `objective` computes, in words, for the results.
+OBJECTIVES = {"recall": "lowest exact accuracy over the training lengths", "adder": "exact accuracy", "mnist": "test accuracy"}
+
+
 def objective(task_name: str, metrics: dict) -> float:
     """What a search maximises: recall's lowest exact accuracy over its training lengths (the figure
     docs/recall.md reports), the adder's exact accuracy on held-out sums, mnist's test accuracy."""
@@ -139,7 +143,7 @@ def tuner_class():
             super().__init__(oracle, directory=str(out), project_name=PROJECT, overwrite=overwrite)
 
         def run_trial(self, trial, *args, **kwargs):
-            run_dir = self.out / TRIALS_DIR / f"trial_{trial.trial_id}"
+            run_dir = trial_dir(self.out, trial.trial_id)
             settings = {**self.options, **trial.hyperparameters.values}
             self.log(f"kerasrnn tune: trial {trial.trial_id} {format_settings(trial.hyperparameters.values)} -> {run_dir}")
             keras.backend.clear_session()
@@ -157,7 +161,7 @@ def tuner_class():
             pass  # every trial is a run directory already
 
         def load_model(self, trial):
-            return runs.load_model(self.out / TRIALS_DIR / f"trial_{trial.trial_id}")
+            return runs.load_model(trial_dir(self.out, trial.trial_id))
 
     return FitTuner
 
@@ -167,7 +171,11 @@ def format_cell(value) -> str:
 
 
 def format_settings(values: dict) -> str:
-    return " ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in values.items())
+    return " ".join(f"{key}={format_cell(value)}" for key, value in values.items())
+
+
+def trial_dir(out: Path, trial_id: str) -> Path:
+    return Path(out) / TRIALS_DIR / f"trial_{trial_id}"
 
 
 def configure_distribution(chief: str | None, worker: str | None, worker_id: str | None) -> str:
@@ -229,7 +237,7 @@ def write_results(out: Path, oracle, task_name: str, searched: list[str]) -> dic
     trials = []
     for trial_id in sorted(oracle.trials):
         trial = oracle.trials[trial_id]
-        run_dir = out / TRIALS_DIR / f"trial_{trial_id}"
+        run_dir = trial_dir(out, trial_id)
         trials.append({"id": trial_id, "settings": dict(trial.hyperparameters.values), "metric": trial.score,
                        "status": str(trial.status), "run": str(run_dir)})  # fmt: skip
     scored = [trial for trial in trials if trial["metric"] is not None]
@@ -244,9 +252,6 @@ def write_results(out: Path, oracle, task_name: str, searched: list[str]) -> dic
     if best is not None:
         link_best(out, Path(best["run"]))
     return document
-
-
-OBJECTIVES = {"recall": "lowest exact accuracy over the training lengths", "adder": "exact accuracy", "mnist": "test accuracy"}
 
 
 def link_best(out: Path, run_dir: Path) -> None:

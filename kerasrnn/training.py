@@ -128,7 +128,7 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
     train, validation, steps_per_epoch = task.training_data(config, first_epoch=first_epoch)
     plan = candidates.training_plan(task.candidates(config))
     with placement.scope():
-        model = plan.build(task, config, compiler(task, config, steps_per_epoch))
+        model = training_model(task, config, steps_per_epoch)
 
     clock = TrainingClock()
     started = time.perf_counter()
@@ -229,8 +229,9 @@ def train_model(task, config: dict, model, placement, data, run_dir: Path, plan,
 
 def best_model(task, config: dict, model, placement, steps_per_epoch: int, run_dir: Path):
     """The epoch that did best on validation, not merely the last one, on one device."""
-    if runs.best_weights(run_dir).exists():
-        model.load_weights(runs.best_weights(run_dir))
+    best_weights = runs.best_weights(run_dir)
+    if best_weights.exists():
+        model.load_weights(best_weights)
     if placement.distributed:
         model = on_one_device(task, config, model, placement, steps_per_epoch)
     return model
