@@ -42,7 +42,8 @@ COMMON_DEFAULTS = {
     # Speed, not results: docs/performance.md says what was measured.
     "unroll": False,
     "jit_compile": "auto",  # Keras decides: XLA for JAX; not on TensorFlow on a CPU
-    "steps_per_execution": 1,
+    # auto: several batches per call into the backend on TensorFlow and JAX (training.steps_per_execution); 1 on torch.
+    "steps_per_execution": "auto",
     "deterministic": True,  # TensorFlow's deterministic kernels (it also rules out XLA)
     # auto: on torch, the toolkit's own training step where it computes what Keras' does (kerasrnn.torch_trainer);
     # keras: always Keras' own train_step and fit loop.

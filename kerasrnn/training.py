@@ -52,6 +52,30 @@ def learning_rate(config: dict, steps_per_epoch: int | None):
     return config["lr"]
 
 
+# More batches per call into the backend gained little in docs/performance.md's measurements.
+MOST_STEPS_PER_EXECUTION = 8
+
+
+def steps_per_execution(config: dict, steps_per_epoch: int | None) -> int:
+    """Batches per call into the backend: fewer of Keras' per-call round trips through Python for each batch.
+
+    "auto": the largest divisor of the epoch's steps up to MOST_STEPS_PER_EXECUTION on TensorFlow and JAX, 1 on
+    torch (the toolkit's own loop has no per-call overhead to save) and where the steps are not known. A divisor,
+    because Keras runs whole executions: 8 a call over a 300-step epoch would train 304 steps.
+    """
+    chosen = config["steps_per_execution"]
+    if chosen != "auto":
+        if steps_per_epoch and steps_per_epoch % chosen:
+            raise UserError(
+                f"steps_per_execution={chosen} must divide the {steps_per_epoch} steps of an epoch "
+                "(Keras would train extra steps): try steps_per_execution=auto"
+            )
+        return chosen
+    if keras.backend.backend() == "torch" or not steps_per_epoch:
+        return 1
+    return max(count for count in range(1, MOST_STEPS_PER_EXECUTION + 1) if steps_per_epoch % count == 0)
+
+
 def compile_model(task, config: dict, model=None, steps_per_epoch: int | None = None, loss_and_metrics=None):
     """Compile `model` (a new one built from `config` when None) with the task's loss and metrics (or those given)."""
     model = model or task.build_model(config)
@@ -62,7 +86,7 @@ def compile_model(task, config: dict, model=None, steps_per_epoch: int | None = 
         loss=loss,
         metrics=metrics,
         jit_compile=config["jit_compile"],
-        steps_per_execution=config["steps_per_execution"],
+        steps_per_execution=steps_per_execution(config, steps_per_epoch),
     )
     return model
 
@@ -156,6 +180,7 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
         "config": config,
         **training_record(clock, train_seconds, steps_per_epoch * config["batch_size"], runs.completed_epochs(run_dir)),
         "distribution": placement.record(),
+        "steps_per_execution": steps_per_execution(config, steps_per_epoch),
         "predict_samples_per_second": round(prediction_speed(task, config, model), 1),
         **chosen,
         **public(evaluation),

@@ -32,7 +32,11 @@ def test_fit_writes_a_complete_run(trained_run):
     assert saved["train_samples_per_second"] > 0
     assert set(saved["by_length"]) == {str(n) for n in range(1, 65)}  # past the 32-bit training length
     assert len((run_dir / "history.csv").read_text().splitlines()) == 1 + 10
-    assert len((run_dir / "iterations.csv").read_text().splitlines()) == 1 + 10 * 100
+    # One row a call into the backend: several batches a call on TensorFlow and JAX (their mean loss), one on torch.
+    per_call = saved["steps_per_execution"]
+    assert 100 % per_call == 0 and (per_call > 1) == (saved["backend"] != "torch")
+    iterations = [int(line.split(",")[0]) for line in (run_dir / "iterations.csv").read_text().splitlines()[1:]]
+    assert iterations == list(range(per_call, 10 * 100 + 1, per_call))
 
 
 def test_fit_learns_exact_sums(trained_run):
@@ -82,3 +86,32 @@ def test_refuses_to_overwrite_a_finished_run(trained_run):
 
     with pytest.raises(UserError, match="finished run"):
         runs.prepare_run_dir(run_dir, resume=False, overwrite=False)
+
+
+def test_several_batches_a_call_train_what_one_batch_a_call_trains(tmp_path):
+    """steps_per_execution is Keras' own loop over batches inside one call: the same steps, the same weights."""
+    config = adder.make_config({"epochs": 2, "steps_per_epoch": 12, "train_length": 6, "eval_samples": 50})
+    histories = {}
+    for per_call in (1, "auto"):
+        run_dir = tmp_path / str(per_call)
+        metrics = training.fit({**config, "steps_per_execution": per_call}, run_dir, verbose=0, log=lambda *_: None)
+        histories[per_call] = (run_dir / "history.csv").read_text(), metrics["steps_per_execution"]
+    assert histories[1][1] == 1
+    assert histories["auto"][1] == (6 if keras.backend.backend() != "torch" else 1)
+    assert histories["auto"][0] == histories[1][0]  # every epoch's loss and metrics, to the last digit written
+
+
+def test_steps_per_execution_auto_divides_the_epoch(monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
+    auto = {"steps_per_execution": "auto"}
+    chosen = {steps: training.steps_per_execution(auto, steps) for steps in (100, 300, 844, 7, 11, 1)}
+    assert chosen == {100: 5, 300: 6, 844: 4, 7: 7, 11: 1, 1: 1}
+    assert training.steps_per_execution(auto, None) == 1  # evaluation and prediction outside a fit
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    assert training.steps_per_execution(auto, 300) == 1  # the toolkit's own loop on torch
+    assert training.steps_per_execution({"steps_per_execution": 4}, 300) == 4
+
+
+def test_a_steps_per_execution_that_would_train_extra_steps_is_refused():
+    with pytest.raises(training.UserError, match="must divide the 100 steps of an epoch"):
+        training.steps_per_execution({"steps_per_execution": 8}, 100)

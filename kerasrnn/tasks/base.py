@@ -12,7 +12,7 @@ from kerasrnn.config import COMMON_DEFAULTS, Recipe, format_settings, nullable_o
 from kerasrnn.errors import UserError, require
 
 # Options whose values are names, accepted in any case (LSTM, Cosine, BCE).
-NAMED_CHOICES = ("cell", "loss", "lr_schedule", "train_step", "jit_compile")
+NAMED_CHOICES = ("cell", "loss", "lr_schedule", "train_step", "jit_compile", "steps_per_execution")
 
 
 class Task:
@@ -247,7 +247,9 @@ def validate_common(config: dict) -> None:
     from kerasrnn.models import RecurrentSpec
 
     RecurrentSpec.from_config(config)  # validates cell, units, layers, dropout
-    require_whole_numbers(config, ("epochs", "batch_size", "steps_per_execution"))
+    require_whole_numbers(config, ("epochs", "batch_size"))
+    if config["steps_per_execution"] != "auto":
+        require_whole_numbers(config, ("steps_per_execution",))
     require(isinstance(config["deterministic"], bool), f"deterministic must be true or false, got {config['deterministic']!r}")
     require(
         config["jit_compile"] in (True, False, "auto"), f"jit_compile must be true, false or auto, got {config['jit_compile']!r}"
