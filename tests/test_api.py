@@ -120,7 +120,8 @@ def test_tensorboard_logs_hold_epochs_learning_rate_and_every_iteration(adder_ru
     epochs = list(range(10))
     assert train["epoch_loss"] == epochs and train["epoch_learning_rate"] == epochs
     assert train["epoch_exact_accuracy"] == epochs and validation["epoch_loss"] == epochs
-    iterations, per_call = adder_run.config["epochs"] * adder_run.config["steps_per_epoch"], adder_run.metrics["steps_per_execution"]
+    iterations = adder_run.config["epochs"] * adder_run.config["steps_per_epoch"]
+    per_call = adder_run.metrics["steps_per_execution"]
     assert train["iteration_loss"] == list(range(per_call, iterations + 1, per_call))
 
 
