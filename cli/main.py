@@ -47,6 +47,9 @@ BackendOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")]
 CellOption = Annotated[Cell | None, typer.Option(help="Recurrent cell.", case_sensitive=False)]
+ChiefOption = Annotated[str | None, typer.Option(help="Hand out the work to workers from HOST:PORT (KerasTuner's chief).")]
+WorkerOption = Annotated[str | None, typer.Option(help="Do the work the chief at HOST:PORT hands out.")]
+WorkerIdOption = Annotated[str | None, typer.Option(help="This worker's name (a restarted worker takes its trial back).")]
 UnitsOption = Annotated[int | None, typer.Option(help="Hidden units per layer.")]
 
 
@@ -287,17 +290,20 @@ def tune(
     task: Annotated[str, typer.Argument(help=TASKS)],
     search: Annotated[str | None, typer.Option(help="Options to vary, e.g. lr,batch_size (default: the task's set).")] = None,
     max_trials: Annotated[int, typer.Option(help="Trials in all; the first is the toolkit's defaults.")] = 10,
-    algorithm: Annotated[str, typer.Option(help="KerasTuner oracle: random or bayesian.")] = "random",
+    algorithm: Annotated[
+        str,
+        typer.Option(help="KerasTuner oracle: random, bayesian or hyperband (which picks each trial's epochs, up to --epochs)."),
+    ] = "random",
     out: Annotated[
         Path | None, typer.Option(help="Search folder: trials/, tune.json, best (default saved_models/tune-TASK).")
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the search in --out.")] = False,
-    chief: Annotated[str | None, typer.Option(help="Run the oracle for workers at HOST:PORT (KerasTuner's chief).")] = None,
-    worker: Annotated[str | None, typer.Option(help="Run trials for the chief at HOST:PORT.")] = None,
-    worker_id: Annotated[str | None, typer.Option(help="This worker's name (a restarted worker takes its trial back).")] = None,
+    chief: ChiefOption = None,
+    worker: WorkerOption = None,
+    worker_id: WorkerIdOption = None,
     cell: CellOption = None,
     units: UnitsOption = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs of every trial.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs of every trial (hyperband's most).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of every trial and of the search.")] = None,
     option: Annotated[list[str], typer.Option("--option", "-o", help="Any other task option, KEY=VALUE.")] = [],
     backend: BackendOption = None,
@@ -403,11 +409,15 @@ def sweep(
     out: Annotated[Path | None, typer.Option(help="Sweep folder (default saved_models/sweep-TASK).")] = None,
     backend: BackendOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    chief: ChiefOption = None,
+    worker: WorkerOption = None,
+    worker_id: WorkerIdOption = None,
 ):
     """Fit every combination of options: one table, overlaid figures.
 
     A finished run fitted with the same options is reused; one fitted with other
-    options is refused (give the sweep another --out).
+    options is refused (give the sweep another --out). With --chief and --worker,
+    workers on any machine fit the configurations (the same options and --out for all).
     """
     from kerasrnn.api import start
 
@@ -422,8 +432,10 @@ def sweep(
     }  # fmt: skip
     options = {**file_options, **parse_option_pairs(option), **({"epochs": epochs} if epochs else {})}
     folder = out or runs.DEFAULT_ROOT / f"sweep-{task}"
-    sweeping.sweep(task, grid, options, folder, parse_lengths(lengths), verbose=0 if quiet else "auto",
-                   log=lambda line: typer.echo(line, err=True))  # fmt: skip
+    document = sweeping.sweep(task, grid, options, folder, parse_lengths(lengths), verbose=0 if quiet else "auto",
+                              log=lambda line: typer.echo(line, err=True), chief=chief, worker=worker, worker_id=worker_id)  # fmt: skip
+    if document is None:
+        return  # a worker: the chief writes the table
     typer.echo((folder / "sweep.md").read_text(), nl=False)
     typer.echo(f"kerasrnn: table and figures in {folder} (sweep.md, sweep.csv, sweep.json, *.png)")
 

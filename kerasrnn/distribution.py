@@ -190,6 +190,17 @@ class Placement:
             keras.distribution.set_distribution(None)
 
 
+def inside_distribution() -> bool:
+    """Whether the model being built now is spread over devices (a TensorFlow strategy's scope, a Keras distribution)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.distribute.has_strategy()
+    return keras.backend.backend() == "jax" and keras.distribution.distribution() is not None
+
+
 def place(devices: int | str) -> Placement:
     """The placement of a fit on `devices` devices per process (after `start_devices`)."""
     import keras

@@ -1,6 +1,6 @@
 """`kerasrnn tune` (kerasrnn.search): search a task's options with KerasTuner's oracles; every trial a complete fit run directory.
 
-The search engine is KerasTuner's own: its oracles (random, Bayesian), its state files (so `--resume`
+The search engine is KerasTuner's own: its oracles (random, Bayesian, Hyperband), its state files (so `--resume`
 continues a search) and its distributed mode, a chief process running the oracle over gRPC and workers on
 any machine asking it for trials (`--chief HOST:PORT`, `--worker HOST:PORT --worker-id NAME`; KerasTuner's
 KERASTUNER_* variables are set from them). The toolkit adds the trial itself (`kerasrnn.fit` into
@@ -21,10 +21,12 @@ import sys
 from pathlib import Path
 
 from kerasrnn import runs, tables
-from kerasrnn.errors import UserError, option, require
+from kerasrnn.errors import option, require
 from kerasrnn.tasks import get_task
 
-ALGORITHMS = ("random", "bayesian")
+ALGORITHMS = ("random", "bayesian", "hyperband")
+# Hyperband keeps the best third of a round for the next, three times the epochs (KerasTuner's default factor).
+HYPERBAND_FACTOR = 3
 PROJECT = "oracle"  # KerasTuner's state, in DIR/oracle/
 TRIALS_DIR, BEST_LINK, RESULT_FILE = "trials", "best", "tune.json"
 
@@ -108,62 +110,111 @@ def hyperparameters(task_name: str, searched: list[str], defaults: dict):
 
 
 def defaults_first(oracle_class):
-    """`oracle_class` whose first trial is the hyperparameters' defaults (the toolkit's configuration)."""
+    """`oracle_class` whose first trial is the hyperparameters' defaults (the toolkit's configuration).
+
+    Every KerasTuner oracle draws a new trial's values with `_random_values` (Hyperband its first round's, which
+    it then gives its epochs): the first draw of a search returns the defaults instead.
+    """
 
     class DefaultsFirst(oracle_class):
-        def populate_space(self, trial_id):
+        def _random_values(self):
             if not self.trials:
-                return {"status": "RUNNING", "values": self.get_space().values}
-            return super().populate_space(trial_id)
+                return dict(self.get_space().values)
+            return super()._random_values()
 
     DefaultsFirst.__name__ = f"DefaultsFirst{oracle_class.__name__}"
     return DefaultsFirst
 
 
-def make_oracle(algorithm: str, space, max_trials: int, seed: int):
+def make_oracle(algorithm: str, space, max_trials: int, seed: int, max_epochs: int):
+    """KerasTuner's oracle for `algorithm`; Hyperband's trials get from 1 to `max_epochs` epochs (the fit's)."""
     import keras_tuner
 
-    classes = {"random": keras_tuner.oracles.RandomSearchOracle, "bayesian": keras_tuner.oracles.BayesianOptimizationOracle}
+    classes = {"random": keras_tuner.oracles.RandomSearchOracle, "bayesian": keras_tuner.oracles.BayesianOptimizationOracle,
+               "hyperband": keras_tuner.oracles.HyperbandOracle}  # fmt: skip
     require(algorithm in classes, f"{option('algorithm')} is one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
-    return defaults_first(classes[algorithm])(
-        objective=keras_tuner.Objective("score", direction="max"), max_trials=max_trials, hyperparameters=space, seed=seed
+    score = keras_tuner.Objective("score", direction="max")
+    if algorithm != "hyperband":
+        return defaults_first(classes[algorithm])(objective=score, max_trials=max_trials, hyperparameters=space, seed=seed)
+    require("epochs" not in space.values, f"hyperband chooses each trial's epochs: leave epochs out of {option('search')}")
+    oracle = defaults_first(classes[algorithm])(
+        objective=score, max_epochs=max_epochs, factor=HYPERBAND_FACTOR, hyperband_iterations=1, hyperparameters=space, seed=seed
     )
+    oracle.max_trials = max_trials  # Hyperband plans its own brackets; KerasTuner's cap on trials still applies
+    return oracle
+
+
+def trial_settings(values: dict) -> dict:
+    """A trial's fit options from its hyperparameters: Hyperband's `tuner/epochs` becomes `epochs`; its other
+    bookkeeping (bracket, round, the trial it continues) is not an option. Each trial trains from the start:
+    the cosine rate's schedule spans the whole fit, so a longer trial is not a shorter one continued."""
+    settings = {key: value for key, value in values.items() if not key.startswith("tuner/")}
+    if "tuner/epochs" in values:
+        settings["epochs"] = values["tuner/epochs"]
+    return settings
 
 
 def tuner_class():
-    """KerasTuner's BaseTuner whose trial is one `kerasrnn.fit`."""
-    import keras
+    """KerasTuner's BaseTuner whose trial is `score_trial(trial) -> float`: a fit into a run directory."""
     import keras_tuner
 
-    from kerasrnn import api
-
-    class FitTuner(keras_tuner.engine.base_tuner.BaseTuner):
-        def __init__(self, oracle, task_name: str, options: dict, out: Path, overwrite: bool, log):
-            self.task_name, self.options, self.out, self.log = task_name, options, out, log
+    class RunTuner(keras_tuner.engine.base_tuner.BaseTuner):
+        def __init__(self, oracle, out: Path, score_trial, overwrite: bool = False):
+            self.score_trial = score_trial
             super().__init__(oracle, directory=str(out), project_name=PROJECT, overwrite=overwrite)
 
         def run_trial(self, trial, *args, **kwargs):
-            run_dir = trial_dir(self.out, trial.trial_id)
-            settings = {**self.options, **trial.hyperparameters.values}
-            self.log(f"kerasrnn tune: trial {trial.trial_id} {format_settings(trial.hyperparameters.values)} -> {run_dir}")
-            keras.backend.clear_session()
-            resume = run_dir.exists() and not runs.is_complete(run_dir)  # a trial taken over after its worker died
-            if runs.is_complete(run_dir):
-                metrics = runs.read_metrics(run_dir)
-            else:
-                run = api.fit(self.task_name, out=run_dir, resume=resume, verbose=0, log=lambda line: None, **settings)
-                metrics = run.metrics
-            score = objective(self.task_name, metrics)
-            self.log(f"kerasrnn tune: trial {trial.trial_id} scored {score:.4f}")
-            return {"score": score}
+            return {"score": self.score_trial(trial)}
 
         def save_model(self, trial_id, model, step=0):
             pass  # every trial is a run directory already
 
-        def load_model(self, trial):
-            return runs.load_model(trial_dir(self.out, trial.trial_id))
+    return RunTuner
 
-    return FitTuner
+
+def fit_trial(task_name: str, options: dict, out: Path, log):
+    """`score(trial)`: the trial's settings fitted into DIR/trials/trial_ID (a finished one reused, an unfinished
+    one, taken over after its worker died, resumed), scored by `objective`."""
+    import keras
+
+    from kerasrnn import api
+
+    def score(trial) -> float:
+        run_dir = trial_dir(out, trial.trial_id)
+        chosen = trial_settings(trial.hyperparameters.values)
+        log(f"kerasrnn tune: trial {trial.trial_id} {format_settings(chosen)} -> {run_dir}")
+        keras.backend.clear_session()
+        if runs.is_complete(run_dir):
+            metrics = runs.read_metrics(run_dir)
+        else:
+            resume = run_dir.exists()
+            settings = {**options, **chosen}  # a trial's own values over the options fixed for all
+            metrics = api.fit(task_name, out=run_dir, resume=resume, verbose=0, log=lambda line: None, **settings).metrics
+        value = objective(task_name, metrics)
+        log(f"kerasrnn tune: trial {trial.trial_id} scored {value:.4f}")
+        return value
+
+    return score
+
+
+def run_grid(names: list[str], out: Path, fit_one, role: str, log) -> None:
+    """`fit_one(name)` for every name through KerasTuner's grid oracle (`kerasrnn sweep`): alone, in order; with a
+    chief, each name once on the worker that asks next. Each sweep starts a new grid (its finished runs are reused)."""
+    import keras_tuner
+
+    space = keras_tuner.HyperParameters()
+    space.Choice("run", names)
+    oracle = keras_tuner.oracles.GridSearchOracle(
+        objective=keras_tuner.Objective("score", direction="max"), max_trials=len(names), hyperparameters=space
+    )
+    if role != "worker":
+        shutil.rmtree(out / PROJECT, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    with contextlib.redirect_stdout(sys.stderr):  # KerasTuner prints its progress: stdout is for the table
+        tuner = tuner_class()(oracle, out, lambda trial: fit_one(trial.hyperparameters.values["run"]))
+        if role != "alone":
+            log(f"kerasrnn sweep: {len(names)} configurations ({role})")
+        tuner.search(verbose=0)
 
 
 def format_cell(value) -> str:
@@ -200,10 +251,6 @@ def tune(task_name: str, options: dict, out: Path, searched: list[str], max_tria
     """Run (or join) a search; the chief and a process alone write DIR/tune.json and DIR/best and return its
     document, a worker returns None."""
     require(isinstance(max_trials, int) and max_trials >= 1, f"{option('max_trials')} must be a whole number >= 1")
-    try:
-        import keras_tuner  # noqa: F401  (checked before anything is built)
-    except ImportError:
-        raise UserError("kerasrnn tune needs KerasTuner: pip install 'kerasrnn[tune]'") from None
     out = Path(out)
     role = configure_distribution(chief, worker, worker_id)
     state = out / PROJECT
@@ -216,10 +263,10 @@ def tune(task_name: str, options: dict, out: Path, searched: list[str], max_tria
     task = get_task(task_name)
     defaults = task.make_config(options)
     space = hyperparameters(task_name, searched, defaults)
-    oracle = make_oracle(algorithm, space, max_trials, defaults["seed"])
+    oracle = make_oracle(algorithm, space, max_trials, defaults["seed"], defaults["epochs"])
     out.mkdir(parents=True, exist_ok=True)
     with contextlib.redirect_stdout(sys.stderr):  # KerasTuner prints its progress: stdout is for the results
-        tuner = tuner_class()(oracle, task_name, options, out, overwrite=False, log=log)
+        tuner = tuner_class()(oracle, out, fit_trial(task_name, options, out, log))
         log(f"kerasrnn tune: {task_name}, {algorithm} search of {', '.join(searched)}, {max_trials} trials ({role})")
         try:
             tuner.search(verbose=verbose)
@@ -238,14 +285,18 @@ def write_results(out: Path, oracle, task_name: str, searched: list[str]) -> dic
     for trial_id in sorted(oracle.trials):
         trial = oracle.trials[trial_id]
         run_dir = trial_dir(out, trial_id)
-        trials.append({"id": trial_id, "settings": dict(trial.hyperparameters.values), "metric": trial.score,
+        trials.append({"id": trial_id, "settings": trial_settings(trial.hyperparameters.values), "metric": trial.score,
                        "status": str(trial.status), "run": str(run_dir)})  # fmt: skip
     scored = [trial for trial in trials if trial["metric"] is not None]
     best = max(scored, key=lambda trial: trial["metric"]) if scored else None
     document = {"task": task_name, "searched": searched, "objective": OBJECTIVES.get(task_name, "test accuracy"),
                 "trials": trials, "best": best}  # fmt: skip
     runs.write_json_atomic(out / RESULT_FILE, document)
-    columns = ["id", *searched, "metric", "status"]
+    varied = [
+        *searched,
+        *(["epochs"] if any("epochs" in trial["settings"] for trial in trials) and "epochs" not in searched else []),
+    ]
+    columns = ["id", *varied, "metric", "status"]
     rows = [{"id": trial["id"], **trial["settings"], "metric": trial["metric"], "status": trial["status"]} for trial in trials]
     runs.write_text_atomic(out / "tune.md", tables.markdown(rows, columns, format_cell=format_cell) + "\n")
     tables.write_csv(out / "tune.csv", rows, columns)

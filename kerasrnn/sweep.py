@@ -7,6 +7,10 @@ stopped; either only when the run was started with the very options asked for
 now (a sweep with other options is refused, so its table never shows older
 fits). Results: sweep.md (Markdown), sweep.csv, sweep.json, and the figures
 val_loss.png and (for sequence tasks) accuracy_by_length.png.
+
+The configurations are handed out by KerasTuner's grid oracle, the engine of `kerasrnn tune`
+(kerasrnn.search): alone, one after the other; with `--chief` and `--worker`, each configuration once,
+on whichever worker asks next, and the chief writes the results.
 """
 
 from __future__ import annotations
@@ -69,11 +73,13 @@ def expand(task_name: str, grid: dict[str, list], options: dict, log=None) -> li
 
 
 def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengths: list[int] | None = None,
-          verbose=0, log=print) -> dict:  # fmt: skip
-    """Fit (or reuse) every configuration, evaluate at `lengths`, and write the comparison."""
+          verbose=0, log=print, chief: str | None = None, worker: str | None = None,
+          worker_id: str | None = None) -> dict | None:  # fmt: skip
+    """Fit (or reuse) every configuration, evaluate at `lengths`, and write the comparison (returned; a worker of
+    a distributed sweep returns None: the chief writes it). `chief`, `worker`, `worker_id`: as `kerasrnn tune`'s."""
     import keras
 
-    from kerasrnn import training
+    from kerasrnn import search
 
     out = Path(out)
     require(not out.exists() or out.is_dir(), f"{out} exists and is not a directory")
@@ -84,16 +90,15 @@ def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengt
     )
     for name, config in configurations:  # all before anything trains
         require_same_options(out / name, config, keras.backend.backend())
+    role = search.configure_distribution(chief, worker, worker_id)
+    names = [name for name, _ in configurations]
+    fit_one = fitter(dict(configurations), out, lengths, verbose, log)
+    search.run_grid(names, out, fit_one, role, log)
+    if role == "worker":
+        return None
     rows, histories, by_length = [], {}, {}
-    for number, (name, config) in enumerate(configurations, 1):
+    for name, config in configurations:
         run_dir = out / name
-        if runs.is_complete(run_dir):
-            log(f"kerasrnn sweep: [{number}/{len(configurations)}] {name}: finished earlier, reused")
-        else:
-            resume = run_dir.exists() and any(run_dir.iterdir())
-            log(f"kerasrnn sweep: [{number}/{len(configurations)}] {name}: {'resuming' if resume else 'fitting'}")
-            training.fit(config, run_dir, resume=resume, verbose=verbose, log=lambda *_: None, lengths=lengths)
-            keras.backend.clear_session()  # one process fits many models: free the last one's graph
         metrics = runs.read_metrics(run_dir)
         if lengths and set(metrics.get("by_length", {})) != {str(n) for n in lengths}:
             metrics["by_length"] = lengths_evaluation(run_dir, lengths)  # a run fitted with other lengths
@@ -104,6 +109,28 @@ def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengt
     document = {"task": task_name, "date": time.strftime("%Y-%m-%d"), "grid": grid, "options": options, "rows": rows}
     write_results(out, document, histories, dict(configurations), by_length)
     return document
+
+
+def fitter(configurations: dict, out: Path, lengths: list[int] | None, verbose, log):
+    """`fit_one(name) -> headline accuracy`: fit (or resume, or reuse) configuration `name` into OUT/name."""
+    import keras
+
+    from kerasrnn import training
+
+    order = list(configurations)
+
+    def fit_one(name: str) -> float:
+        run_dir, number = out / name, f"[{order.index(name) + 1}/{len(order)}]"
+        if runs.is_complete(run_dir):
+            log(f"kerasrnn sweep: {number} {name}: finished earlier, reused")
+        else:
+            resume = run_dir.exists() and any(run_dir.iterdir())
+            log(f"kerasrnn sweep: {number} {name}: {'resuming' if resume else 'fitting'}")
+            training.fit(configurations[name], run_dir, resume=resume, verbose=verbose, log=lambda *_: None, lengths=lengths)
+            keras.backend.clear_session()  # one process fits many models: free the last one's graph
+        return runs.headline_accuracy(runs.read_metrics(run_dir)["test"])
+
+    return fit_one
 
 
 def require_same_options(run_dir: Path, config: dict, backend: str) -> None:

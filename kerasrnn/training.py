@@ -59,9 +59,10 @@ MOST_STEPS_PER_EXECUTION = 8
 def steps_per_execution(config: dict, steps_per_epoch: int | None) -> int:
     """Batches per call into the backend: fewer of Keras' per-call round trips through Python for each batch.
 
-    "auto": the largest divisor of the epoch's steps up to MOST_STEPS_PER_EXECUTION on TensorFlow and JAX, 1 on
-    torch (the toolkit's own loop has no per-call overhead to save) and where the steps are not known. A divisor,
-    because Keras runs whole executions: 8 a call over a 300-step epoch would train 304 steps.
+    "auto": the largest divisor of the epoch's steps up to MOST_STEPS_PER_EXECUTION on TensorFlow and JAX; 1 on
+    torch (the toolkit's own loop has no per-call overhead to save), where the steps are not known, and in a
+    distributed fit (TensorFlow's MirroredStrategy fails on several steps a call). A divisor, because Keras runs
+    whole executions: 8 a call over a 300-step epoch would train 304 steps.
     """
     chosen = config["steps_per_execution"]
     if chosen != "auto":
@@ -71,7 +72,7 @@ def steps_per_execution(config: dict, steps_per_epoch: int | None) -> int:
                 "(Keras would train extra steps): try steps_per_execution=auto"
             )
         return chosen
-    if keras.backend.backend() == "torch" or not steps_per_epoch:
+    if keras.backend.backend() == "torch" or not steps_per_epoch or distribution.inside_distribution():
         return 1
     return max(count for count in range(1, MOST_STEPS_PER_EXECUTION + 1) if steps_per_epoch % count == 0)
 
@@ -153,6 +154,7 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
     plan = candidates.training_plan(task.candidates(config))
     with placement.scope():
         model = training_model(task, config, steps_per_epoch)
+    per_call = model.steps_per_execution
 
     clock = TrainingClock()
     started = time.perf_counter()
@@ -180,7 +182,7 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
         "config": config,
         **training_record(clock, train_seconds, steps_per_epoch * config["batch_size"], runs.completed_epochs(run_dir)),
         "distribution": placement.record(),
-        "steps_per_execution": steps_per_execution(config, steps_per_epoch),
+        "steps_per_execution": per_call,
         "predict_samples_per_second": round(prediction_speed(task, config, model), 1),
         **chosen,
         **public(evaluation),

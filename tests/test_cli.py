@@ -152,17 +152,6 @@ def test_a_tasks_flags_live_in_its_module_and_the_command_line_offers_them(cli):
     }  # fmt: skip
 
 
-def test_tune_without_its_extra_says_which_extra(monkeypatch, capfd, tmp_path):
-    import sys
-
-    from conftest import run_cli_here
-
-    monkeypatch.setitem(sys.modules, "keras_tuner", None)  # as if KerasTuner were not installed
-    status, _, stderr = run_cli_here(capfd, "tune", "adder", "--max-trials", "2", "--out", str(tmp_path / "s"))
-    assert status == 2 and stderr == "error: kerasrnn tune needs KerasTuner: pip install 'kerasrnn[tune]'\n"
-    assert not (tmp_path / "s").exists()
-
-
 def test_serve_without_its_extra_says_so_before_announcing_anything(monkeypatch, capfd):
     import sys
 

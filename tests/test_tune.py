@@ -14,7 +14,6 @@ from kerasrnn import runs
 from kerasrnn.backend import cli_command
 from kerasrnn.serve import free_port
 
-pytest.importorskip("keras_tuner", reason="kerasrnn[tune] is not installed")
 QUICK = ["-o", "steps_per_epoch=20", "--epochs", "2", "-o", "train_length=6", "-o", "eval_samples=50",
          "-o", "test_samples=200", "-o", "validation_samples=200"]  # fmt: skip
 
@@ -46,12 +45,30 @@ def test_a_search_starts_from_the_defaults_and_every_trial_is_a_run(tmp_path):
     assert len(trials) == 4 and trials[:3] == document["trials"]  # the finished trials kept, one more run
 
 
+def test_hyperband_gives_the_best_of_a_round_more_epochs(tmp_path):
+    """KerasTuner's Hyperband over at most 3 epochs (factor 3): a round of three 1-epoch trials, the best of them
+    again with 3 epochs, then a bracket of two 3-epoch trials; every trial a fit of the epochs it was given."""
+    out = tmp_path / "search"
+    done = run_cli("tune", "adder", *QUICK, "--epochs", "3", "--max-trials", "6", "--search", "lr,batch_size",
+                   "--algorithm", "hyperband", "--out", str(out), "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    trials = json.loads(done.stdout)["trials"]
+    assert [trial["settings"]["epochs"] for trial in trials] == [1, 1, 1, 3, 3, 3]
+    assert {key: trials[0]["settings"][key] for key in ("lr", "batch_size")} == {"lr": 1e-2, "batch_size": 64}
+    first_round = max(trials[:3], key=lambda trial: trial["metric"])
+    assert {**first_round["settings"], "epochs": 3} == trials[3]["settings"]  # the round's best, promoted
+    for trial in trials:
+        assert runs.read_metrics(Path(trial["run"]))["epochs_run"] == trial["settings"]["epochs"]
+    assert "| epochs |" in (out / "tune.md").read_text()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--search", "lr,units_x"], "no search space for 'units_x'"),
         (["--search", "readout_units"], "'readout_units' is not an option of adder"),
-        (["--algorithm", "grid"], "--algorithm is one of random, bayesian"),
+        (["--algorithm", "grid"], "--algorithm is one of random, bayesian, hyperband"),
+        (["--algorithm", "hyperband", "--search", "lr,epochs"], "hyperband chooses each trial's epochs"),
         (["--max-trials", "0"], "--max-trials must be a whole number >= 1"),
         (["--worker", "127.0.0.1:9"], "--worker needs --worker-id"),
         (["--chief", "nowhere"], "--chief takes HOST:PORT"),
@@ -100,3 +117,27 @@ def test_a_chief_and_two_workers_run_every_trial_once_even_when_a_worker_dies(tm
     started = [line.split()[3] for line in logs.splitlines() if line.startswith("kerasrnn tune: trial") and "->" in line]
     assert sorted(set(started)) == [str(n) for n in range(6)]
     assert run_cli("evaluate", str(out / "best")).returncode == 0
+
+
+@pytest.mark.slow  # three processes and the chief's 20 s exit poll (KerasTuner's)
+def test_a_sweep_spreads_over_workers_and_its_table_is_the_one_a_sweep_alone_writes(tmp_path):
+    out, address = tmp_path / "sweep", f"127.0.0.1:{free_port()}"
+    common = ["sweep", "adder", "--cells", "rnn,gru", "--units", "2,3", *QUICK, "--out", str(out), "-q"]
+    chief = start([*common, "--chief", address], tmp_path / "chief.log")
+    time.sleep(3)
+    workers = [start([*common, "--worker", address, "--worker-id", f"w{n}"], tmp_path / f"w{n}.log") for n in (1, 2)]
+    try:
+        for number, worker in enumerate(workers, 1):
+            assert worker.wait(timeout=400) == 0, (tmp_path / f"w{number}.log").read_text()[-2000:]
+        assert chief.wait(timeout=120) == 0, (tmp_path / "chief.log").read_text()[-2000:]
+    finally:
+        for process in (chief, *workers):
+            if process.poll() is None:
+                process.kill()
+    logs = [(tmp_path / f"w{n}.log").read_text() for n in (1, 2)]
+    fitted = [line.split()[3].rstrip(":") for log in logs for line in log.splitlines() if line.endswith(": fitting")]
+    assert sorted(fitted) == ["gru-u2-l1-uni-mse", "gru-u3-l1-uni-mse", "rnn-u2-l1-uni-mse", "rnn-u3-l1-uni-mse"]
+    assert all(": fitting" in log for log in logs)  # both workers had work
+    table = (out / "sweep.md").read_text()
+    alone = run_cli(*common)  # the same sweep alone reuses every run and writes the same table
+    assert alone.returncode == 0 and alone.stderr.count("reused") == 4 and (out / "sweep.md").read_text() == table
