@@ -24,12 +24,15 @@ SETTINGS = ("batch_size", "lr", "lr_schedule", "epochs", "clipnorm", "readout_un
 # other seeds (one seed proves little), then the recipes switched off.
 BATCH_256 = ["--batch-size", "256", "--lr", "0.02", "--epochs", "40", "-o", "lr_schedule=cosine"]
 NO_SMALL_STATE_RECIPE = ["-o", "readout_units=0", "-o", "curriculum_epochs=0", "-o", "candidates=1", "--epochs", "40"]
+NO_GRU_RECIPE = ["-o", "readout_units=0", "-o", "candidates=1", *BATCH_256]
 MODELS = [
     *[(cell, units, "", []) for cell, units in [("lstm", 10), ("gru", 10), ("gru", 5), ("lstm", 5), ("rnn", 10), ("lstm", 2), ("gru", 2), ("rnn", 2)]],
     *[("lstm", 10, f"seed {seed}", ["--seed", str(seed)]) for seed in (1, 2)],
     *[("lstm", 2, f"seed {seed}", ["--seed", str(seed)]) for seed in (1, 2, 3, 4)],
+    *[("gru", 2, f"seed {seed}", ["--seed", str(seed)]) for seed in (1, 2)],
     ("lstm", 10, "without its recipe", BATCH_256),
     ("lstm", 2, "without its recipe", NO_SMALL_STATE_RECIPE),
+    *[("gru", 2, f"without its recipe{f', seed {seed}' if seed else ''}", [*NO_GRU_RECIPE, "--seed", str(seed)]) for seed in (0, 1, 2)],
 ]  # fmt: skip
 NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
 

@@ -43,6 +43,11 @@ def test_recipes_apply_by_cell_and_size_and_yield_to_given_options(capfd):
     assert (small["candidates"], small["curriculum_epochs"], small["readout_units"], small["epochs"]) == (32, 15, 32, 30)
     assert dry_run(capfd, "recall", "--cell", "lstm", "--units", "2", "--epochs", "12")["epochs"] == 12
     assert dry_run(capfd, "recall", "--cell", "gru", "--units", "5")["candidates"] == 1
+    small_gru = dry_run(capfd, "recall", "--cell", "gru", "--units", "2")
+    assert {key: small_gru[key] for key in ("candidates", "readout_units", "batch_size", "lr", "lr_schedule", "epochs")} == {
+        "candidates": 32, "readout_units": 32, "batch_size": 128, "lr": 3e-2, "lr_schedule": "constant", "epochs": 80
+    }  # fmt: skip
+    assert dry_run(capfd, "recall", "--cell", "gru", "--units", "2", "--layers", "2")["candidates"] == 1
 
 
 def test_recipes_say_so_in_the_log(capfd):

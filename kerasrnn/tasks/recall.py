@@ -136,7 +136,8 @@ class RecallTask(SequenceTask):
     }
     # Measured (docs/recall.md): LSTM 10 holds the digit further past the training lengths with smaller
     # batches at a constant rate; a 2-unit LSTM learns to hold it only from short sequences first, with a
-    # nonlinear readout, when the best of 32 starts is kept.
+    # nonlinear readout, when the best of 32 starts is kept; a 2-unit GRU with the readout, 32 starts and a high
+    # constant rate for longer (found by `kerasrnn tune`, docs/tune.md).
     recipes = (
         Recipe(
             "LSTM recipe",
@@ -149,6 +150,13 @@ class RecallTask(SequenceTask):
                 options["cell"] == "lstm" and options["units"] <= 2 and options["layers"] == 1 and not options["bidirectional"]
             ),
             {"readout_units": 32, "curriculum_epochs": 15, "candidates": 32, "epochs": 30},
+        ),
+        Recipe(
+            "GRU small-state recipe",
+            lambda options: (
+                options["cell"] == "gru" and options["units"] <= 2 and options["layers"] == 1 and not options["bidirectional"]
+            ),
+            {"readout_units": 32, "candidates": 32, "batch_size": 128, "lr": 3e-2, "lr_schedule": "constant", "epochs": 80},
         ),
     )
     flags, predict_inputs = FLAGS, PREDICT_INPUTS
