@@ -210,11 +210,20 @@ def run_grid(names: list[str], out: Path, fit_one, role: str, log) -> None:
     if role != "worker":
         shutil.rmtree(out / PROJECT, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
+    def fit_or_stop(trial) -> float:
+        try:
+            return fit_one(trial.hyperparameters.values["run"])
+        except Exception as error:  # a sweep stops at a failed fit, as one fit would: KerasTuner only logs failed trials
+            raise keras_tuner.errors.FatalError(str(error)) from error
+
     with contextlib.redirect_stdout(sys.stderr):  # KerasTuner prints its progress: stdout is for the table
-        tuner = tuner_class()(oracle, out, lambda trial: fit_one(trial.hyperparameters.values["run"]))
+        tuner = tuner_class()(oracle, out, fit_or_stop)
         if role != "alone":
             log(f"kerasrnn sweep: {len(names)} configurations ({role})")
-        tuner.search(verbose=0)
+        try:
+            tuner.search(verbose=0)
+        except keras_tuner.errors.FatalError as stop:
+            raise (stop.__cause__ or stop) from None  # the fit's own error: one line, its exit status
 
 
 def format_cell(value) -> str:

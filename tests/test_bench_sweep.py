@@ -169,3 +169,16 @@ def test_bench_repeats_take_turns_and_report_each_rows_median_range_and_ratio(tm
     assert "| range over runs | vs plain PyTorch loop |" in table and "| 700-900 | 1.78x |" in table
     with pytest.raises(UserError, match="repeat must be a whole number >= 1"):
         bench.bench("mnist", ["torch"], {}, tmp_path, repeat=0)
+
+
+def test_a_failed_fit_stops_the_sweep_with_its_own_error(tmp_path, monkeypatch):
+    from kerasrnn import training
+    from kerasrnn.errors import RunError
+
+    def diverging(config, run_dir, **kwargs):
+        raise RunError(f"training stopped: the loss became non-finite ({run_dir.name})")
+
+    monkeypatch.setattr(training, "fit", diverging)
+    with pytest.raises(RunError, match=r"non-finite \(lstm-u2-l1-uni-mse\)"):
+        sweep.sweep("adder", {"units": [2, 3]}, TINY_ADDER, tmp_path, log=lambda line: None)
+    assert not (tmp_path / "sweep.md").exists()
