@@ -210,6 +210,7 @@ def run_grid(names: list[str], out: Path, fit_one, role: str, log) -> None:
     if role != "worker":
         shutil.rmtree(out / PROJECT, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
+
     def fit_or_stop(trial) -> float:
         try:
             return fit_one(trial.hyperparameters.values["run"])
