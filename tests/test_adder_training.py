@@ -115,3 +115,6 @@ def test_steps_per_execution_auto_divides_the_epoch(monkeypatch):
 def test_a_steps_per_execution_that_would_train_extra_steps_is_refused():
     with pytest.raises(training.UserError, match="must divide the 100 steps of an epoch"):
         training.steps_per_execution({"steps_per_execution": 8}, 100)
+    for wrong in ("fast", 0, True):
+        with pytest.raises(training.UserError, match="steps per execution must be auto or a whole number >= 1"):
+            adder.make_config({"steps_per_execution": wrong})

@@ -248,8 +248,9 @@ def validate_common(config: dict) -> None:
 
     RecurrentSpec.from_config(config)  # validates cell, units, layers, dropout
     require_whole_numbers(config, ("epochs", "batch_size"))
-    if config["steps_per_execution"] != "auto":
-        require_whole_numbers(config, ("steps_per_execution",))
+    per_call = config["steps_per_execution"]
+    whole = isinstance(per_call, int) and not isinstance(per_call, bool) and per_call >= 1
+    require(per_call == "auto" or whole, f"steps per execution must be auto or a whole number >= 1, got {per_call!r}")
     require(isinstance(config["deterministic"], bool), f"deterministic must be true or false, got {config['deterministic']!r}")
     require(
         config["jit_compile"] in (True, False, "auto"), f"jit_compile must be true, false or auto, got {config['jit_compile']!r}"
