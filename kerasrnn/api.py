@@ -62,11 +62,9 @@ def fit(task: str | None = None, *, config: str | Path | None = None, out: str |
         raise UserError(f"{option('resume', 'True')} needs {option('out')}: the run directory to continue")
     if resume and task is None and config is None and (Path(out) / runs.CONFIG_FILE).is_file():
         config = Path(out) / runs.CONFIG_FILE  # `kerasrnn fit --resume --out DIR` needs no task: the run names it
-    if resume and runs.nothing_saved_yet(Path(out)) and (task is not None or config is not None):
+    if resume and (task is not None or config is not None) and not runs.resumable(Path(out)):
         log(f"kerasrnn: nothing saved in {out} yet (a fit stopped before it began): starting it")
         resume = False  # so that the same command, with --resume, is right after a kill at any moment
-        if Path(out).exists():
-            runs.remove_leftovers(Path(out))
     devices = distribution.parse_devices(devices)
     cluster = distribution.parse_cluster(coordinator, num_processes, process_id)
     resolved = resolve_config(task, config, backend, log=log, **options)

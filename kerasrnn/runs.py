@@ -134,6 +134,16 @@ def nothing_saved_yet(run_dir: Path) -> bool:
     return run_dir.is_dir() and all(path.name.startswith(".tmp-") for path in run_dir.iterdir())
 
 
+def resumable(run_dir: Path) -> bool:
+    """Whether a fit into `run_dir` continues saved work. When nothing was saved yet (a fit killed before it
+    began), a killed process's temporary files are cleared so that a fresh fit can start there."""
+    if not nothing_saved_yet(run_dir):
+        return True
+    if Path(run_dir).exists():
+        remove_leftovers(run_dir)
+    return False
+
+
 def remove_leftovers(run_dir: Path) -> None:
     """Temporary files of a process killed while writing (atomic_path's, never read by anything)."""
     for leftover in Path(run_dir).rglob(".tmp-*"):

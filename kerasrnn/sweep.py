@@ -124,7 +124,7 @@ def fitter(configurations: dict, out: Path, lengths: list[int] | None, verbose, 
         if runs.is_complete(run_dir):
             log(f"kerasrnn sweep: {number} {name}: finished earlier, reused")
         else:
-            resume = run_dir.exists() and any(run_dir.iterdir())
+            resume = runs.resumable(run_dir)
             log(f"kerasrnn sweep: {number} {name}: {'resuming' if resume else 'fitting'}")
             training.fit(configurations[name], run_dir, resume=resume, verbose=verbose, log=lambda *_: None, lengths=lengths)
             keras.backend.clear_session()  # one process fits many models: free the last one's graph

@@ -182,3 +182,14 @@ def test_a_failed_fit_stops_the_sweep_with_its_own_error(tmp_path, monkeypatch):
     with pytest.raises(RunError, match=r"non-finite \(lstm-u2-l1-uni-mse\)"):
         sweep.sweep("adder", {"units": [2, 3]}, TINY_ADDER, tmp_path, log=lambda line: None)
     assert not (tmp_path / "sweep.md").exists()
+
+
+def test_a_run_killed_before_it_saved_anything_is_fitted_afresh(tmp_path):
+    """A fit killed while writing its first file leaves only a temporary file: the sweep starts that run."""
+    run_dir = tmp_path / "lstm-u2-l1-uni-mse"
+    run_dir.mkdir()
+    (run_dir / ".tmp-999-config.json").write_text("{")
+    logged = []
+    document = sweep.sweep("adder", {"units": [2]}, TINY_ADDER, tmp_path, log=logged.append)
+    assert [row["run"] for row in document["rows"]] == ["lstm-u2-l1-uni-mse"] and "fitting" in logged[-1]
+    assert not list(run_dir.glob(".tmp-*"))
