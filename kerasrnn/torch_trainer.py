@@ -9,6 +9,8 @@ torch calls on Keras' own variables:
 - the forward pass: PyTorch's fused LSTM, GRU and tanh-RNN kernels (kerasrnn.torch_kernels), Dense
   and TimeDistributed(Dense) heads, bidirectional and stacked layers, input dropout with the masks
   Keras' cells draw (the same random numbers);
+- the LSTM and tanh-RNN kernels kept in memory in PyTorch's order (the same values, stored transposed),
+  so that neither the kernels nor their gradients and Adam slots are copied between layouts every step;
 - the loss: Keras' own formulas (probabilities clipped to [epsilon, 1 - epsilon], a mean over the batch);
 - gradient clipping per variable (Adam's `clipnorm`) as Keras computes it, the learning rate from the
   optimizer's own schedule, and Keras' Adam update in one call of PyTorch's fused Adam kernel on the
@@ -89,9 +91,21 @@ def run_rnn_tanh(inputs, state, kernel, recurrent_kernel, bias, go_backwards: bo
     return outputs[:, -1], outputs
 
 
+def transposed_storage(variable) -> None:
+    """Keep `variable` (Keras' (inputs, gates) kernel) in memory as PyTorch's kernels read it, (gates, inputs):
+    the same values, so `kernel.T` hands the kernel a contiguous tensor and its gradient comes back in the
+    variable's own layout, where a row-major kernel costs two copies each way every step."""
+    value = variable.value
+    if not value.T.is_contiguous():
+        value.data = value.data.T.contiguous().T
+
+
 def recurrent_forward(layer):
     """A function (inputs, training) -> the layer's output, as the layer's `call` computes it."""
     kind, cell = recurrent_kind(layer), layer.cell
+    if kind in ("lstm", "rnn"):  # the GRU's gates are reordered on the way in, a copy either way
+        transposed_storage(cell.kernel)
+        transposed_storage(cell.recurrent_kernel)
 
     def forward(inputs, training):
         # Keras draws the input dropout mask from the first step before every call (the random
@@ -326,6 +340,19 @@ class LearningRates:
         return [float(schedule(first))]
 
 
+def same_layout(tensor, like):
+    """`tensor`, laid out in memory as `like` is (the fused Adam kernel walks its four tensors' memory in step)."""
+    if tensor.stride() == like.stride():
+        return tensor
+    return torch.empty_like(like).copy_(tensor)
+
+
+def in_memory_order(tensor):
+    """`tensor`, or the transpose that views its memory in order (a kernel stored transposed): the fused Adam
+    kernel copies any tensor that is not contiguous, and an element-wise update is the same on either view."""
+    return tensor.T if tensor.ndim == 2 and not tensor.is_contiguous() and tensor.T.is_contiguous() else tensor
+
+
 class FusedAdam:
     """Keras' Adam update in one call of PyTorch's fused Adam kernel, on the Keras optimizer's own slots.
 
@@ -337,12 +364,13 @@ class FusedAdam:
     def __init__(self, optimizer, variables: list):
         self.optimizer = optimizer
         index = optimizer._get_variable_index
-        for variable in variables:  # the fused kernel walks memory in order: every tensor in one layout
-            if not variable.value.is_contiguous():
-                variable.value.data = variable.value.data.contiguous()
-        self.parameters = [variable.value for variable in variables]
-        self.momentums = [optimizer._momentums[index(variable)].value for variable in variables]
-        self.velocities = [optimizer._velocities[index(variable)].value for variable in variables]
+        self.variables = [variable.value for variable in variables]
+        momentums = [optimizer._momentums[index(variable)].value for variable in variables]
+        velocities = [optimizer._velocities[index(variable)].value for variable in variables]
+        for variable, momentum, velocity in zip(self.variables, momentums, velocities):
+            momentum.data, velocity.data = same_layout(momentum.data, variable), same_layout(velocity.data, variable)
+        self.parameters = [in_memory_order(variable) for variable in self.variables]
+        self.momentums, self.velocities = [in_memory_order(m) for m in momentums], [in_memory_order(v) for v in velocities]
         self.beta_1, self.beta_2 = float(optimizer.beta_1), float(optimizer.beta_2)
         self.epsilon = float(optimizer.epsilon)
         self.learning_rates = LearningRates(optimizer)
@@ -353,7 +381,7 @@ class FusedAdam:
         learning_rate = self.learning_rates.at(int(iterations))
         step = float(iterations) + 1
         steps = [torch.tensor(step)] * len(self.parameters)
-        gradients = [gradient.contiguous() for gradient in gradients]
+        gradients = [in_memory_order(same_layout(gradient, variable)) for gradient, variable in zip(gradients, self.variables)]
         torch._fused_adam_(
             self.parameters, gradients, self.momentums, self.velocities, [], steps,
             lr=learning_rate, beta1=self.beta_1, beta2=self.beta_2, weight_decay=0.0,

@@ -52,6 +52,13 @@ def test_twenty_steps_stay_with_keras(parity, case):
     assert result["optimizer"] < 1e-5 and result["logs"] < 1e-5 and result["metric_variables"] < 1e-5
 
 
+def test_kernels_are_kept_in_torch_order_without_copies_and_save_as_keras_weights(parity):
+    layout = parity["layout"]
+    assert layout["kernels_in_torch_order"]
+    assert layout["copies_seen"] > 0 and layout["kernel_sized_copies"] == 0  # the profiler saw the step's copies
+    assert layout["loaded_weights"] == 0.0 and layout["loaded_outputs"] < 1e-6
+
+
 def test_what_the_step_does_not_reproduce_stays_with_keras(parity):
     refused = parity["refused"]
     assert "lstm_1" in refused["recurrent dropout"] and "lstm_1" in refused["unroll"]

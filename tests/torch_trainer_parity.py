@@ -8,6 +8,7 @@ the optimizer's variables, and of the loss and metrics; and for each refused cas
 
 import json
 import os
+import tempfile
 
 os.environ["KERAS_BACKEND"] = "torch"
 
@@ -102,6 +103,36 @@ def compare(task_name: str, options: dict, steps: int) -> dict:
     }  # fmt: skip
 
 
+def kernel_layout(tmp_dir: str) -> dict:
+    """After the toolkit's steps: the LSTM kernels' memory (PyTorch's order), the kernel-sized copies a step
+    makes (none: the layout is there to avoid them), and the model saved and loaded again."""
+    task = get_task("mnist")
+    config = task.make_config({"cell": "lstm", "units": 12, "bidirectional": True})
+    model = compile_model(task, config, steps_per_epoch=STEPS_PER_EPOCH)
+    data = batches("mnist", config, 3, np.random.default_rng(2))
+    model._symbolic_build(data_batch=data[0])
+    step, reason = torch_trainer.toolkit_step(model, config, distributed=False)
+    assert step is not None, reason
+    for x, y in data[:2]:
+        step(torch.from_numpy(x), torch.from_numpy(y))
+    kernel_shapes = {shape for weight in model.trainable_weights if len(weight.shape) == 2
+                     for shape in (tuple(weight.shape), tuple(reversed(weight.shape)))}  # fmt: skip
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as profile:
+        step(*(torch.from_numpy(part) for part in data[2]))
+    copies = [event.input_shapes for event in profile.events() if event.name == "aten::copy_"]
+    path = os.path.join(tmp_dir, "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    kernels = [layer.cell.kernel for layer in (model.layers[1].forward_layer, model.layers[1].backward_layer)]
+    return {
+        "kernels_in_torch_order": all(kernel.value.T.is_contiguous() for kernel in kernels),
+        "kernel_sized_copies": sum(1 for shapes in copies if shapes and tuple(shapes[0]) in kernel_shapes),
+        "copies_seen": len(copies),
+        "loaded_weights": largest(zip(model.get_weights(), loaded.get_weights())),
+        "loaded_outputs": largest([(model.predict(data[2][0], verbose=0), loaded.predict(data[2][0], verbose=0))]),
+    }
+
+
 def refusal(task_name: str, options: dict) -> str | None:
     task = get_task(task_name)
     config = task.make_config(options)
@@ -115,6 +146,8 @@ def refusal(task_name: str, options: dict) -> str | None:
 
 def main() -> None:
     results = {f"{name} {steps}": compare(*case, steps) for name, case in CASES.items() for steps in (1, 20)}
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        results["layout"] = kernel_layout(tmp_dir)
     results["refused"] = {name: refusal(*case) for name, case in REFUSED.items()}
     results["refused"]["distributed"] = torch_trainer.toolkit_step(None, {}, distributed=True)[1]
     torch_trainer.TESTED_KERAS, tested = ((3, 0), (3, 1)), torch_trainer.TESTED_KERAS
