@@ -18,10 +18,11 @@ torch calls on Keras' own variables:
 - the loss tracker and metrics written into Keras' metric variables.
 
 `fit` runs Keras' callbacks (CallbackList, History, progress bar, checkpoints, backup) around that step
-with in-memory batches, and Keras' `evaluate` for validation. Whatever this module does not
-reproduce is refused by `toolkit_step` with a reason, and training stays with Keras' own `model.fit`.
-`ThreadGovernor` picks PyTorch's thread count from the step times (a busy machine).
-tests/test_torch_trainer.py checks the step against Keras' `train_step` for every supported case.
+with in-memory batches, and validates with `TorchStep.evaluate`, Keras' `evaluate` computed the same way.
+Whatever this module does not reproduce is refused by `toolkit_step` with a reason, and training stays
+with Keras' own `model.fit`. `ThreadGovernor` picks PyTorch's thread count from the step times (a busy
+machine). tests/test_torch_trainer.py checks the step against Keras' `train_step`, and the evaluation
+against Keras' `evaluate`, for every supported case.
 """
 
 from __future__ import annotations
@@ -406,6 +407,7 @@ class TorchStep:
             raise Unsupported(f"Keras {keras.__version__} (the toolkit's step is tested with Keras {tested})")
         if not model.compiled or model.optimizer is None:
             raise Unsupported("the model is not compiled")
+        self.model = model
         self.forward, last_layer = model_forward(model)
         self.loss = loss_function(model.loss)
         self.from_logits = self.loss is sparse_crossentropy and last_layer.activation is activations.softmax
@@ -429,8 +431,7 @@ class TorchStep:
 
     def __call__(self, x, y) -> dict:
         y_pred = self.forward(x, training=True)
-        per_sample = self.loss(y, y_pred)
-        loss = torch.sum(per_sample) / per_sample.numel()
+        loss = self.mean_loss(y, y_pred)
         for value in self.values:
             value.grad = None
         loss.backward()
@@ -439,11 +440,40 @@ class TorchStep:
             if self.optimizer.clipnorm:
                 clip_by_norm(gradients, self.optimizer.clipnorm)
             self.adam.apply(gradients)
-            batch = x.shape[0]
-            sums = torch.stack([loss * batch, *(torch.sum(values(y, y_pred)) for values in self.metric_values)]).tolist()
+            self.add_batch(loss, y, y_pred)
+        return self.logs()
+
+    def mean_loss(self, y, y_pred):
+        per_sample = self.loss(y, y_pred)
+        return torch.sum(per_sample) / per_sample.numel()
+
+    def add_batch(self, loss, y, y_pred) -> None:
+        """The batch's loss and metric values into the running sums (Keras weights the loss by the batch size)."""
+        batch = y.shape[0]
+        sums = torch.stack([loss * batch, *(torch.sum(values(y, y_pred)) for values in self.metric_values)]).tolist()
         self.totals = [total + value for total, value in zip(self.totals, sums)]
         self.count += batch
-        return self.logs()
+
+    def evaluate(self, batches, callbacks: CallbackList) -> dict:
+        """Keras' `evaluate(batches, callbacks=callbacks, return_dict=True)` over numpy (x, y) pairs: the forward
+        pass in inference mode (the layers draw their dropout masks' random numbers as Keras' do, unused), the
+        same callback hooks, the results read from Keras' metric variables, which keep them as Keras' would."""
+        test_begin, test_end = batch_listeners(callbacks, "on_test_batch_begin"), batch_listeners(callbacks, "on_test_batch_end")
+        self.reset()
+        callbacks.on_test_begin()
+        with torch.no_grad():
+            for index, (x, y) in enumerate(batches):
+                for callback in test_begin:
+                    callback.on_test_batch_begin(index)
+                x, y = torch.from_numpy(x), torch.from_numpy(y)
+                y_pred = self.forward(x, training=False)
+                self.add_batch(self.mean_loss(y, y_pred), y, y_pred)
+                for callback in test_end:
+                    callback.on_test_batch_end(index, self.logs())
+        self.write_metrics()
+        results = {name: float(value) for name, value in sorted(self.model.get_metrics_result().items())}  # as Keras
+        callbacks.on_test_end(results)
+        return results
 
     def logs(self) -> dict:
         """The loss and metrics over the epoch so far, as Keras' `metric.result()` gives them."""
@@ -527,14 +557,14 @@ def batch_listeners(callbacks: CallbackList, hook: str) -> list:
         callback
         for callback in callbacks.callbacks
         if getattr(type(callback), hook) is not getattr(Callback, hook)
-        or getattr(type(callback), aliases[hook]) is not getattr(Callback, aliases[hook])
+        or (hook in aliases and getattr(type(callback), aliases[hook]) is not getattr(Callback, aliases[hook]))
     ]
 
 
 def fit(model, step: TorchStep, batches, epochs: int, steps_per_epoch: int, validation_data, callbacks, verbose):
     """Keras' TorchTrainer.fit with `step` for its training step and `batches(epoch)` (numpy (x, y) pairs,
-    `Task.training_batches`) for its data: the same callbacks in the same order with the same logs, Keras'
-    `evaluate` for validation; returns the History."""
+    `Task.training_batches`) for its data: the same callbacks in the same order with the same logs, and
+    `step.evaluate` over `validation_data` (numpy (x, y) pairs) for validation; returns the History."""
     callback_list = CallbackList(
         callbacks, add_history=True, add_progbar=verbose != 0, verbose=verbose, epochs=epochs, steps=steps_per_epoch, model=model
     )
@@ -563,7 +593,7 @@ def fit(model, step: TorchStep, batches, epochs: int, steps_per_epoch: int, vali
         epoch_logs = dict(logs)
         model.eval()
         if validation_data is not None:
-            scores = model.evaluate(validation_data, verbose=0, return_dict=True, callbacks=callback_list)
+            scores = step.evaluate(validation_data, callback_list)
             epoch_logs.update({f"val_{name}": value for name, value in scores.items()})
         callback_list.on_epoch_end(epoch, epoch_logs)
         training_logs = epoch_logs

@@ -293,7 +293,8 @@ def training_loop(task, config: dict, model, placement, validation, log):
 
     def fit_with_toolkit_step(train, epochs, steps_per_epoch, validation_data, callbacks, verbose):
         batches = task.training_batches(config) or torch_trainer.dataset_batches(train, steps_per_epoch)
-        return torch_trainer.fit(model, step, batches, epochs, steps_per_epoch, validation_data, callbacks, verbose)
+        validation_batches = list(validation_data.as_numpy_iterator())  # fixed data: read once, not every epoch
+        return torch_trainer.fit(model, step, batches, epochs, steps_per_epoch, validation_batches, callbacks, verbose)
 
     return fit_with_toolkit_step
 

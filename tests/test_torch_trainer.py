@@ -52,6 +52,14 @@ def test_twenty_steps_stay_with_keras(parity, case):
     assert result["optimizer"] < 1e-5 and result["logs"] < 1e-5 and result["metric_variables"] < 1e-5
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_the_toolkit_evaluates_as_keras_evaluate_does(parity, case):
+    """Validation in the toolkit's fit: Keras' evaluate's results, names, metric variables and callback hooks."""
+    result = parity[f"{case} 20"]
+    assert result["evaluate_names"] and result["evaluate_hooks"]
+    assert result["evaluate"] < 1e-6 and result["evaluate_metric_variables"] < 1e-6 and result["evaluate_hook_logs"] < 1e-6
+
+
 def test_kernels_are_kept_in_torch_order_without_copies_and_save_as_keras_weights(parity):
     layout = parity["layout"]
     assert layout["kernels_in_torch_order"]

@@ -93,6 +93,7 @@ def compare(task_name: str, options: dict, steps: int) -> dict:
     toolkit_results = {
         metric.name: float(metric.result()) for metric in [with_toolkit._loss_tracker, *with_toolkit._compile_metrics.metrics]
     }
+    evaluation = compare_evaluation(with_toolkit, step, data) if steps > 1 else {}  # last: it leaves its own metrics
     return {
         "weights": weights,
         "weights_relative_to_change": weights / moved,
@@ -100,7 +101,51 @@ def compare(task_name: str, options: dict, steps: int) -> dict:
         "logs": max(abs(float(keras_logs[name]) - toolkit_logs[name]) for name in toolkit_logs),
         "metric_variables": max(abs(keras_results[name] - toolkit_results[name]) for name in keras_results),
         "names": sorted(toolkit_logs) == sorted(keras_results),
+        **evaluation,
     }  # fmt: skip
+
+
+class TestHooks(keras.callbacks.Callback):
+    """What a callback sees of an evaluation: the hooks called, with their logs."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def on_test_begin(self, logs=None):
+        self.calls.append(("begin", None))
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.calls.append((batch, dict(logs or {})))
+
+    def on_test_end(self, logs=None):
+        self.calls.append(("end", dict(logs or {})))
+
+
+def compare_evaluation(model, step, data) -> dict:
+    """Keras' `evaluate` and the toolkit's (`TorchStep.evaluate`) on the same model and batches: the results,
+    the metric variables they leave, and what a callback's test hooks receive."""
+    hooks = {"keras": TestHooks(), "toolkit": TestHooks()}
+    model.eval()
+    keras_results = model.evaluate((pair for pair in data), verbose=0, return_dict=True, callbacks=[hooks["keras"]])
+    keras_variables = [variable.numpy() for metric in model.metrics for variable in metric.variables]
+    callbacks = keras.callbacks.CallbackList([hooks["toolkit"]], model=model)
+    toolkit_results = step.evaluate(data, callbacks)
+    toolkit_variables = [variable.numpy() for metric in model.metrics for variable in metric.variables]
+    model.train()
+    keras_calls, toolkit_calls = hooks["keras"].calls, hooks["toolkit"].calls
+    return {
+        "evaluate": max(abs(keras_results[name] - toolkit_results[name]) for name in keras_results),
+        "evaluate_names": list(keras_results) == list(toolkit_results),
+        "evaluate_metric_variables": max(  # totals summed in float32 batch by batch there, in float64 here
+            float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(a)))) for a, b in zip(keras_variables, toolkit_variables)
+        ),
+        "evaluate_hooks": [call[0] for call in keras_calls] == [call[0] for call in toolkit_calls]
+        and all(sorted(a[1] or {}) == sorted(b[1] or {}) for a, b in zip(keras_calls, toolkit_calls)),
+        "evaluate_hook_logs": max(
+            abs(a[1][name] - b[1][name]) for a, b in zip(keras_calls, toolkit_calls) if a[1] for name in a[1]
+        ),
+    }
 
 
 def kernel_layout(tmp_dir: str) -> dict:
