@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from kerasrnn import backend as backends
 from kerasrnn import candidates, distribution, faults, runs
@@ -293,7 +294,8 @@ def training_loop(task, config: dict, model, placement, validation, log):
 
     def fit_with_toolkit_step(train, epochs, steps_per_epoch, validation_data, callbacks, verbose):
         batches = task.training_batches(config) or torch_trainer.dataset_batches(train, steps_per_epoch)
-        validation_batches = list(validation_data.as_numpy_iterator())  # fixed data: read once, not every epoch
+        # Fixed data: read once, not every epoch (copies: tf.data's arrays are read-only, torch's tensors are not).
+        validation_batches = [(np.array(x), np.array(y)) for x, y in validation_data.as_numpy_iterator()]
         return torch_trainer.fit(model, step, batches, epochs, steps_per_epoch, validation_batches, callbacks, verbose)
 
     return fit_with_toolkit_step
