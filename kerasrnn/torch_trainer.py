@@ -494,9 +494,10 @@ class ThreadGovernor:
     shares its core with it holds the others up and a step becomes many times slower, while one thread
     alone keeps most of its speed (docs/performance.md, "A busy machine"). Waiting passively instead
     costs threefold on a quiet machine. So the steps are timed in windows: the fit starts with all
-    threads, measures one window with one thread, keeps the faster; a window much slower than the best
-    seen with its count tries the other count, and so does, while on one thread, a re-check that comes
-    ever more rarely while nothing changes.
+    threads, measures one window with one thread, keeps the faster; two windows in a row much slower than
+    the best seen with their count try the other count (one slow window is this kind of VM's hiccup more
+    often than a busy process, and a probe of one thread costs a quiet epoch several percent), and so
+    does, while on one thread, a re-check that comes ever more rarely while nothing changes.
     Inactive where only one thread exists or the user set OMP_NUM_THREADS.
     """
 
@@ -509,7 +510,7 @@ class ThreadGovernor:
         self.best = dict.fromkeys(self.counts, float("inf"))
         self.last = dict.fromkeys(self.counts, float("inf"))
         self.current, self.probing, self.interval, self.since_check = self.counts[0], False, 4, 0
-        self.switches = 0
+        self.switches, self.slow_windows = 0, 0
         self.restart()
 
     def restart(self) -> None:
@@ -536,12 +537,12 @@ class ThreadGovernor:
                 self.interval = min(2 * self.interval, self.longest_interval)
         else:
             self.since_check += 1
-            degraded = seconds > self.slower * self.best[self.current]
-            # With all threads a slower window shows when load arrives; with one, only a check shows it has gone.
+            self.slow_windows = self.slow_windows + 1 if seconds > self.slower * self.best[self.current] else 0
+            # With all threads slower windows show when load arrives; with one, only a check shows it has gone.
             due = self.current != self.counts[0] and self.since_check >= self.interval
-            if self.best[other] == float("inf") or degraded or due:
+            if self.best[other] == float("inf") or self.slow_windows >= 2 or due:
                 self.use(other)
-                self.probing = True
+                self.probing, self.slow_windows = True, 0
         self.restart()
 
     def use(self, count: int) -> None:

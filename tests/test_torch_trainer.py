@@ -146,6 +146,21 @@ def test_threads_follow_the_load(monkeypatch):
     assert share_on_one_thread(500) == 0.0
 
 
+def test_a_single_slow_window_on_a_quiet_machine_tries_no_other_count(monkeypatch):
+    """This VM's hiccups: one window in five 1.5x slower; no probe of one thread after the first."""
+    from kerasrnn import torch_trainer
+
+    clock = FakeClock(monkeypatch, torch_trainer)
+    governor = torch_trainer.ThreadGovernor(window=10)
+    for index in range(1000):
+        clock.step(governor)
+        if index % 50 == 45 and clock.threads == 2:  # half of one window's steps take 2x: the window 1.5x
+            for _ in range(5):
+                clock.now += 4.3 / 1000
+                clock.step(governor)
+    assert clock.counts == [1, 2]
+
+
 def test_threads_the_user_set_are_kept(monkeypatch):
     from kerasrnn import torch_trainer
 
