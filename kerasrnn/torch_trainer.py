@@ -28,6 +28,7 @@ against Keras' `evaluate`, for every supported case.
 from __future__ import annotations
 
 import time
+import weakref
 
 import keras
 import numpy as np
@@ -193,6 +194,31 @@ def model_forward(model, softmax: bool = True):
 
     last = previous.layer if type(previous) is kerasrnn_layers.TimeDistributed else previous
     return forward, last
+
+
+_INFERENCE = weakref.WeakKeyDictionary()
+
+
+def inference_function(model):
+    """`predict(x)`: the model's outputs for a numpy batch through the toolkit's forward pass (the fused
+    kernels, no Keras call or data adapter around them), or None where that pass does not reproduce the model
+    (then Keras' `predict_on_batch` serves). Built once a model."""
+    if model not in _INFERENCE:
+        try:
+            if torch.cuda.is_available():
+                raise Unsupported("a GPU: Keras' own path runs cuDNN there")
+            forward, _ = model_forward(model)
+        except Unsupported:
+            _INFERENCE[model] = None
+        else:
+            dtype = np.dtype(keras_backend.standardize_dtype(model.inputs[0].dtype))
+
+            def predict(x):
+                with torch.no_grad():
+                    return forward(torch.from_numpy(np.array(x, dtype=dtype)), training=False).numpy()
+
+            _INFERENCE[model] = predict
+    return _INFERENCE[model]
 
 
 # ---- loss and metrics ---------------------------------------------------------------------------

@@ -60,6 +60,18 @@ def test_the_toolkit_evaluates_as_keras_evaluate_does(parity, case):
     assert result["evaluate"] < 1e-6 and result["evaluate_metric_variables"] < 1e-6 and result["evaluate_hook_logs"] < 1e-6
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_the_toolkit_predicts_as_keras_predict_does(parity, case):
+    """Batch prediction on torch (scoring, the bench's predict samples/s): Keras' predict within float32 rounding."""
+    assert parity[f"{case} 20"]["predict"] < 1e-6
+
+
+def test_what_the_forward_pass_does_not_reproduce_is_predicted_by_keras(parity):
+    refused = parity["inference refused"]
+    assert refused["recurrent dropout"] and refused["unroll"]  # the models the step refuses for their layers
+    assert not refused["train_step=keras"] and not refused["jit_compile"]  # refused for training only
+
+
 def test_kernels_are_kept_in_torch_order_without_copies_and_save_as_keras_weights(parity):
     layout = parity["layout"]
     assert layout["kernels_in_torch_order"]

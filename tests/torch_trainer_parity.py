@@ -94,6 +94,9 @@ def compare(task_name: str, options: dict, steps: int) -> dict:
         metric.name: float(metric.result()) for metric in [with_toolkit._loss_tracker, *with_toolkit._compile_metrics.metrics]
     }
     evaluation = compare_evaluation(with_toolkit, step, data) if steps > 1 else {}  # last: it leaves its own metrics
+    x = data[0][0]
+    predict = torch_trainer.inference_function(with_toolkit)
+    evaluation["predict"] = largest([(with_toolkit.predict(x, verbose=0), predict(x))]) if predict else None
     return {
         "weights": weights,
         "weights_relative_to_change": weights / moved,
@@ -186,7 +189,11 @@ def refusal(task_name: str, options: dict) -> str | None:
     model = training_model(task, config, STEPS_PER_EPOCH)
     x, y = batches(task_name, config, 1, np.random.default_rng(0))[0]
     model._symbolic_build(data_batch=(x, y))
+    INFERENCE_REFUSED[task_name, str(options)] = torch_trainer.inference_function(model) is None
     return torch_trainer.toolkit_step(model, config, distributed=False)[1]
+
+
+INFERENCE_REFUSED = {}  # (task, options) -> whether the toolkit's prediction left the model to Keras
 
 
 def main() -> None:
@@ -194,6 +201,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         results["layout"] = kernel_layout(tmp_dir)
     results["refused"] = {name: refusal(*case) for name, case in REFUSED.items()}
+    results["inference refused"] = {name: INFERENCE_REFUSED[case[0], str(case[1])] for name, case in REFUSED.items()}
     results["refused"]["distributed"] = torch_trainer.toolkit_step(None, {}, distributed=True)[1]
     torch_trainer.TESTED_KERAS, tested = ((3, 0), (3, 1)), torch_trainer.TESTED_KERAS
     results["refused"]["another Keras"] = refusal("adder", {})

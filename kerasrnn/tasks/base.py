@@ -296,10 +296,16 @@ def parse_lengths(text: str | None, default: list[int] | None = None) -> list[in
 
 def predict_batches(model, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """`model.predict(x)` without its per-call set-up (a data adapter and an epoch iterator): that set-up
-    is most of the time when a small model is scored at dozens of lengths (docs/recall.md has the measurement)."""
-    return np.concatenate(
-        [np.asarray(model.predict_on_batch(x[start : start + batch_size])) for start in range(0, len(x), batch_size)]
-    )
+    is most of the time when a small model is scored at dozens of lengths (docs/recall.md has the measurement).
+    On torch, the toolkit's forward pass where it reproduces the model (kerasrnn.torch_trainer)."""
+    import keras
+
+    predict = model.predict_on_batch
+    if keras.backend.backend() == "torch" and isinstance(model, keras.Model):
+        from kerasrnn.torch_trainer import inference_function
+
+        predict = inference_function(model) or predict
+    return np.concatenate([np.asarray(predict(x[start : start + batch_size])) for start in range(0, len(x), batch_size)])
 
 
 def generated_epochs(batch_at, steps_per_epoch: int):

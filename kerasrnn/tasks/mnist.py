@@ -23,7 +23,7 @@ from kerasrnn.config import Recipe
 from kerasrnn.datasets import load_mnist
 from kerasrnn.errors import UserError, require
 from kerasrnn.models import RecurrentSpec, build_model
-from kerasrnn.tasks.base import Task, shuffled_epochs
+from kerasrnn.tasks.base import Task, predict_batches, shuffled_epochs
 
 CLASSES = 10
 VALIDATION_SIZE = 10000
@@ -204,7 +204,7 @@ class MnistTask(Task):
         _, _, (x_test, y_test) = self.splits(config)
         pixels = x_test.astype(np.float32) / 255.0
         scores = model.evaluate(pixels, y_test.astype(np.int32), batch_size=512, verbose=0, return_dict=True)
-        probabilities = model.predict(pixels, batch_size=512, verbose=0)
+        probabilities = predict_batches(model, pixels, batch_size=512)
         predicted = probabilities.argmax(axis=-1)
         report = classification_report(y_test, predicted, digits=4, output_dict=True, zero_division=0)
         return {
