@@ -94,9 +94,10 @@ def compile_model(task, config: dict, model=None, steps_per_epoch: int | None = 
     return model
 
 
-def training_model(task, config: dict, steps_per_epoch: int):
-    """The compiled model that trains: the task's own, or side-by-side candidates of it (kerasrnn.candidates)."""
-    plan = candidates.training_plan(task.candidates(config))
+def training_model(task, config: dict, steps_per_epoch: int, plan=None):
+    """The compiled model that trains: the task's own, or side-by-side candidates of it (`plan`, else the task's:
+    kerasrnn.candidates)."""
+    plan = plan if plan is not None else candidates.training_plan(task.candidates(config))
     return plan.build(task, config, compiler(task, config, steps_per_epoch))
 
 
@@ -155,7 +156,7 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
     train, validation, steps_per_epoch = task.training_data(config, first_epoch=first_epoch)
     plan = candidates.training_plan(task.candidates(config))
     with placement.scope():
-        model = training_model(task, config, steps_per_epoch)
+        model = training_model(task, config, steps_per_epoch, plan)
     per_call = model.steps_per_execution
 
     clock = TrainingClock()
