@@ -33,6 +33,7 @@ TABLE_COLUMNS = [
     ("backend", "backend"),
     ("devices", "devices"),
     ("status", "status"),
+    ("precision", "kernels in"),
     ("first_epoch_seconds", "first epoch (s, incl. tracing)"),
     ("train_samples_per_second", "train samples/s (steady)"),
     ("train_samples_per_second_range", "range over runs"),
@@ -103,6 +104,7 @@ def row_from_metrics(name: str, metrics: dict, wall: float, memory: float) -> di
         "logical_cpu_devices": placement.get("logical_cpu_devices", False),
         "status": "ok",
         "device": metrics.get("device"),
+        "precision": metrics.get("precision", "float32"),  # runs from before the option trained in float32
         "first_epoch_seconds": metrics["epoch_seconds"][0],
         "train_samples_per_second": metrics["train_samples_per_second"],
         "predict_samples_per_second": metrics.get("predict_samples_per_second"),

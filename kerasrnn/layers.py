@@ -70,6 +70,8 @@ def fused_kernel_applies(layer, mask) -> bool:
 class LSTM(keras.layers.LSTM):
     """`keras.layers.LSTM` that runs PyTorch's fused LSTM kernel on the torch backend (oneDNN on CPUs)."""
 
+    kernel_precision = "float32"  # bfloat16 while a fit trains in it (kerasrnn.precision); never saved
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
         mask = mask[0] if isinstance(mask, (list, tuple)) else mask
         if not fused_kernel_applies(self, mask):
@@ -78,12 +80,21 @@ class LSTM(keras.layers.LSTM):
 
         sequences = input_dropout(self, sequences, training)
         kernels = (self.cell.kernel.value, self.cell.recurrent_kernel.value, self.cell.bias.value)
-        return run_lstm(sequences, initial_state[0], initial_state[1], *kernels, go_backwards=self.go_backwards)
+        return run_lstm(
+            sequences,
+            initial_state[0],
+            initial_state[1],
+            *kernels,
+            go_backwards=self.go_backwards,
+            precision=self.kernel_precision,
+        )
 
 
 @keras.saving.register_keras_serializable(package="kerasrnn")
 class GRU(keras.layers.GRU):
     """`keras.layers.GRU` that runs PyTorch's fused GRU kernel on the torch backend (reset_after=True only)."""
+
+    kernel_precision = "float32"  # as LSTM's
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         mask = mask[0] if isinstance(mask, (list, tuple)) else mask
@@ -94,4 +105,4 @@ class GRU(keras.layers.GRU):
         state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
         sequences = input_dropout(self, sequences, training)
         kernels = (self.cell.kernel.value, self.cell.recurrent_kernel.value, self.cell.bias.value)
-        return run_gru(sequences, state, *kernels, go_backwards=self.go_backwards)
+        return run_gru(sequences, state, *kernels, go_backwards=self.go_backwards, precision=self.kernel_precision)

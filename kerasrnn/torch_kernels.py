@@ -38,12 +38,23 @@ def gru_parameters(kernel, recurrent_kernel, bias) -> list:
     return [reorder(kernel, 1).T, reorder(recurrent_kernel, 1).T, reorder(bias[0], 0), reorder(bias[1], 0)]
 
 
-def run_lstm(inputs, state_h, state_c, kernel, recurrent_kernel, bias, go_backwards: bool):
-    """(last output, every output, [h, c]) of one LSTM layer over the whole sequence, as Keras' inner loop returns them."""
+def rounded(precision: str, tensors: list) -> list:
+    """`tensors` as the kernel reads them in `precision` (kerasrnn.precision): float32 as they are, or bfloat16
+    copies (differentiable: the gradients come back to the float32 originals)."""
+    if precision == "float32":
+        return tensors
+    return [tensor.to(torch.bfloat16) for tensor in tensors]
+
+
+def run_lstm(inputs, state_h, state_c, kernel, recurrent_kernel, bias, go_backwards: bool, precision: str = "float32"):
+    """(last output, every output, [h, c]) of one LSTM layer over the whole sequence, as Keras' inner loop returns
+    them; computed in `precision`, returned in the inputs' dtype."""
+    dtype = inputs.dtype
+    sequence, state_h, state_c = rounded(precision, [as_sequence_input(inputs, go_backwards), state_h, state_c])
     outputs, h, c = torch._VF.lstm(
-        as_sequence_input(inputs, go_backwards),
+        sequence,
         (state_h.unsqueeze(0), state_c.unsqueeze(0)),
-        lstm_parameters(kernel, recurrent_kernel, bias),
+        rounded(precision, lstm_parameters(kernel, recurrent_kernel, bias)),
         True,  # has biases
         1,  # layers
         0.0,  # dropout between layers
@@ -51,15 +62,19 @@ def run_lstm(inputs, state_h, state_c, kernel, recurrent_kernel, bias, go_backwa
         False,  # bidirectional (Keras' Bidirectional runs two layers)
         True,  # batch first
     )
+    outputs, h, c = outputs.to(dtype), h.to(dtype), c.to(dtype)
     return outputs[:, -1], outputs, [h.squeeze(0), c.squeeze(0)]
 
 
-def run_gru(inputs, state, kernel, recurrent_kernel, bias, go_backwards: bool):
-    """(last output, every output, [h]) of one GRU layer over the whole sequence, as Keras' inner loop returns them."""
+def run_gru(inputs, state, kernel, recurrent_kernel, bias, go_backwards: bool, precision: str = "float32"):
+    """(last output, every output, [h]) of one GRU layer over the whole sequence, as Keras' inner loop returns
+    them; computed in `precision`, returned in the inputs' dtype."""
+    dtype = inputs.dtype
+    sequence, state = rounded(precision, [as_sequence_input(inputs, go_backwards), state])
     outputs, h = torch._VF.gru(
-        as_sequence_input(inputs, go_backwards),
+        sequence,
         state.unsqueeze(0),
-        gru_parameters(kernel, recurrent_kernel, bias),
+        rounded(precision, gru_parameters(kernel, recurrent_kernel, bias)),
         True,
         1,
         0.0,
@@ -67,4 +82,5 @@ def run_gru(inputs, state, kernel, recurrent_kernel, bias, go_backwards: bool):
         False,
         True,
     )
+    outputs, h = outputs.to(dtype), h.to(dtype)
     return outputs[:, -1], outputs, [h.squeeze(0)]

@@ -148,6 +148,7 @@ def train_and_measure(config: dict, loop: str = "plain") -> dict:
         "backend": LOOPS[loop],
         "device": f"CPU ({os.cpu_count()} cores), torch {torch.__version__}, {torch.get_num_threads()} threads",
         "config": config,
+        "precision": "float32",
         "epoch_seconds": [round(seconds, 3) for seconds in epoch_seconds],
         "train_samples_per_second": round(samples * len(steady) / sum(steady), 1),
         "predict_samples_per_second": round(len(pixels) / predict_seconds, 1),

@@ -119,9 +119,13 @@ def recurrent_forward(layer):
         state = inputs.new_zeros((inputs.shape[0], cell.units))
         weights = (cell.kernel.value, cell.recurrent_kernel.value, cell.bias.value)
         if kind == "lstm":
-            last, outputs, _ = torch_kernels.run_lstm(inputs, state, state, *weights, go_backwards=layer.go_backwards)
+            last, outputs, _ = torch_kernels.run_lstm(
+                inputs, state, state, *weights, go_backwards=layer.go_backwards, precision=layer.kernel_precision
+            )
         elif kind == "gru":
-            last, outputs, _ = torch_kernels.run_gru(inputs, state, *weights, go_backwards=layer.go_backwards)
+            last, outputs, _ = torch_kernels.run_gru(
+                inputs, state, *weights, go_backwards=layer.go_backwards, precision=layer.kernel_precision
+            )
         else:
             last, outputs = run_rnn_tanh(inputs, state, *weights, go_backwards=layer.go_backwards)
         return outputs if layer.return_sequences else last

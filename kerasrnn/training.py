@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from kerasrnn import backend as backends
-from kerasrnn import candidates, distribution, faults, runs
+from kerasrnn import candidates, distribution, faults, precision, runs
 from kerasrnn.callbacks import (
     EpochTensorBoard,
     IterationLossLogger,
@@ -145,6 +145,8 @@ def progress_verbosity(verbose: int | str) -> int | str:
 
 def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: bool, verbose, log, lengths) -> dict | None:
     """`fit` on the devices of `placement`: start the run, train, keep the best model, evaluate, write metrics."""
+    if not resume:
+        precision.training_precision(config)  # refuses a precision that cannot run before the run directory exists
     task, config = start_run(config, run_dir, resume, overwrite)
     device = backends.describe_device()
     log(f"kerasrnn: {task.name} on backend {keras.backend.backend()}, device {device}")
@@ -159,9 +161,16 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
         model = training_model(task, config, steps_per_epoch, plan)
     per_call = model.steps_per_execution
 
+    kernel_precision, why = precision.training_precision(config)
+    if keras.backend.backend() == "torch":
+        log(f"kerasrnn: recurrent kernels train in {kernel_precision} ({why})")
+
     clock = TrainingClock()
     started = time.perf_counter()
-    train_model(task, config, model, placement, (train, validation, steps_per_epoch), run_dir, plan, clock, resume, verbose, log)
+    with precision.kernels_in(model, kernel_precision):
+        train_model(
+            task, config, model, placement, (train, validation, steps_per_epoch), run_dir, plan, clock, resume, verbose, log
+        )
     train_seconds = time.perf_counter() - started
 
     model = best_model(task, config, model, placement, steps_per_epoch, run_dir)
@@ -186,6 +195,7 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
         **training_record(clock, train_seconds, steps_per_epoch * config["batch_size"], runs.completed_epochs(run_dir)),
         "distribution": placement.record(),
         "steps_per_execution": per_call,
+        "precision": kernel_precision,
         "predict_samples_per_second": round(prediction_speed(task, config, model), 1),
         **chosen,
         **public(evaluation),

@@ -81,6 +81,7 @@ BAD_INPUTS = [
     (["fit", "adder", "-o", "foo=1"], "task 'adder' has no option 'foo': `kerasrnn fit adder --dry-run` lists"),
     (["bench", "adder", "--backends", "tensorflow,theano"], "unknown backend"),
     (["bench", "adder", "-o", "units=0"], "units"),
+    (["fit", "adder", "-o", "precision=bf16"], "precision must be auto, float32, bfloat16, got 'bf16'"),
 ]
 
 

@@ -78,3 +78,18 @@ def test_a_run_fitted_here_predicts_alike_on_torch(tmp_path):
     assert on_torch.returncode == 0, on_torch.stderr
     here = run.predict(["2", "7", "1", "8", "2", "8"])
     np.testing.assert_allclose(here["probabilities"], json.loads(on_torch.stdout)["probabilities"], atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("case", ["sequences", "bidirectional"])
+def test_kernels_train_in_bfloat16_inside_the_block_and_float32_after(parity, cell, case):
+    """precision=bfloat16: the kernel computes in bfloat16 (its rounding shows, about 1e-2), hands back float32
+    outputs and gradients, and the same layers compute in float32 once the fit's block is left."""
+    if not parity["bfloat16 units"]:
+        pytest.skip("this CPU has no bfloat16 units")
+    result = parity[f"{cell} {case} bfloat16"]
+    layers_run = 2 if case == "bidirectional" else 1
+    assert result["precisions"] == ["bfloat16"] * layers_run + ["float32"] * layers_run
+    assert result["dtypes"] == ["torch.float32"]
+    assert 1e-4 < result["outputs"] < 3e-2 and result["gradients"] < 3e-2
+    assert result["outputs_after"] < 1e-5

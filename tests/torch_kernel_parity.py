@@ -14,7 +14,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from kerasrnn import layers, torch_kernels  # noqa: E402
+from kerasrnn import layers, precision, torch_kernels  # noqa: E402
 
 KERAS_CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 FUSED_CELLS = {"lstm": layers.LSTM, "gru": layers.GRU}
@@ -80,6 +80,38 @@ def layer_case(cell: str, case: str) -> dict:
         "fused_calls": len(calls),
         "outputs": max(relative_difference(a, b) for a, b in zip(got, want)),
         "gradients": max(relative_difference(a, b) for a, b in zip(got_gradients, want_gradients)),
+    }
+
+
+def bfloat16_case(cell: str, case: str) -> dict:
+    """The fused layers training in bfloat16 (kerasrnn.precision) against Keras' float32 loop: bfloat16's rounding
+    apart, float32 out, and float32 again after the fit's block."""
+    reference = build(cell, False, case)
+    fused = build(cell, True, case)
+    fused.set_weights([w + RNG.normal(0, 0.3, w.shape).astype(w.dtype) for w in reference.get_weights()])
+    reference.set_weights(fused.get_weights())
+    x = RNG.normal(size=(5, 6, 3)).astype("float32")
+    asked = []
+    original = torch_kernels.run_lstm if cell == "lstm" else torch_kernels.run_gru
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs.get("precision"))
+        return original(*args, **kwargs)
+
+    setattr(torch_kernels, original.__name__, recording)
+    try:
+        with precision.kernels_in(fused, "bfloat16"):
+            got, got_gradients = outputs_and_gradients(fused, x, training=False)
+        after, _ = outputs_and_gradients(fused, x, training=False)
+    finally:
+        setattr(torch_kernels, original.__name__, original)
+    want, want_gradients = outputs_and_gradients(reference, x, training=False)
+    return {
+        "precisions": asked,
+        "dtypes": sorted({str(output.dtype) for output in [*got, *got_gradients]}),
+        "outputs": max(relative_difference(a, b) for a, b in zip(got, want)),
+        "gradients": max(relative_difference(a, b) for a, b in zip(got_gradients, want_gradients)),
+        "outputs_after": max(relative_difference(a, b) for a, b in zip(after, want)),
     }
 
 
@@ -156,4 +188,12 @@ if __name__ == "__main__":
     }
     report.update({f"{cell} float64 backwards={b}": float64_mapping(cell, b) for cell in ("lstm", "gru") for b in (False, True)})
     report["fallbacks"] = fallback_cases()
+    report["bfloat16 units"] = precision.bfloat16_units()
+    report.update(
+        {
+            f"{cell} {case} bfloat16": bfloat16_case(cell, case)
+            for cell in ("lstm", "gru")
+            for case in ("sequences", "bidirectional")
+        }
+    )
     print(json.dumps(report))

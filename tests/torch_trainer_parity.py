@@ -20,7 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from kerasrnn import torch_trainer  # noqa: E402
+from kerasrnn import precision, torch_trainer  # noqa: E402
 from kerasrnn.tasks import get_task  # noqa: E402
 from kerasrnn.tasks.adder import random_adder_examples  # noqa: E402
 from kerasrnn.tasks.recall import random_recall_examples  # noqa: E402
@@ -40,6 +40,8 @@ CASES = {
     "adder rnn": ("adder", {"loss": "mse", "cell": "rnn", "units": 6}),
     "recall lstm readout": ("recall", {"cell": "lstm", "units": 2, "readout_units": 16, "candidates": 1}),
     "recall gru": ("recall", {"cell": "gru", "units": 5, "dropout": 0.1}),
+    "mnist lstm bfloat16": ("mnist", {"cell": "lstm", "units": 12, "precision": "bfloat16"}),
+    "mnist gru bidirectional bfloat16": ("mnist", {"cell": "gru", "units": 8, "bidirectional": True, "precision": "bfloat16"}),
 }  # fmt: skip
 REFUSED = {
     "recurrent dropout": ("recall", {"recurrent_dropout": 0.2}),
@@ -74,6 +76,12 @@ def compare(task_name: str, options: dict, steps: int) -> dict:
     for model in (with_keras, with_toolkit):
         model._symbolic_build(data_batch=data[0])
     start = [weight.copy() for weight in with_keras.get_weights()]
+    kernels = "bfloat16" if config["precision"] == "bfloat16" else "float32"  # both sides alike, as a fit sets it
+    with precision.kernels_in(with_keras, kernels), precision.kernels_in(with_toolkit, kernels):
+        return measure(with_keras, with_toolkit, data, start, config, steps)
+
+
+def measure(with_keras, with_toolkit, data, start, config, steps) -> dict:
 
     keras.utils.set_random_seed(5)  # the dropout masks: the same random numbers on both sides
     for x, y in data:
@@ -104,6 +112,7 @@ def compare(task_name: str, options: dict, steps: int) -> dict:
         "logs": max(abs(float(keras_logs[name]) - toolkit_logs[name]) for name in toolkit_logs),
         "metric_variables": max(abs(keras_results[name] - toolkit_results[name]) for name in keras_results),
         "names": sorted(toolkit_logs) == sorted(keras_results),
+        "kernel_precisions": sorted({layer.kernel_precision for layer in precision.fused_layers(with_toolkit)}),
         **evaluation,
     }  # fmt: skip
 
@@ -202,6 +211,7 @@ def main() -> None:
         results["layout"] = kernel_layout(tmp_dir)
     results["refused"] = {name: refusal(*case) for name, case in REFUSED.items()}
     results["inference refused"] = {name: INFERENCE_REFUSED[case[0], str(case[1])] for name, case in REFUSED.items()}
+    results["bfloat16 units"] = precision.bfloat16_units()
     results["refused"]["distributed"] = torch_trainer.toolkit_step(None, {}, distributed=True)[1]
     torch_trainer.TESTED_KERAS, tested = ((3, 0), (3, 1)), torch_trainer.TESTED_KERAS
     results["refused"]["another Keras"] = refusal("adder", {})

@@ -8,11 +8,11 @@ import re
 
 import numpy as np
 
-from kerasrnn.config import COMMON_DEFAULTS, Recipe, format_settings, nullable_options
+from kerasrnn.config import COMMON_DEFAULTS, PRECISIONS, Recipe, format_settings, nullable_options
 from kerasrnn.errors import UserError, require
 
 # Options whose values are names, accepted in any case (LSTM, Cosine, BCE).
-NAMED_CHOICES = ("cell", "loss", "lr_schedule", "train_step", "jit_compile", "steps_per_execution")
+NAMED_CHOICES = ("cell", "loss", "lr_schedule", "train_step", "jit_compile", "steps_per_execution", "precision")
 
 
 class Task:
@@ -264,6 +264,7 @@ def validate_common(config: dict) -> None:
     )
     require(isinstance(config["seed"], int) and config["seed"] >= 0, f"seed must be a whole number >= 0, got {config['seed']!r}")
     require(config["train_step"] in ("auto", "keras"), f"train step must be auto or keras, got {config['train_step']!r}")
+    require(config["precision"] in PRECISIONS, f"precision must be {', '.join(PRECISIONS)}, got {config['precision']!r}")
 
 
 def require_whole_numbers(config: dict, keys, minimum: int = 1) -> None:
