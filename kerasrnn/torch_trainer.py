@@ -524,10 +524,12 @@ class ThreadGovernor:
     shares its core with it holds the others up and a step becomes many times slower, while one thread
     alone keeps most of its speed (docs/performance.md, "A busy machine"). Waiting passively instead
     costs threefold on a quiet machine. So the steps are timed in windows: the fit starts with all
-    threads, measures one window with one thread, keeps the faster; two windows in a row much slower than
-    the best seen with their count try the other count (one slow window is this kind of VM's hiccup more
-    often than a busy process, and a probe of one thread costs a quiet epoch several percent), and so
-    does, while on one thread, a re-check that comes ever more rarely while nothing changes.
+    threads, measures one window with one thread, keeps the faster; with all threads, two windows in a row
+    much slower than the best seen try one thread (one slow window is this kind of VM's hiccup more often
+    than a busy process, and a probe of one thread costs a quiet epoch several percent); while on one
+    thread, only a re-check of all threads that comes ever more rarely while nothing changes (beside a
+    second PyTorch process all threads are many times slower, and one thread's windows stay slower than
+    their quiet best for as long as the load lasts).
     Inactive where only one thread exists or the user set OMP_NUM_THREADS.
     """
 
@@ -568,9 +570,12 @@ class ThreadGovernor:
         else:
             self.since_check += 1
             self.slow_windows = self.slow_windows + 1 if seconds > self.slower * self.best[self.current] else 0
-            # With all threads slower windows show when load arrives; with one, only a check shows it has gone.
-            due = self.current != self.counts[0] and self.since_check >= self.interval
-            if self.best[other] == float("inf") or self.slow_windows >= 2 or due:
+            # With all threads slower windows show when load arrives; with one, only a check shows it has gone
+            # (one thread's windows stay slow while the load lasts: a probe of all threads then costs most).
+            on_all_threads = self.current == self.counts[0]
+            load_arrived = on_all_threads and self.slow_windows >= 2
+            due = not on_all_threads and self.since_check >= self.interval
+            if self.best[other] == float("inf") or load_arrived or due:
                 self.use(other)
                 self.probing, self.slow_windows = True, 0
         self.restart()

@@ -137,6 +137,7 @@ class FakeClock:
 
     def __init__(self, monkeypatch, torch_trainer):
         self.now, self.threads, self.load, self.counts = 0.0, 2, False, []
+        self.heavy_load = None  # ms a step by thread count, for a load other than one busy Python process
         monkeypatch.setattr(torch_trainer.time, "perf_counter", lambda: self.now)
         monkeypatch.setattr(torch_trainer.torch, "get_num_threads", lambda: 2)
         monkeypatch.setattr(torch_trainer.torch, "set_num_threads", self.set_threads)
@@ -149,7 +150,10 @@ class FakeClock:
     def step(self, governor):
         # Measured on the build machine (docs/performance.md): 2 threads 4.3 ms quiet, 21 ms beside a busy
         # process; 1 thread 6.9 and 6.3 ms.
-        self.now += {(2, False): 4.3, (2, True): 21.0, (1, False): 6.9, (1, True): 6.3}[self.threads, self.load] / 1000
+        if self.heavy_load:
+            self.now += self.heavy_load[self.threads] / 1000
+        else:
+            self.now += {(2, False): 4.3, (2, True): 21.0, (1, False): 6.9, (1, True): 6.3}[self.threads, self.load] / 1000
         governor.tick()
 
 
@@ -189,6 +193,25 @@ def test_a_single_slow_window_on_a_quiet_machine_tries_no_other_count(monkeypatc
                 clock.now += 4.3 / 1000
                 clock.step(governor)
     assert clock.counts == [1, 2]
+
+
+def test_a_lasting_heavy_load_keeps_one_thread_between_ever_rarer_checks(monkeypatch):
+    """Beside a second PyTorch process (two spinning thread pools on two cores) all threads take 35x as long as on a
+    quiet machine and one thread about twice as long (measured: 161 and 7.4 ms against 4.3 and 5.6): one thread's
+    windows stay slower than their quiet best, which must not send the fit back to all threads every few windows."""
+    from kerasrnn import torch_trainer
+
+    clock = FakeClock(monkeypatch, torch_trainer)
+    governor = torch_trainer.ThreadGovernor(window=10)
+    for _ in range(400):
+        clock.step(governor)
+    clock.heavy_load = {2: 150.0, 1: 12.0}
+    started = clock.now
+    for _ in range(6000):
+        clock.step(governor)
+    ms_a_step = 1000 * (clock.now - started) / 6000
+    assert ms_a_step < 1.4 * 12.0  # the re-checks of all threads cost a little; every third window would cost 4x
+    assert clock.threads == 1
 
 
 def test_threads_the_user_set_are_kept(monkeypatch):
