@@ -214,6 +214,22 @@ def test_a_lasting_heavy_load_keeps_one_thread_between_ever_rarer_checks(monkeyp
     assert clock.threads == 1
 
 
+def test_a_fit_that_starts_beside_a_second_pytorch_process_loses_single_steps_not_windows(monkeypatch):
+    """Measured beside a second PyTorch loop: windows on all threads at 600-1,600 ms a step against 4-7 ms on one
+    thread. The fit's first window on all threads, and each later re-check, ends after its first such step."""
+    from kerasrnn import torch_trainer
+
+    clock = FakeClock(monkeypatch, torch_trainer)
+    clock.heavy_load = {2: 1000.0, 1: 6.0}
+    governor = torch_trainer.ThreadGovernor(window=10)
+    on_all_threads = 0
+    for _ in range(3000):
+        on_all_threads += clock.threads == 2
+        clock.step(governor)
+    assert on_all_threads <= 12  # one step a re-check: 4, 8, 16 ... windows apart
+    assert 1000 * clock.now / 3000 < 2 * 6.0
+
+
 def test_threads_the_user_set_are_kept(monkeypatch):
     from kerasrnn import torch_trainer
 
