@@ -17,8 +17,8 @@ bad input and choose the backend first:
     prediction, reports, routes (FastAPI), runs, search, serve, sweep, tables, tasks (the registry; not the task modules),
     tasks.base, torch_reference, and the command line (kerasrnn_cli.main)
 
-Keras and a backend come in with the others (callbacks, candidates, inspection, layers, metrics, models, training,
-torch_kernels, torch_trainer, the task modules), imported inside the functions that need them.
+Keras and a backend come in with the others (callbacks, candidates, inspection, layers, metrics, models, precision,
+training, torch_kernels, torch_trainer, the task modules), imported inside the functions that need them.
 """
 
 import wrapt
