@@ -96,3 +96,4 @@ def test_a_fit_in_bfloat16_learns_and_saves_a_model_that_computes_in_float32(tmp
     # The test scores were computed after the fit, in float32: the TensorFlow backend scores the saved model alike.
     again = run_cli("evaluate", str(run_dir), "--json", env={"KERAS_BACKEND": "tensorflow"})
     assert again.returncode == 0, again.stderr[-2000:]
+    assert abs(json.loads(again.stdout)["test"]["accuracy"] - metrics["test"]["accuracy"]) < 0.01
