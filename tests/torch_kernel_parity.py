@@ -5,6 +5,7 @@ JSON document: for each case, the largest relative difference of outputs, final 
 of every weight, and whether the fused kernel ran.
 """
 
+import contextlib
 import json
 import os
 
@@ -57,24 +58,36 @@ def outputs_and_gradients(model, x, training: bool):
     return outputs, torch.autograd.grad(loss, variables)
 
 
-def layer_case(cell: str, case: str) -> dict:
+def paired_models(cell: str, case: str):
+    """(Keras' loop, the fused layer, inputs): the same random weights in both, away from the initializer's."""
     reference = build(cell, False, case)
     fused = build(cell, True, case)
     fused.set_weights([w + RNG.normal(0, 0.3, w.shape).astype(w.dtype) for w in reference.get_weights()])
     reference.set_weights(fused.get_weights())
-    x = RNG.normal(size=(5, 6, 3)).astype("float32")
-    calls = []
+    return reference, fused, RNG.normal(size=(5, 6, 3)).astype("float32")
+
+
+@contextlib.contextmanager
+def kernel_calls(cell: str):
+    """The precision of each call of the cell's fused kernel inside the block, in a list."""
+    precisions = []
     original = torch_kernels.run_lstm if cell == "lstm" else torch_kernels.run_gru
 
-    def counting(*args, **kwargs):
-        calls.append(1)
+    def recording(*args, **kwargs):
+        precisions.append(kwargs.get("precision"))
         return original(*args, **kwargs)
 
-    setattr(torch_kernels, original.__name__, counting)
+    setattr(torch_kernels, original.__name__, recording)
     try:
-        got, got_gradients = outputs_and_gradients(fused, x, training=case == "dropout")
+        yield precisions
     finally:
         setattr(torch_kernels, original.__name__, original)
+
+
+def layer_case(cell: str, case: str) -> dict:
+    reference, fused, x = paired_models(cell, case)
+    with kernel_calls(cell) as calls:
+        got, got_gradients = outputs_and_gradients(fused, x, training=case == "dropout")
     want, want_gradients = outputs_and_gradients(reference, x, training=case == "dropout")
     return {
         "fused_calls": len(calls),
@@ -86,25 +99,11 @@ def layer_case(cell: str, case: str) -> dict:
 def bfloat16_case(cell: str, case: str) -> dict:
     """The fused layers training in bfloat16 (kerasrnn.precision) against Keras' float32 loop: bfloat16's rounding
     apart, float32 out, and float32 again after the fit's block."""
-    reference = build(cell, False, case)
-    fused = build(cell, True, case)
-    fused.set_weights([w + RNG.normal(0, 0.3, w.shape).astype(w.dtype) for w in reference.get_weights()])
-    reference.set_weights(fused.get_weights())
-    x = RNG.normal(size=(5, 6, 3)).astype("float32")
-    asked = []
-    original = torch_kernels.run_lstm if cell == "lstm" else torch_kernels.run_gru
-
-    def recording(*args, **kwargs):
-        asked.append(kwargs.get("precision"))
-        return original(*args, **kwargs)
-
-    setattr(torch_kernels, original.__name__, recording)
-    try:
+    reference, fused, x = paired_models(cell, case)
+    with kernel_calls(cell) as asked:
         with precision.kernels_in(fused, "bfloat16"):
             got, got_gradients = outputs_and_gradients(fused, x, training=False)
         after, _ = outputs_and_gradients(fused, x, training=False)
-    finally:
-        setattr(torch_kernels, original.__name__, original)
     want, want_gradients = outputs_and_gradients(reference, x, training=False)
     return {
         "precisions": asked,
@@ -163,20 +162,14 @@ def float64_mapping(cell: str, go_backwards: bool) -> dict:
 
 def fallback_cases() -> dict:
     """Configurations the fused kernel must leave to Keras: each is counted, none may call the kernel."""
-    calls = []
-    original = torch_kernels.run_lstm
-    torch_kernels.run_lstm = lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
     x = RNG.normal(size=(2, 5, 3)).astype("float32")
-    for options in ({"recurrent_dropout": 0.2}, {"unroll": True}, {"activation": "relu"}, {"use_cudnn": False}):
-        layers.LSTM(4, **options)(x, training=True)
-    layers.LSTM(4)(x, mask=np.array([[True] * 5, [True, True, True, False, False]]))
-    layers.LSTM(4, dtype="float64")(x.astype("float64"))
-    torch_kernels.run_lstm = original
-    gru_calls = []
-    original_gru = torch_kernels.run_gru
-    torch_kernels.run_gru = lambda *args, **kwargs: gru_calls.append(1) or original_gru(*args, **kwargs)
-    layers.GRU(4, reset_after=False)(x)
-    torch_kernels.run_gru = original_gru
+    with kernel_calls("lstm") as calls:
+        for options in ({"recurrent_dropout": 0.2}, {"unroll": True}, {"activation": "relu"}, {"use_cudnn": False}):
+            layers.LSTM(4, **options)(x, training=True)
+        layers.LSTM(4)(x, mask=np.array([[True] * 5, [True, True, True, False, False]]))
+        layers.LSTM(4, dtype="float64")(x.astype("float64"))
+    with kernel_calls("gru") as gru_calls:
+        layers.GRU(4, reset_after=False)(x)
     return {"lstm_calls": len(calls), "gru_calls": len(gru_calls)}
 
 
