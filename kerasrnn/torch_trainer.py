@@ -550,7 +550,7 @@ class ThreadGovernor:
         self.best = dict.fromkeys(self.counts, float("inf"))
         self.last = dict.fromkeys(self.counts, float("inf"))
         self.current, self.probing, self.interval, self.since_check = self.counts[0], False, 4, 0
-        self.switches, self.slow_windows = 0, 0
+        self.slow_windows = 0
         if self.active:
             self.use(self.counts[1])  # one thread first: its window bounds how long one on all threads may run
         self.restart()
@@ -577,7 +577,7 @@ class ThreadGovernor:
         if self.probing:
             self.probing, self.since_check = False, 0
             if self.last[self.current] < self.last[other]:
-                self.interval, self.switches = 4, self.switches + 1
+                self.interval = 4
             else:
                 self.use(other)
                 # Ever rarer re-checks, and none before this one's cost is repaid tenfold: beside a second
