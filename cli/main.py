@@ -260,7 +260,9 @@ def inspect(
     Every unit's hidden state, the gates and the answer at every step, and linear probes of what the state
     holds at each step (docs/inspect.md says what to look for).
     """
-    result = kerasrnn.load(run_dir, backend.value if backend else None).inspect(inputs, length, out)
+    result = kerasrnn.load(run_dir, backend.value if backend else None).inspect(
+        inputs, length, out, log=lambda line: typer.echo(line, err=True)
+    )
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -313,7 +315,7 @@ def tune(
 
     All processes of a distributed search get the same options and --out (a shared folder).
     """
-    from kerasrnn import search as tuning
+    from kerasrnn.studies import search as tuning
 
     options = task_options(option, dict(cell=cell.value if cell else None, units=units, epochs=epochs, seed=seed))
     document = kerasrnn.tune(task, out=out, search=search, backend=backend.value if backend else None, max_trials=max_trials, algorithm=algorithm, resume=resume,
@@ -351,7 +353,7 @@ def serve(
 
     A page to draw or type inputs, POST /predict, GET /health.
     """
-    from kerasrnn import serve as serving
+    from kerasrnn.serving import server as serving
 
     if not 0 < port < 65536:
         raise UserError(f"port must be in 1..65535, got {port}")
@@ -371,11 +373,13 @@ def serve(
 @app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `kerasrnn fit` (any backend).")],
-    format: Annotated[str, typer.Option("--format", help="keras, savedmodel or tflite (LiteRT).")] = "savedmodel",
+    format: Annotated[
+        str, typer.Option("--format", help="keras, savedmodel, tflite (LiteRT) or onnx (extra: kerasrnn[onnx]).")
+    ] = "savedmodel",
     out: Annotated[Path | None, typer.Option(help="Where to write the artifact (default RUN/export/...).")] = None,
     as_json: JsonOption = False,
 ):
-    """Export a trained model to .keras, SavedModel or LiteRT.
+    """Export a trained model to .keras, SavedModel, LiteRT or ONNX.
 
     Each artifact is checked against Keras before it is kept.
     """
@@ -422,7 +426,7 @@ def sweep(
     from kerasrnn.api import start
 
     task, _, file_options = start(task, config, backend.value if backend else None)
-    from kerasrnn import sweep as sweeping
+    from kerasrnn.studies import sweep as sweeping
     from kerasrnn.tasks.base import parse_lengths
 
     grid = {
@@ -464,7 +468,7 @@ def bench(
     Same seed, options and data; each backend in its own process.
     """
     select_backend()  # this process only checks options; its quiet import keeps TensorFlow's start-up lines away
-    from kerasrnn import bench as benching
+    from kerasrnn.studies import bench as benching
 
     names = benching.parse_backends(backends)
     folder = out or runs.DEFAULT_ROOT / f"bench-{task}"
@@ -493,7 +497,7 @@ def data(
     """
     if name != "mnist":
         raise UserError(f"unknown data set {name!r}: the toolkit fetches mnist (recall and adder are generated)")
-    from kerasrnn.datasets import cache_dir, load_mnist
+    from kerasrnn.digits.mnist_data import cache_dir, load_mnist
 
     x_train, _, x_test, _ = load_mnist(data_path, log=typer.echo)
     typer.echo(f"mnist: {len(x_train)} training and {len(x_test)} test images, verified, cached in {cache_dir()}")

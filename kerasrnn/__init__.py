@@ -13,12 +13,16 @@ The import boundary (tests/test_imports.py holds every module to it): these modu
 keras, tensorflow, jax or torch when they are imported, so the command line can parse options, refuse
 bad input and choose the backend first:
 
-    api, backend, bench, config, datasets, distribution, errors, export, faults, handwriting, images, plots,
-    prediction, reports, routes (FastAPI), runs, search, serve, sweep, tables, tasks (the registry; not the task modules),
-    tasks.base, torch_reference, and the command line (kerasrnn_cli.main)
+    api, backend, config, errors, runs, tasks (the registry), tasks.base, tasks.adder, tasks.recall, tasks.mnist,
+    modeling.spec, training.distribution, training.faults, serving.prediction, serving.routes (FastAPI),
+    serving.server, export.artifacts, export.writers, studies.bench, studies.reports, studies.search,
+    studies.sweep, studies.tables, digits.handwriting, digits.images, digits.mnist_data, insight.plots,
+    torch.reference, and the command line (kerasrnn_cli.main)
 
-Keras and a backend come in with the others (callbacks, candidates, inspection, layers, metrics, models, precision,
-training, torch_kernels, torch_trainer, the task modules), imported inside the functions that need them.
+Keras and a backend come in with the others (modeling.layers, modeling.metrics, modeling.models,
+training.callbacks, training.candidates, training.fitting, training.precision, insight.inspection,
+torch.forward, torch.kernels, torch.loop, torch.objectives, torch.optimizer, torch.step, torch.threads),
+imported inside the functions that need them.
 """
 
 import wrapt
@@ -32,5 +36,5 @@ __all__ = ["Run", "RunError", "UserError", "fit", "load", "resolve_config", "tun
 
 @wrapt.when_imported("keras")
 def _register_serializables(keras_module):
-    import kerasrnn.layers  # noqa: F401  TimeDistributed
-    import kerasrnn.metrics  # noqa: F401  exact_match
+    import kerasrnn.modeling.layers  # noqa: F401  TimeDistributed
+    import kerasrnn.modeling.metrics  # noqa: F401  exact_match

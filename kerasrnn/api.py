@@ -18,18 +18,19 @@ import base64
 import html
 from pathlib import Path
 
-from kerasrnn import distribution, runs
-from kerasrnn.backend import select_backend
+from kerasrnn import runs
+from kerasrnn.backend import choose_backend, select_backend
 from kerasrnn.config import choose_task, read_config_file, split_selection
 from kerasrnn.errors import UserError, option
+from kerasrnn.training import distribution
 
 
 def start(task: str | None = None, config: str | Path | None = None, backend: str | None = None) -> tuple[str, str, dict]:
     """(task name, backend, the config file's options): the task given or the file's; the backend given, else
-    the file's, else $KERAS_BACKEND, selected for this process."""
+    the file's, else $KERAS_BACKEND, chosen for this process (not imported yet: options are checked first)."""
     file_selection, file_options = split_selection(read_config_file(config)) if config else ({}, {})
     task_name = choose_task(task, file_selection.get("task"))
-    return task_name, select_backend(backend or file_selection.get("backend")), file_options
+    return task_name, choose_backend(backend or file_selection.get("backend")), file_options
 
 
 def resolve_config(task: str | None = None, config: str | Path | None = None, backend: str | None = None,
@@ -71,11 +72,12 @@ def fit(task: str | None = None, *, config: str | Path | None = None, out: str |
     asked = distribution.device_count(devices, cluster)
     if asked:  # refused before any device starts; "all" is checked once the devices are known
         distribution.require_divisible(resolved["batch_size"], asked)
+    select_backend(resolved["backend"])
     distribution.start_devices(resolved["backend"], devices, cluster)  # before the backend computes anything
-    from kerasrnn import training  # after the backend is chosen: it imports Keras
+    from kerasrnn.training import fitting  # after the backend is chosen: it imports Keras
 
     run_dir = Path(out) if out is not None else runs.default_run_dir(resolved)
-    metrics = training.fit(resolved, run_dir, resume=resume, overwrite=overwrite, verbose=verbose, log=log,
+    metrics = fitting.fit(resolved, run_dir, resume=resume, overwrite=overwrite, verbose=verbose, log=log,
                            lengths=as_lengths(lengths), devices=devices)  # fmt: skip
     return Run(run_dir) if metrics is not None else None
 
@@ -88,19 +90,24 @@ def tune(task: str, *, out: str | Path | None = None, search: str | list[str] | 
     trial a run under OUT/trials/. Returns tune.json's document (a worker of a distributed search: None).
     `search`: the options to vary, a list or "lr,batch_size" (default: the task's set); `options`: fixed for
     every trial. `chief` ("HOST:PORT") runs the oracle for workers; `worker` and `worker_id` run trials for it."""
-    from kerasrnn import search as tuning
+    from kerasrnn.studies import search as tuning
 
-    task_name, _, _ = start(task, None, backend)
+    task_name, chosen_backend, _ = start(task, None, backend)
     searched = tuning.parse_search(task_name, ",".join(search) if isinstance(search, list | tuple) else search)
+    tuning.check_search(algorithm, searched, max_trials)
+    select_backend(chosen_backend)  # KerasTuner imports TensorFlow: quietly, once the search is known to run
     out = Path(out) if out is not None else runs.DEFAULT_ROOT / f"tune-{task_name}"
     return tuning.tune(task_name, options, out, searched, max_trials, algorithm, resume, chief, worker, worker_id,
-                       log=log, verbose=verbose)  # fmt: skip
+                       log=log, verbose=verbose, fit_run=fit)  # fmt: skip
 
 
 def load(path: str | Path, backend: str | None = None) -> Run:
-    """A run directory, or an exported artifact (SavedModel directory, .tflite or .keras file), as a Run."""
-    select_backend(backend)
-    return Run(path)
+    """A run directory, or an exported artifact (SavedModel directory, .tflite, .onnx or .keras file), as a Run.
+
+    The backend is chosen here and imported by the first call that needs Keras, after the path and the
+    inputs were checked."""
+    backend = choose_backend(backend)
+    return Run(path, backend)
 
 
 def as_lengths(lengths: str | list[int] | None) -> list[int] | None:
@@ -115,12 +122,13 @@ def as_lengths(lengths: str | list[int] | None) -> list[int] | None:
 class Run:
     """A trained run directory or an exported artifact: its config, results, figures and model."""
 
-    def __init__(self, path: str | Path):
-        from kerasrnn import export
+    def __init__(self, path: str | Path, backend: str | None = None):
+        from kerasrnn.export import artifacts
 
         self.path = Path(path)
-        self.is_artifact = export.artifact_format(self.path) not in (None, "run")
-        self.config = export.read_metadata(self.path)["config"] if self.is_artifact else runs.read_config(self.path)
+        self.backend = backend  # None: $KERAS_BACKEND, else TensorFlow
+        self.is_artifact = artifacts.artifact_format(self.path) not in (None, "run")
+        self.config = artifacts.read_metadata(self.path)["config"] if self.is_artifact else runs.read_config(self.path)
         self._predictor = None  # (task, config, model or artifact), loaded by the first predict
 
     def __repr__(self) -> str:
@@ -133,9 +141,9 @@ class Run:
     @property
     def metrics(self) -> dict:
         """metrics.json of a run; an artifact's export record (task, config, parity)."""
-        from kerasrnn import export
+        from kerasrnn.export import artifacts
 
-        return export.read_metadata(self.path) if self.is_artifact else runs.read_metrics(self.path)
+        return artifacts.read_metadata(self.path) if self.is_artifact else runs.read_metrics(self.path)
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -150,28 +158,34 @@ class Run:
 
     def evaluate(self, lengths: str | list[int] | None = None) -> dict:
         """Test metrics and, for sequence tasks, accuracy at each of `lengths`: what `evaluate --json` prints."""
-        from kerasrnn import training
-
         self._require_run("evaluate")
-        return training.evaluate_run(self.path, as_lengths(lengths))
+        select_backend(self.backend)
+        from kerasrnn.training import fitting
+
+        return fitting.evaluate_run(self.path, as_lengths(lengths))
 
     def predict(self, inputs: list[str] | str, show: str | Path | None = None) -> dict:
         """The model's answer for a person's inputs (as `kerasrnn predict` takes them): what `predict --json` prints."""
-        from kerasrnn import prediction
+        from kerasrnn.serving import prediction
+        from kerasrnn.tasks import get_task
 
         inputs = [inputs] if isinstance(inputs, (str, Path)) else [str(item) for item in inputs]
         if self._predictor is None:
+            prediction.check_request(get_task(self.task), self.config, inputs, show, before_loading=True)
+            select_backend(self.backend)
             self._predictor = prediction.load_predictor(self.path)
         return prediction.predict_with(*self._predictor, inputs, show=str(show) if show else None)
 
-    def inspect(self, inputs: list[str] | str | None = None, length: int | None = None, out: str | Path | None = None) -> dict:
+    def inspect(self, inputs: list[str] | str | None = None, length: int | None = None, out: str | Path | None = None,
+                log=None) -> dict:  # fmt: skip
         """Look inside the network: hidden states, gates and answers at every step for `inputs` (as `predict`
         takes them; None: a generated or test example, `length` steps long for the sequence tasks), and probes of
-        what the state holds. Figures go to `out` (default RUN/inspect/): what `kerasrnn inspect --json` prints."""
-        from kerasrnn import export, inspection
+        what the state holds. Figures go to `out` (default RUN/inspect/; for a run shipped with the toolkit or
+        read-only, saved_models/RUN-inspect/, which `log` hears): what `kerasrnn inspect --json` prints."""
+        from kerasrnn.export import artifacts
         from kerasrnn.tasks import get_task
 
-        fmt = export.artifact_format(self.path)
+        fmt = artifacts.artifact_format(self.path)
         if fmt not in ("run", "keras"):
             raise UserError(
                 f"{self.path} is a {fmt} artifact, which runs the model but cannot show its hidden states: "
@@ -179,12 +193,17 @@ class Run:
             )
         if isinstance(inputs, (str, Path)):
             inputs = [inputs]
-        model = export.load_artifact(self.path) if fmt == "keras" else runs.load_model(self.path)
+        select_backend(self.backend)
+        from kerasrnn.insight import inspection  # it imports Keras: after the backend is chosen
+
+        model = artifacts.load_artifact(self.path) if fmt == "keras" else runs.load_model(self.path)
         out_dir = Path(out) if out is not None else self.default_inspection_dir()
+        if out is None and not self.is_artifact and out_dir != self.path / "inspect":
+            (log or print)(f"kerasrnn: {self.path} is shipped with the toolkit or read-only: the figures go to {out_dir}")
         return inspection.inspect_model(get_task(self.task), self.config, model, out_dir, [str(i) for i in inputs or []], length)
 
     def default_inspection_dir(self) -> Path:
-        return self.path / "inspect" if not self.is_artifact else self.path.with_name(f"{self.path.stem}-inspect")
+        return runs.output_dir(self.path, "inspect") if not self.is_artifact else self.path.with_name(f"{self.path.stem}-inspect")
 
     def describe_prediction(self, result: dict) -> str:
         """A prediction (from `predict`) as one readable line per input."""
@@ -194,15 +213,15 @@ class Run:
         return f"{text}\nfigure saved in {result['figure']}" if result.get("figure") else text
 
     def export(self, format: str = "savedmodel", out: str | Path | None = None, log=None) -> Path:
-        """Write the model as keras, savedmodel or tflite (checked against Keras) and return the artifact's path.
+        """Write the model as keras, savedmodel, tflite or onnx (checked against Keras) and return the artifact's path.
 
         Exports are TensorFlow's: in a process already running Keras on another backend this says so.
         """
         self._require_run("export")
         select_backend("tensorflow")
-        from kerasrnn import export
+        from kerasrnn.export import writers
 
-        metadata = export.export_run(self.path, format, Path(out) if out else None, log=log or (lambda line: None))
+        metadata = writers.export_run(self.path, format, Path(out) if out else None, log=log or (lambda line: None))
         return Path(metadata["artifact_path"])
 
     def show(self):

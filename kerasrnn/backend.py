@@ -48,12 +48,12 @@ def backend_installed(name: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def select_backend(name: str | None = None) -> str:
-    """Fix the Keras backend for this process and return its name.
+def choose_backend(name: str | None = None) -> str:
+    """Fix the Keras backend for this process and return its name, without importing any framework (the
+    command line checks a user's input first, and says what was wrong in a fraction of a second).
 
-    Must run before `import keras`; if Keras is already loaded with another
-    backend the request cannot be honoured, and we say so instead of silently
-    running on the wrong one.
+    Must run before `import keras`; if Keras is already loaded with another backend the request cannot be
+    honoured, and we say so instead of silently running on the wrong one.
     """
     chosen = requested_backend(name)
     quiet_native_logs()
@@ -70,7 +70,14 @@ def select_backend(name: str | None = None) -> str:
     if not backend_installed(chosen):
         raise UserError(f"backend {chosen!r} is not installed: {INSTALL_HINTS[chosen]}")
     os.environ["KERAS_BACKEND"] = chosen
-    import_frameworks_quietly()
+    return chosen
+
+
+def select_backend(name: str | None = None) -> str:
+    """`choose_backend`, then import TensorFlow and Keras quietly: for the work that needs them."""
+    chosen = choose_backend(name)
+    if "keras" not in sys.modules:
+        import_frameworks_quietly()
     return chosen
 
 

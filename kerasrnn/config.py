@@ -22,9 +22,9 @@ from pathlib import Path
 
 from kerasrnn.errors import UserError
 
-# The recurrent cells by name (kerasrnn.models maps them to Keras' SimpleRNN, LSTM and GRU).
+# The recurrent cells by name (kerasrnn.modeling.models maps them to Keras' SimpleRNN, LSTM and GRU).
 CELL_NAMES = ("rnn", "lstm", "gru")
-# What the recurrent kernels may train in (kerasrnn.precision says what each means).
+# What the recurrent kernels may train in (kerasrnn.training.precision says what each means).
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 # Options every task understands. A task's `defaults` overrides these and adds its own.
@@ -47,10 +47,10 @@ COMMON_DEFAULTS = {
     # auto: several batches per call into the backend on TensorFlow and JAX (training.steps_per_execution); 1 on torch.
     "steps_per_execution": "auto",
     "deterministic": True,  # TensorFlow's deterministic kernels (it also rules out XLA)
-    # auto: on torch, the toolkit's own training step where it computes what Keras' does (kerasrnn.torch_trainer);
+    # auto: on torch, the toolkit's own training step where it computes what Keras' does (kerasrnn.torch.step);
     # keras: always Keras' own train_step and fit loop.
     "train_step": "auto",
-    # auto: the fused LSTM and GRU kernels train in bfloat16 where that was measured faster (kerasrnn.precision).
+    # auto: the fused LSTM and GRU kernels train in bfloat16 where that was measured faster (kerasrnn.training.precision).
     "precision": "auto",
 }
 

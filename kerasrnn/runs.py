@@ -8,7 +8,7 @@ RUN_DIR/metrics.json   the results, written last: its presence marks a complete 
 RUN_DIR/plots/*.png    figures
 RUN_DIR/tensorboard/   TensorBoard logs (`tensorboard --logdir RUN_DIR/..` compares runs)
 RUN_DIR/checkpoints/   the best epoch's weights, and the resumable state until metrics.json is written
-                       (kerasrnn.callbacks.KillSafeBackupAndRestore)
+                       (kerasrnn.training.callbacks.KillSafeBackupAndRestore)
 
 Every file a later command reads is written to a temporary name and renamed into place, so a crash never
 leaves a half-written file under its real name; history.csv and iterations.csv are appended once an epoch,
@@ -38,6 +38,9 @@ CHECKPOINT_DIR = "checkpoints"
 BEST_WEIGHTS = "best.weights.h5"  # in CHECKPOINT_DIR
 TENSORBOARD_DIR = "tensorboard"
 DEFAULT_ROOT = Path("saved_models")
+# A run that comes with the toolkit (saved_models/mnist-pretrained) holds this file: what commands write about it
+# goes elsewhere, so a clean checkout stays clean.
+SHIPPED_MARKER = "SHIPPED"
 
 
 @contextlib.contextmanager
@@ -78,6 +81,15 @@ def save_model_atomic(model, path: Path) -> None:
 def default_run_dir(config: dict) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return DEFAULT_ROOT / f"{config['task']}-{config['cell']}-{config['units']}-{stamp}"
+
+
+def output_dir(run_dir: Path, what: str) -> Path:
+    """Where a command writes its `what` (inspect, export) about a run: inside it, RUN/WHAT, unless the run is
+    shipped with the toolkit or read-only; then beside the other runs, saved_models/RUN-WHAT."""
+    run_dir = Path(run_dir)
+    if (run_dir / SHIPPED_MARKER).exists() or not os.access(run_dir, os.W_OK):
+        return DEFAULT_ROOT / f"{run_dir.name}-{what}"
+    return run_dir / what
 
 
 def backup_dir(run_dir: Path) -> Path:

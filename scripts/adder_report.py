@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from kerasrnn.backend import cli_command
-from kerasrnn.reports import fit_run, machine_line
-from kerasrnn.tables import markdown
+from kerasrnn.studies.reports import fit_run, machine_line
+from kerasrnn.studies.tables import markdown
 
 CONFIGS = [
     ("defaults, MSE", ["--loss", "mse"]),

@@ -5,7 +5,7 @@
 One process, Keras on the torch backend, mnist's model (28 rows of 28 pixels, batch 64) on random
 batches; for each cell and size the two precisions take turns for `--rounds` rounds (this VM's speed
 drifts: only neighbours in time compare) and the table gives the median ms a step of each and the ratio.
-`precision=auto` (kerasrnn.precision) takes bfloat16 from the sizes where it was faster here.
+`precision=auto` (kerasrnn.training.precision) takes bfloat16 from the sizes where it was faster here.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ def step_function(cell: str, units: int, steps: int):
     import torch
 
     from kerasrnn.tasks import get_task
-    from kerasrnn.torch_trainer import TorchStep
-    from kerasrnn.training import compile_model
+    from kerasrnn.torch.step import TorchStep
+    from kerasrnn.training.fitting import compile_model
 
     task = get_task("mnist")
     config = task.make_config({"cell": cell, "units": units})
@@ -57,8 +57,8 @@ def main() -> None:
     select_backend("torch")
     import torch
 
-    from kerasrnn import precision
-    from kerasrnn.tables import markdown
+    from kerasrnn.studies.tables import markdown
+    from kerasrnn.training import precision
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bfloat16 units: {precision.bfloat16_units()}; "
           f"median of {args.rounds} rounds of {args.steps} steps\n")  # fmt: skip

@@ -1,5 +1,5 @@
 """A torch-backend mnist fit on a quiet machine and beside one busy process, with the toolkit's thread
-count chosen from the step times (kerasrnn.torch_trainer.ThreadGovernor) and with a fixed count.
+count chosen from the step times (kerasrnn.torch.threads.ThreadGovernor) and with a fixed count.
 
     python scripts/busy_machine.py [--rounds 2] [--beside python|torch] [-o KEY=VALUE ...]
 
@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kerasrnn import runs  # noqa: E402
 from kerasrnn.backend import cli_command  # noqa: E402
-from kerasrnn.bench import fit_arguments  # noqa: E402
-from kerasrnn.reports import machine_description  # noqa: E402
-from kerasrnn.tables import markdown  # noqa: E402
+from kerasrnn.studies.bench import fit_arguments  # noqa: E402
+from kerasrnn.studies.reports import machine_description  # noqa: E402
+from kerasrnn.studies.tables import markdown  # noqa: E402
 
 DEFAULT_OPTIONS = {"cell": "lstm", "limit": 12800, "epochs": 2, "augment": False}
 # A thread count the user sets (OMP_NUM_THREADS) is kept as it is: that is the fixed variant.

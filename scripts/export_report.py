@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kerasrnn.reports import fit_run, machine_line
-from kerasrnn.tables import markdown
+from kerasrnn.studies.reports import fit_run, machine_line
+from kerasrnn.studies.tables import markdown
 
 RUNS = {
     "adder": ["fit", "adder"],
@@ -44,7 +44,8 @@ def main() -> None:
     select_backend("tensorflow")
     import numpy as np
 
-    from kerasrnn import export, runs
+    from kerasrnn import runs
+    from kerasrnn.export import artifacts, writers
     from kerasrnn.tasks import get_task
 
     print(machine_line() + "\n")
@@ -53,12 +54,12 @@ def main() -> None:
     for task_name, run_dir in run_dirs.items():
         model = runs.load_model(run_dir)
         x = get_task(task_name).sample_inputs(np.random.default_rng(0), 256, (STEPS[task_name], model.input_shape[-1]))
-        keras_speed = export.measure_speed(model, x)
+        keras_speed = artifacts.measure_speed(model, x)
         reference = ["Keras model (reference)", (run_dir / runs.MODEL_FILE).stat().st_size, keras_speed, "0"]
         rows.append(dict(zip(columns, [task_name, *table_cells(*reference)])))
-        for fmt in export.FORMATS:
-            metadata = export.export_run(run_dir, fmt, log=lambda *_: None)
-            speed = export.measure_speed(export.load_artifact(metadata["artifact_path"], metadata), x)
+        for fmt in writers.FORMATS:
+            metadata = writers.export_run(run_dir, fmt, log=lambda *_: None)
+            speed = artifacts.measure_speed(artifacts.load_artifact(metadata["artifact_path"], metadata), x)
             difference = f"{metadata['parity']['max_abs_difference']:.1e}"
             rows.append(dict(zip(columns, [task_name, *table_cells(fmt, metadata["size_bytes"], speed, difference)])))
     print(markdown(rows, columns))

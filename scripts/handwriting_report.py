@@ -3,7 +3,7 @@
     python scripts/handwriting_report.py [RUN] [--set held-out|tuning] [--per-digit 20] [--mistakes FILE]
 
 RUN defaults to saved_models/mnist-pretrained. The images come from
-kerasrnn.handwriting (none from MNIST): the held-out set (seed 1) is never
+kerasrnn.digits.handwriting (none from MNIST): the held-out set (seed 1) is never
 tuned on; the tuning set (seed 0) is the one to look at while changing the
 preprocessing. `--mistakes` saves each misread image beside the 28x28 the model read.
 """
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasrnn import handwriting, prediction
-from kerasrnn.reports import machine_line
-from kerasrnn.tables import markdown
+from kerasrnn.digits import handwriting
+from kerasrnn.serving import prediction
+from kerasrnn.studies.reports import machine_line
+from kerasrnn.studies.tables import markdown
 
 SEEDS = {"tuning": handwriting.TUNING_SEED, "held-out": handwriting.HELD_OUT_SEED}
 

@@ -3,7 +3,7 @@
     python scripts/inspect_report.py [--runs saved_models/inspect-report] [--figures docs/figures/inspect]
 
 Fits the default adder (`kerasrnn fit adder --loss mse`) and recall (`kerasrnn fit recall`) unless complete
-runs are there, inspects them and the pretrained mnist run (on a photographed 4 made by kerasrnn.handwriting,
+runs are there, inspects them and the pretrained mnist run (on a photographed 4 made by kerasrnn.digits.handwriting,
 a writer the pretrained run never saw), and prints a Markdown table of each probe against its floor.
 """
 
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasrnn import handwriting
+from kerasrnn import runs
 from kerasrnn.backend import cli_command
-from kerasrnn.reports import fit_run, machine_line
+from kerasrnn.digits import handwriting
+from kerasrnn.studies.reports import fit_run, machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "saved_models" / "mnist-pretrained"
@@ -54,7 +55,7 @@ def main() -> None:
 
     adder_64 = inspect(adder_run, "--length", "64", out=scratch / "adder-64")["probes"]["carry"]["by_step"]
     recall = inspect(recall_run, "--length", "10", out=scratch / "recall-10")
-    kth, index = recall["probes"]["kth_digit"]["by_step"], json.loads((recall_run / "config.json").read_text())["index"]
+    kth, index = recall["probes"]["kth_digit"]["by_step"], runs.read_config(recall_run)["index"]
     mnist = inspect(PRETRAINED, str(photo), out=args.figures / "mnist")
     figures = [Path(path) for path in mnist["figures"]]
     figures += [Path(p) for p in inspect(adder_run, "11010010", "1011011", out=args.figures / "adder")["figures"]]

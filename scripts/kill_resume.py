@@ -21,7 +21,7 @@ from pathlib import Path
 
 from kerasrnn import runs
 from kerasrnn.backend import cli_command
-from kerasrnn.reports import machine_line
+from kerasrnn.studies.reports import machine_line
 
 FIT = ["fit", "adder", "--loss", "mse", "--quiet"]
 

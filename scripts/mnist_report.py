@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from kerasrnn.reports import fit_run, machine_line
-from kerasrnn.tables import markdown
+from kerasrnn.studies.reports import fit_run, machine_line
+from kerasrnn.studies.tables import markdown
 
 # The floor models on their defaults: the task's recipes (docs/configuration.md) give the gated cells
 # Adam 3e-3, GRU and bidirectional models augmented images, the one-way LSTM input dropout; SimpleRNN keeps

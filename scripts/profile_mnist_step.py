@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kerasrnn.tables import markdown
+from kerasrnn.studies.tables import markdown
 
 
 def op_time_by_type(trace_dir: Path) -> tuple[collections.Counter, collections.Counter]:
@@ -70,7 +70,7 @@ def profile_torch_reference(config: dict, steps: int, top: int) -> None:
     """The plain PyTorch loop's step, by op type (self time of each aten op, so nothing counts twice)."""
     import torch
 
-    from kerasrnn.torch_reference import build
+    from kerasrnn.torch.reference import build
 
     torch.manual_seed(config["seed"])
     batch = config["batch_size"]
@@ -126,7 +126,7 @@ def main() -> None:
     import tensorflow as tf
 
     from kerasrnn.tasks import get_task
-    from kerasrnn.training import compile_model, make_deterministic
+    from kerasrnn.training.fitting import compile_model, make_deterministic
 
     task = get_task("mnist")
     try:

@@ -15,8 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from kerasrnn.reports import fit_run, machine_line
-from kerasrnn.tables import markdown
+from kerasrnn.studies.reports import fit_run, machine_line
+from kerasrnn.studies.tables import markdown
 
 # The options that differ between the rows' configurations, shown in the settings column.
 SETTINGS = ("batch_size", "lr", "lr_schedule", "epochs", "clipnorm", "readout_units", "curriculum_epochs", "candidates")

@@ -3,7 +3,7 @@
     python scripts/serve_load.py [RUN] [--requests 100] [--concurrent 200]
 
 Starts `kerasrnn serve RUN` on a free port, posts digits drawn by
-kerasrnn.handwriting (ballpoint and marker on paper, 80-320 px PNGs) one at a
+kerasrnn.digits.handwriting (ballpoint and marker on paper, 80-320 px PNGs) one at a
 time for the latency, then `--concurrent` requests at once, and checks that
 every concurrent answer is 200 and the same label the server gave that image
 alone. Needs the serve and dev extras (httpx).
@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from kerasrnn import handwriting
-from kerasrnn.reports import machine_line
-from kerasrnn.serve import start_server_process
+from kerasrnn.digits import handwriting
+from kerasrnn.serving.server import start_server_process
+from kerasrnn.studies.reports import machine_line
 
 
 def drawn_digits(count: int, seed: int = 7) -> list[tuple[int, bytes]]:

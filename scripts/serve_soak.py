@@ -4,7 +4,7 @@
 
 Loopback only, bounded in time and clients. Each client loops: a think time (0.1-0.6 s, a person drawing), then
 one request, drawn at random:
-  drawn (35%)     a digit drawn with ballpoint or marker (kerasrnn.handwriting), POST /predict
+  drawn (35%)     a digit drawn with ballpoint or marker (kerasrnn.digits.handwriting), POST /predict
   photo (25%)     a photographed or scanned digit (pencil, shadow, chalk, 16x16 scan), POST /predict
   mixed (10%)     two good images and one garbage file in one request: 200, 2 answers, 1 error
   garbage (15%)   random bytes named .png: must be 4xx
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasrnn import handwriting
-from kerasrnn.reports import machine_line
-from kerasrnn.routes import MAX_UPLOAD_BYTES
-from kerasrnn.serve import start_server_process
+from kerasrnn.digits import handwriting
+from kerasrnn.serving.routes import MAX_UPLOAD_BYTES
+from kerasrnn.serving.server import start_server_process
+from kerasrnn.studies.reports import machine_line
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = {"drawn": 0.35, "photo": 0.25, "mixed": 0.10, "garbage": 0.15, "oversized": 0.10, "stall": 0.05}

@@ -14,7 +14,7 @@ import json
 import statistics
 from pathlib import Path
 
-from kerasrnn import bench
+from kerasrnn.studies import bench
 
 
 def main() -> None:

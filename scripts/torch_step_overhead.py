@@ -8,7 +8,7 @@ the table gives each one's median ms a step and the plain loop's median divided 
 
 - plain PyTorch loop: `torch.nn.LSTM`/`GRU` + `Linear`, CrossEntropyLoss, torch's Adam (the `--reference`).
 - Keras train_step: the toolkit's model compiled exactly as `kerasrnn fit mnist` compiles it.
-- the toolkit's step: what `kerasrnn fit mnist` runs on torch (kerasrnn.torch_trainer), same model and options.
+- the toolkit's step: what `kerasrnn fit mnist` runs on torch (kerasrnn.torch.step), same model and options.
 - ... without clipping and decay: the same with `clipnorm=null lr_schedule=constant`.
 - least Keras step: the Keras model's forward pass only; the loss, backward pass and torch's Adam on
   Keras' own variables are written by hand (what no Keras trainer can undercut).
@@ -39,9 +39,9 @@ def variants(config: dict, steps: int) -> dict:
     import torch
 
     from kerasrnn.tasks import get_task
-    from kerasrnn.torch_reference import build
-    from kerasrnn.torch_trainer import TorchStep
-    from kerasrnn.training import compile_model
+    from kerasrnn.torch.reference import build
+    from kerasrnn.torch.step import TorchStep
+    from kerasrnn.training.fitting import compile_model
 
     task, batch = get_task("mnist"), config["batch_size"]
     rng = np.random.default_rng(config["seed"])
@@ -107,7 +107,7 @@ def main() -> None:
     from kerasrnn_cli.main import parse_option_pairs
 
     from kerasrnn.errors import UserError
-    from kerasrnn.tables import markdown
+    from kerasrnn.studies.tables import markdown
     from kerasrnn.tasks import get_task
 
     try:

@@ -12,14 +12,14 @@ from kerasrnn.backend import select_backend
 
 BACKEND = select_backend(sys.argv[1])
 
-from kerasrnn import distribution  # noqa: E402
+from kerasrnn.training import distribution  # noqa: E402
 
 distribution.start_devices(BACKEND, 2)
 
 import numpy as np  # noqa: E402
 
-from kerasrnn import training  # noqa: E402
 from kerasrnn.tasks import get_task  # noqa: E402
+from kerasrnn.training import fitting  # noqa: E402
 
 MODELS = {
     "adder-lstm": ("adder", {"units": 10}),
@@ -33,9 +33,9 @@ def weights_after_one_step(task_name: str, options: dict, devices: int) -> tuple
     config = task.make_config(options)
     placement = distribution.place(devices)
     assert placement.distributed == (devices > 1)
-    training.make_deterministic(config["seed"])
+    fitting.make_deterministic(config["seed"])
     with placement.scope():
-        model = training.training_model(task, config, steps_per_epoch=1)
+        model = fitting.training_model(task, config, steps_per_epoch=1)
     before = [np.array(weight) for weight in model.get_weights()]
     train, _, _ = task.training_data(config)
     model.fit(distribution.slice_for_process(train, placement), epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)

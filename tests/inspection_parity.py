@@ -1,5 +1,5 @@
 """Run by tests/test_inspection.py under KERAS_BACKEND=jax or torch: the largest difference between the states
-kerasrnn.inspection recomputes and each recurrent layer's own outputs, for every body the test checks, as JSON."""
+kerasrnn.insight.inspection recomputes and each recurrent layer's own outputs, for every body the test checks, as JSON."""
 
 import json
 import sys
@@ -11,7 +11,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from test_inspection import BODIES, body_model, layer_outputs_from_traces  # noqa: E402
 
-from kerasrnn import inspection  # noqa: E402
+from kerasrnn.insight import inspection  # noqa: E402
 
 largest = {}
 x = np.random.default_rng(1).normal(size=(5, 7, 3)).astype("float32")

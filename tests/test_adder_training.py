@@ -6,8 +6,11 @@ import random
 import keras
 import pytest
 
-from kerasrnn import export, prediction, runs, training
+from kerasrnn import runs
+from kerasrnn.export import writers
+from kerasrnn.serving import prediction
 from kerasrnn.tasks import get_task
+from kerasrnn.training import fitting
 
 adder = get_task("adder")
 
@@ -16,7 +19,7 @@ adder = get_task("adder")
 def trained_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("adder") / "run"
     config = adder.make_config({"eval_samples": 200})  # the defaults: about 10 s of training
-    metrics = training.fit(config, run_dir, verbose=0, log=lambda *_: None)
+    metrics = fitting.fit(config, run_dir, verbose=0, log=lambda *_: None)
     return run_dir, metrics
 
 
@@ -49,7 +52,7 @@ def test_fit_learns_exact_sums(trained_run):
 
 def test_evaluate_many_lengths_in_one_process(trained_run):
     run_dir, _ = trained_run
-    result = training.evaluate_run(run_dir, [3, 2, 40, 7, 64])
+    result = fitting.evaluate_run(run_dir, [3, 2, 40, 7, 64])
     assert set(result["by_length"]) == {"2", "3", "7", "40", "64"}
     assert result["by_length"]["2"]["samples"] == 16  # every pair of 2-bit numbers
     assert all(scores["exact_accuracy"] == 1.0 for scores in result["by_length"].values())
@@ -65,11 +68,11 @@ def test_predict_far_beyond_training_length(trained_run):
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="exports run on TensorFlow")
-@pytest.mark.parametrize("fmt", ["savedmodel", "tflite"])
+@pytest.mark.parametrize("fmt", ["savedmodel", "tflite", "onnx"])
 def test_exported_adder_adds_exactly_at_every_length(trained_run, fmt):
     """The export floor: through the artifact, exact sums at every length 1..64 and on the 64-bit carry chain."""
     run_dir, _ = trained_run
-    artifact = export.export_run(run_dir, fmt, log=lambda *_: None)["artifact_path"]
+    artifact = writers.export_run(run_dir, fmt, log=lambda *_: None)["artifact_path"]
     task, config, model = prediction.load_predictor(artifact)
     rng = random.Random(7)
     for length in range(1, 65):
@@ -94,7 +97,7 @@ def test_several_batches_a_call_train_what_one_batch_a_call_trains(tmp_path):
     histories = {}
     for per_call in (1, "auto"):
         run_dir = tmp_path / str(per_call)
-        metrics = training.fit({**config, "steps_per_execution": per_call}, run_dir, verbose=0, log=lambda *_: None)
+        metrics = fitting.fit({**config, "steps_per_execution": per_call}, run_dir, verbose=0, log=lambda *_: None)
         histories[per_call] = (run_dir / "history.csv").read_text(), metrics["steps_per_execution"]
     assert histories[1][1] == 1
     assert histories["auto"][1] == (6 if keras.backend.backend() != "torch" else 1)
@@ -104,17 +107,17 @@ def test_several_batches_a_call_train_what_one_batch_a_call_trains(tmp_path):
 def test_steps_per_execution_auto_divides_the_epoch(monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
     auto = {"steps_per_execution": "auto"}
-    chosen = {steps: training.steps_per_execution(auto, steps) for steps in (100, 300, 844, 7, 11, 1)}
+    chosen = {steps: fitting.steps_per_execution(auto, steps) for steps in (100, 300, 844, 7, 11, 1)}
     assert chosen == {100: 5, 300: 6, 844: 4, 7: 7, 11: 1, 1: 1}
-    assert training.steps_per_execution(auto, None) == 1  # evaluation and prediction outside a fit
+    assert fitting.steps_per_execution(auto, None) == 1  # evaluation and prediction outside a fit
     monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
-    assert training.steps_per_execution(auto, 300) == 1  # the toolkit's own loop on torch
-    assert training.steps_per_execution({"steps_per_execution": 4}, 300) == 4
+    assert fitting.steps_per_execution(auto, 300) == 1  # the toolkit's own loop on torch
+    assert fitting.steps_per_execution({"steps_per_execution": 4}, 300) == 4
 
 
 def test_a_steps_per_execution_that_would_train_extra_steps_is_refused():
-    with pytest.raises(training.UserError, match="must divide the 100 steps of an epoch"):
-        training.steps_per_execution({"steps_per_execution": 8}, 100)
+    with pytest.raises(fitting.UserError, match="must divide the 100 steps of an epoch"):
+        fitting.steps_per_execution({"steps_per_execution": 8}, 100)
     for wrong in ("fast", 0, True):
-        with pytest.raises(training.UserError, match="steps per execution must be auto or a whole number >= 1"):
+        with pytest.raises(fitting.UserError, match="steps per execution must be auto or a whole number >= 1"):
             adder.make_config({"steps_per_execution": wrong})

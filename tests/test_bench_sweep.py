@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from kerasrnn import bench, sweep
 from kerasrnn.errors import UserError
+from kerasrnn.studies import bench, sweep
 
 TINY_ADDER = {"epochs": 2, "steps_per_epoch": 3, "eval_samples": 20, "validation_samples": 50, "test_samples": 50}
 
@@ -33,12 +33,12 @@ def test_sweep_writes_one_row_per_configuration_and_reuses_finished_runs(tmp_pat
 
     # A second sweep over the same folder trains nothing; a run without metrics.json is resumed.
     (tmp_path / names[-1] / "metrics.json").unlink()
-    from kerasrnn import training
+    from kerasrnn.training import fitting
 
     fitted = []
-    real_fit = training.fit
+    real_fit = fitting.fit
     monkeypatch.setattr(
-        training,
+        fitting,
         "fit",
         lambda config, run_dir, resume=False, **kw: (
             fitted.append((run_dir.name, resume)) or real_fit(config, run_dir, resume=resume, **kw)
@@ -172,13 +172,13 @@ def test_bench_repeats_take_turns_and_report_each_rows_median_range_and_ratio(tm
 
 
 def test_a_failed_fit_stops_the_sweep_with_its_own_error(tmp_path, monkeypatch):
-    from kerasrnn import training
     from kerasrnn.errors import RunError
+    from kerasrnn.training import fitting
 
     def diverging(config, run_dir, **kwargs):
         raise RunError(f"training stopped: the loss became non-finite ({run_dir.name})")
 
-    monkeypatch.setattr(training, "fit", diverging)
+    monkeypatch.setattr(fitting, "fit", diverging)
     with pytest.raises(RunError, match=r"non-finite \(lstm-u2-l1-uni-mse\)"):
         sweep.sweep("adder", {"units": [2, 3]}, TINY_ADDER, tmp_path, log=lambda line: None)
     assert not (tmp_path / "sweep.md").exists()

@@ -1,6 +1,6 @@
 """The per-iteration loss log recovers each batch's loss from Keras' running means."""
 
-from kerasrnn.training import IterationLossLogger, steady_samples_per_second
+from kerasrnn.training.fitting import IterationLossLogger, steady_samples_per_second
 
 
 def running_means(losses):

@@ -4,11 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from kerasrnn import candidates, training
 from kerasrnn.errors import UserError
 from kerasrnn.tasks import get_task
 from kerasrnn.tasks.base import VALIDATION_STREAM, seeded_rng
 from kerasrnn.tasks.recall import mixed_length_dataset, random_recall_examples
+from kerasrnn.training import candidates, fitting
 
 recall = get_task("recall")
 
@@ -84,12 +84,12 @@ def test_fit_keeps_the_best_candidate_as_an_ordinary_model(tmp_path):
         {"units": 2, "candidates": 3, "epochs": 2, "steps_per_epoch": 20, "batch_size": 64, "validation_samples": 400,
          "test_samples": 400, "eval_samples": 100, "max_eval_length": 11, "seed": 3}
     )  # fmt: skip
-    metrics = training.fit(config, tmp_path / "run", verbose=0, log=lambda *_: None)
+    metrics = fitting.fit(config, tmp_path / "run", verbose=0, log=lambda *_: None)
     chosen = metrics["candidates"]
     assert chosen["count"] == 3 and len(chosen["validation_accuracy"]) == 3
     assert chosen["chosen"] == int(np.argmax(chosen["validation_accuracy"]))
 
-    _, _, model = training.load_compiled_run(tmp_path / "run")
+    _, _, model = fitting.load_compiled_run(tmp_path / "run")
     assert model.output_shape == (None, 10)  # the saved model is one ordinary LSTM 2, not the pool
     assert model.get_layer("lstm_1").cell.units == 2
     validation = mixed_length_dataset(seeded_rng(3, VALIDATION_STREAM), 400, list(range(3, 11)), 2)

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from conftest import cli_command, run_cli, run_cli_here
 
-from kerasrnn import distribution, runs
+from kerasrnn import runs
 from kerasrnn.backend import backend_installed
 from kerasrnn.errors import UserError
-from kerasrnn.serve import free_port
+from kerasrnn.serving.server import free_port
+from kerasrnn.training import distribution
 
 TESTS = Path(__file__).parent
 # A short adder fit: enough steps to move every weight, few enough for the default suite.

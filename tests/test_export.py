@@ -8,8 +8,10 @@ import keras
 import numpy as np
 import pytest
 
-from kerasrnn import export, prediction, runs
+from kerasrnn import runs
 from kerasrnn.errors import RunError, UserError
+from kerasrnn.export import artifacts, writers
+from kerasrnn.serving import prediction
 from kerasrnn.tasks import get_task
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="exports run on TensorFlow")
@@ -53,25 +55,25 @@ CASES = [
 def test_artifact_matches_keras(name, fmt, tmp_path):
     task_name, overrides = MODELS[name]
     run_dir = untrained_run(tmp_path / name, task_name, **overrides)
-    metadata = export.export_run(run_dir, fmt, log=lambda *_: None)
+    metadata = writers.export_run(run_dir, fmt, log=lambda *_: None)
     parity = metadata["parity"]
-    assert parity["max_abs_difference"] <= export.PARITY_TOLERANCE
-    expected_lengths = {"28"} if task_name == "mnist" else {str(n) for n in export.PARITY_LENGTHS}
+    assert parity["max_abs_difference"] <= writers.PARITY_TOLERANCE
+    expected_lengths = {"28"} if task_name == "mnist" else {str(n) for n in writers.PARITY_LENGTHS}
     assert set(parity["by_length"]) == expected_lengths
 
     # Independently of the export's own check: the artifact, reloaded from disk, on fresh inputs.
-    artifact_path = export.default_artifact_path(run_dir, fmt)
-    assert json.loads(export.metadata_path(artifact_path).read_text())["task"] == task_name
+    artifact_path = writers.default_artifact_path(run_dir, fmt)
+    assert json.loads(artifacts.metadata_path(artifact_path).read_text())["task"] == task_name
     task, _, artifact = prediction.load_predictor(artifact_path)
     model = runs.load_model(run_dir)
     for length in (28,) if task_name == "mnist" else (3, 12):
         x = task.sample_inputs(np.random.default_rng(length), 3, (length, model.input_shape[-1]))
-        np.testing.assert_allclose(artifact.predict(x), model.predict(x, verbose=0), atol=export.PARITY_TOLERANCE)
+        np.testing.assert_allclose(artifact.predict(x), model.predict(x, verbose=0), atol=writers.PARITY_TOLERANCE)
 
 
 def test_saved_model_serves_any_length_without_the_toolkit(tmp_path):
     run_dir = untrained_run(tmp_path / "run", "adder", units=4)
-    artifact = export.export_run(run_dir, "savedmodel", log=lambda *_: None)["artifact_path"]
+    artifact = writers.export_run(run_dir, "savedmodel", log=lambda *_: None)["artifact_path"]
     model = runs.load_model(run_dir)
     script = (
         "import sys, numpy as np, tensorflow as tf\n"
@@ -94,13 +96,13 @@ def test_saved_model_serves_any_length_without_the_toolkit(tmp_path):
 def test_bidirectional_sequence_model_cannot_stream(tmp_path):
     run_dir = untrained_run(tmp_path / "run", "recall", bidirectional=True)
     with pytest.raises(UserError, match="bidirectional.*savedmodel"):
-        export.export_run(run_dir, "tflite", log=lambda *_: None)
-    assert not export.default_artifact_path(run_dir, "tflite").exists()
+        writers.export_run(run_dir, "tflite", log=lambda *_: None)
+    assert not writers.default_artifact_path(run_dir, "tflite").exists()
 
 
 def test_streaming_tflite_carries_state_across_steps(tmp_path):
     run_dir = untrained_run(tmp_path / "run", "adder", cell="lstm", units=3, layers=2)
-    metadata = export.export_run(run_dir, "tflite", log=lambda *_: None)
+    metadata = writers.export_run(run_dir, "tflite", log=lambda *_: None)
     assert metadata["interface"]["mode"] == "streaming"
     assert metadata["interface"]["state_size"] == 2 * 2 * 3  # h and c for each of two layers
 
@@ -108,10 +110,10 @@ def test_streaming_tflite_carries_state_across_steps(tmp_path):
 def test_predict_through_artifacts_gives_the_runs_answer(tmp_path, cli):
     run_dir = untrained_run(tmp_path / "run", "recall", cell="gru", units=4)
     expected = prediction.predict_run(run_dir, ["3", "1", "4", "1", "5"])
-    saved_model = export.export_run(run_dir, "savedmodel", log=lambda *_: None)["artifact_path"]
+    saved_model = writers.export_run(run_dir, "savedmodel", log=lambda *_: None)["artifact_path"]
     assert prediction.predict_run(saved_model, ["31415"])["confidence"] == pytest.approx(expected["confidence"], abs=1e-5)
 
-    tflite = export.export_run(run_dir, "tflite", log=lambda *_: None)["artifact_path"]
+    tflite = writers.export_run(run_dir, "tflite", log=lambda *_: None)["artifact_path"]
     done = cli("predict", tflite, "3", "1", "4", "1", "5", "--json")  # as a user runs it
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -131,14 +133,14 @@ def test_predict_through_artifacts_gives_the_runs_answer(tmp_path, cli):
 def test_damaged_artifacts_are_refused_clearly(damage, message, tmp_path):
     run_dir = untrained_run(tmp_path / "run", "adder", units=3)
     fmt = "tflite" if damage == "truncate-tflite" or damage == "lose-metadata" else "savedmodel"
-    artifact = export.default_artifact_path(run_dir, fmt)
-    export.export_run(run_dir, fmt, log=lambda *_: None)
+    artifact = writers.default_artifact_path(run_dir, fmt)
+    writers.export_run(run_dir, fmt, log=lambda *_: None)
     if damage == "truncate-tflite":
         artifact.write_bytes(artifact.read_bytes()[:500])
     elif damage == "garbage-savedmodel":
         (artifact / "saved_model.pb").write_bytes(b"not a protobuf")
     else:
-        export.metadata_path(artifact).unlink()
+        artifacts.metadata_path(artifact).unlink()
     with pytest.raises(UserError, match=message):
         prediction.predict_run(artifact, ["101", "1"])
 
@@ -149,8 +151,8 @@ def test_an_installation_that_cannot_load_a_sound_artifact_is_not_called_corrupt
     from ai_edge_litert import interpreter
 
     run_dir = untrained_run(tmp_path / "run", "adder", units=3)
-    artifact = export.default_artifact_path(run_dir, fmt)
-    export.export_run(run_dir, fmt, log=lambda *_: None)
+    artifact = writers.default_artifact_path(run_dir, fmt)
+    writers.export_run(run_dir, fmt, log=lambda *_: None)
 
     def broken_library(*args, **kwargs):
         raise ImportError("libtensorflow_framework.so.2: cannot open shared object file")
@@ -164,14 +166,14 @@ def test_an_installation_that_cannot_load_a_sound_artifact_is_not_called_corrupt
 
 def test_export_refuses_unknown_format_and_missing_run(tmp_path):
     with pytest.raises(UserError, match="unknown export format 'onnx'"):
-        export.export_run(tmp_path, "onnx")
+        writers.export_run(tmp_path, "onnx")
     with pytest.raises(UserError, match="no such run directory"):
-        export.export_run(tmp_path / "missing", "savedmodel")
+        writers.export_run(tmp_path / "missing", "savedmodel")
     run_dir = untrained_run(tmp_path / "run", "adder", units=3)
     with pytest.raises(UserError, match="is a .tflite file"):
-        export.export_run(run_dir, "tflite", tmp_path / "model.bin")
+        writers.export_run(run_dir, "tflite", tmp_path / "model.bin")
     with pytest.raises(UserError, match="not a SavedModel export"):  # never rmtree a run directory
-        export.export_run(run_dir, "savedmodel", run_dir)
+        writers.export_run(run_dir, "savedmodel", run_dir)
     assert (run_dir / "model.keras").exists()
 
 
@@ -181,9 +183,9 @@ def test_an_export_that_cannot_be_checked_leaves_nothing_behind(tmp_path, monkey
     def no_runtime(path, metadata):
         raise UserError("running a .tflite artifact needs LiteRT: pip install ai-edge-litert")
 
-    monkeypatch.setattr(export, "load_artifact", no_runtime)
+    monkeypatch.setattr(writers, "load_artifact", no_runtime)
     for fmt, out in (("tflite", tmp_path / "adder.tflite"), ("savedmodel", tmp_path / "adder-savedmodel")):
         with pytest.raises(UserError, match="needs LiteRT"):
-            export.export_run(run_dir, fmt, out, log=lambda line: None)
-        assert not out.exists() and not export.metadata_path(out).exists()
+            writers.export_run(run_dir, fmt, out, log=lambda line: None)
+        assert not out.exists() and not artifacts.metadata_path(out).exists()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]

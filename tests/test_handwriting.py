@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from kerasrnn import handwriting, images
+from kerasrnn.digits import handwriting, images
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "saved_models" / "mnist-pretrained"
 TEST_SEED = 2  # neither the tuning (0) nor the held-out (1) set
@@ -78,7 +78,7 @@ def test_shadows_and_uneven_light_do_not_become_ink():
 
 @pytest.mark.skipif(not (PRETRAINED / "metrics.json").exists(), reason="no pretrained run shipped")
 def test_the_pretrained_model_reads_other_writers():
-    from kerasrnn import prediction
+    from kerasrnn.serving import prediction
 
     _, _, model = prediction.load_predictor(PRETRAINED)
     samples = handwriting.digit_set(TEST_SEED, 2)

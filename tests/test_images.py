@@ -5,8 +5,7 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from kerasrnn.errors import UserError
-from kerasrnn.images import (
+from kerasrnn.digits.images import (
     CANVAS,
     digit_mask,
     ink_from_background,
@@ -17,6 +16,7 @@ from kerasrnn.images import (
     preprocessing_steps,
     undo_upscale,
 )
+from kerasrnn.errors import UserError
 
 
 def drawn_digit(size=(200, 160), box=(60, 40, 110, 150), width=8, ink=0, paper=255, mode="L"):

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import kerasrnn
-from kerasrnn import inspection
-from kerasrnn.models import RecurrentSpec, build_model
+from kerasrnn.insight import inspection
+from kerasrnn.modeling.models import build_model
+from kerasrnn.modeling.spec import RecurrentSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 PARITY_SCRIPT = Path(__file__).with_name("inspection_parity.py")

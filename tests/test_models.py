@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from kerasrnn.errors import UserError
-from kerasrnn.layers import TimeDistributed
-from kerasrnn.models import RecurrentSpec
+from kerasrnn.modeling.layers import TimeDistributed
+from kerasrnn.modeling.spec import RecurrentSpec
 from kerasrnn.tasks import get_task
 
 adder = get_task("adder")

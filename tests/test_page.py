@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import BACKEND, run_cli
 
-from kerasrnn.serve import start_server_process
+from kerasrnn.serving.server import start_server_process
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "saved_models" / "mnist-pretrained"

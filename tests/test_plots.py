@@ -7,7 +7,8 @@ import csv
 
 import pytest
 
-from kerasrnn import plots, runs
+from kerasrnn import runs
+from kerasrnn.insight import plots
 
 
 @pytest.fixture

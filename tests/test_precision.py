@@ -1,4 +1,4 @@
-"""Which precision the recurrent kernels train in (kerasrnn.precision): the rule, its refusals, a fit in bfloat16."""
+"""Which precision the recurrent kernels train in (kerasrnn.training.precision): the rule, its refusals, a fit in bfloat16."""
 
 import json
 import subprocess
@@ -9,10 +9,10 @@ import keras
 import pytest
 from conftest import BACKEND, run_cli
 
-from kerasrnn import precision
 from kerasrnn.backend import backend_installed
 from kerasrnn.errors import UserError
 from kerasrnn.tasks import get_task
+from kerasrnn.training import precision
 
 
 def chosen(monkeypatch, backend: str, units_here: bool, **options) -> tuple[str, str]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from kerasrnn import prediction
+from kerasrnn.serving import prediction
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "saved_models" / "mnist-pretrained"
 pytestmark = pytest.mark.skipif(not (PRETRAINED / "metrics.json").exists(), reason="no pretrained run shipped")
@@ -41,3 +41,32 @@ def test_pretrained_reads_photographed_printed_digits(tmp_path):
     result = prediction.predict_run(PRETRAINED, [str(path) for path in paths])
     right = sum(int(Path(p["input"]).name[0]) == p["label"] for p in result["predictions"])
     assert right >= 17, [(Path(p["input"]).name, p["label"]) for p in result["predictions"]]
+
+
+def test_a_shipped_run_is_never_written_into(tmp_path, monkeypatch):
+    """`inspect` and `export` write about the shipped run beside the other runs, and say where: a clean checkout
+    stays clean (inspect's own work is tests/test_inspection.py's; here, where it is sent)."""
+    import shutil
+
+    import kerasrnn
+    from kerasrnn.export import writers
+    from kerasrnn.insight import inspection
+
+    shipped = tmp_path / "saved_models" / "mnist-pretrained"
+    shutil.copytree(PRETRAINED, shipped)
+    assert (shipped / "SHIPPED").exists()
+    monkeypatch.chdir(tmp_path)  # saved_models/ is relative to where the command runs
+    sent = []
+    monkeypatch.setattr(
+        inspection, "inspect_model", lambda task, config, model, out_dir, inputs, length: sent.append(out_dir) or {}
+    )
+    said = []
+    kerasrnn.load(shipped).inspect(["one.png"], log=said.append)
+    expected = Path("saved_models") / "mnist-pretrained-inspect"
+    assert sent == [expected]
+    assert said == [f"kerasrnn: {shipped} is shipped with the toolkit or read-only: the figures go to {expected}"]
+    assert writers.default_artifact_path(shipped, "tflite") == Path("saved_models") / "mnist-pretrained-export" / "model.tflite"
+    (shipped / "SHIPPED").unlink()  # an ordinary run keeps its own
+    kerasrnn.load(shipped).inspect(["one.png"], log=said.append)
+    assert sent[-1] == shipped / "inspect" and len(said) == 1
+    assert writers.default_artifact_path(shipped, "tflite") == shipped / "export" / "model.tflite"

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-from kerasrnn import training
 from kerasrnn.errors import UserError
 from kerasrnn.tasks import get_task
 from kerasrnn.tasks.base import seeded_rng
@@ -15,6 +14,7 @@ from kerasrnn.tasks.recall import (
     parse_digit_sequence,
     random_recall_examples,
 )
+from kerasrnn.training import fitting
 
 recall = get_task("recall")
 
@@ -112,7 +112,7 @@ def k0_run(tmp_path_factory):
         {"index": 0, "min_length": 2, "max_length": 6, "epochs": 4, "steps_per_epoch": 60, "units": 10,
          "eval_samples": 300, "test_samples": 1000, "max_eval_length": 8, "seed": 4}
     )  # fmt: skip
-    return run_dir, training.fit(config, run_dir, verbose=0, log=lambda *_: None)
+    return run_dir, fitting.fit(config, run_dir, verbose=0, log=lambda *_: None)
 
 
 def test_short_fit_learns_k0_perfectly(k0_run):
@@ -125,7 +125,7 @@ def test_short_fit_learns_k0_perfectly(k0_run):
 
 def test_evaluation_beyond_training_lengths_in_one_process(k0_run):
     run_dir, _ = k0_run
-    result = training.evaluate_run(run_dir, [1, 6, 25, 3, 60])
+    result = fitting.evaluate_run(run_dir, [1, 6, 25, 3, 60])
     assert set(result["by_length"]) == {"1", "3", "6", "25", "60"}
     assert result["by_length"]["6"]["exact_accuracy"] == 1.0
     assert result["by_length"]["60"]["samples"] == 300

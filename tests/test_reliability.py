@@ -8,8 +8,9 @@ import time
 import pytest
 from conftest import cli_command
 
-from kerasrnn import callbacks, runs, training
+from kerasrnn import runs
 from kerasrnn.tasks import get_task
+from kerasrnn.training import callbacks, fitting
 
 SMALL_ADDER = {"epochs": 6, "steps_per_epoch": 60, "eval_samples": 50, "validation_samples": 200, "test_samples": 200}
 
@@ -83,9 +84,9 @@ def test_ctrl_c_during_a_fit_waits_for_the_next_step_and_a_second_one_stops_at_o
 def test_two_fits_with_one_seed_agree_exactly(tmp_path):
     adder = get_task("adder")
     config = adder.make_config({**SMALL_ADDER, "epochs": 2, "steps_per_epoch": 40, "seed": 5})
-    first = training.fit(config, tmp_path / "first", verbose=0, log=lambda *_: None, lengths=[3, 12])
-    second = training.fit(config, tmp_path / "second", verbose=0, log=lambda *_: None, lengths=[3, 12])
+    first = fitting.fit(config, tmp_path / "first", verbose=0, log=lambda *_: None, lengths=[3, 12])
+    second = fitting.fit(config, tmp_path / "second", verbose=0, log=lambda *_: None, lengths=[3, 12])
     assert first["test"] == second["test"] and first["by_length"] == second["by_length"]
     assert (tmp_path / "first" / "history.csv").read_text() == (tmp_path / "second" / "history.csv").read_text()
-    other = training.fit({**config, "seed": 6}, tmp_path / "other", verbose=0, log=lambda *_: None, lengths=[3])
+    other = fitting.fit({**config, "seed": 6}, tmp_path / "other", verbose=0, log=lambda *_: None, lengths=[3])
     assert other["test"]["loss"] != first["test"]["loss"]  # the seed matters

@@ -12,8 +12,8 @@ from PIL import Image, ImageDraw
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from kerasrnn.routes import MAX_UPLOAD_BYTES  # noqa: E402
-from kerasrnn.serve import create_app  # noqa: E402
+from kerasrnn.serving.routes import MAX_UPLOAD_BYTES  # noqa: E402
+from kerasrnn.serving.server import create_app  # noqa: E402
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "saved_models" / "mnist-pretrained"
 
@@ -32,11 +32,11 @@ def drawn_one() -> Image.Image:
 
 @pytest.fixture(scope="module")
 def adder_run(tmp_path_factory):
-    from kerasrnn import training
     from kerasrnn.tasks import get_task
+    from kerasrnn.training import fitting
 
     out = tmp_path_factory.mktemp("serve") / "adder"
-    training.fit(get_task("adder").make_config({"epochs": 1}), out, verbose=0, log=lambda *_: None)
+    fitting.fit(get_task("adder").make_config({"epochs": 1}), out, verbose=0, log=lambda *_: None)
     return out
 
 
@@ -74,7 +74,7 @@ def test_listening_beyond_this_machine_without_a_token_warns_and_with_one_does_n
     import urllib.request
 
     from kerasrnn.backend import cli_command
-    from kerasrnn.serve import free_port
+    from kerasrnn.serving.server import free_port
 
     for extra, warned in (((), True), (("--token", "k"), False)):
         port = free_port()

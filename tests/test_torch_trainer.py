@@ -135,12 +135,12 @@ def test_a_fit_on_each_path_learns_alike_and_says_which_step_ran(tmp_path):
 class FakeClock:
     """Steps that take `step_seconds[threads]` each; `load` adds a busy process beside them."""
 
-    def __init__(self, monkeypatch, torch_trainer):
+    def __init__(self, monkeypatch, threads):
         self.now, self.threads, self.load, self.counts = 0.0, 2, False, []
         self.heavy_load = None  # ms a step by thread count, for a load other than one busy Python process
-        monkeypatch.setattr(torch_trainer.time, "perf_counter", lambda: self.now)
-        monkeypatch.setattr(torch_trainer.torch, "get_num_threads", lambda: 2)
-        monkeypatch.setattr(torch_trainer.torch, "set_num_threads", self.set_threads)
+        monkeypatch.setattr(threads.time, "perf_counter", lambda: self.now)
+        monkeypatch.setattr(threads.torch, "get_num_threads", lambda: 2)
+        monkeypatch.setattr(threads.torch, "set_num_threads", self.set_threads)
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
 
     def set_threads(self, count):
@@ -158,10 +158,10 @@ class FakeClock:
 
 
 def test_threads_follow_the_load(monkeypatch):
-    from kerasrnn import torch_trainer
+    from kerasrnn.torch import threads
 
-    clock = FakeClock(monkeypatch, torch_trainer)
-    governor = torch_trainer.ThreadGovernor(window=10)
+    clock = FakeClock(monkeypatch, threads)
+    governor = threads.ThreadGovernor(window=10)
 
     def share_on_one_thread(steps: int) -> float:
         on_one = 0
@@ -182,10 +182,10 @@ def test_threads_follow_the_load(monkeypatch):
 
 def test_a_single_slow_window_on_a_quiet_machine_tries_no_other_count(monkeypatch):
     """This VM's hiccups: one window in five 1.5x slower; no probe of one thread after the first."""
-    from kerasrnn import torch_trainer
+    from kerasrnn.torch import threads
 
-    clock = FakeClock(monkeypatch, torch_trainer)
-    governor = torch_trainer.ThreadGovernor(window=10)
+    clock = FakeClock(monkeypatch, threads)
+    governor = threads.ThreadGovernor(window=10)
     for index in range(1000):
         clock.step(governor)
         if index % 50 == 45 and clock.threads == 2:  # half of one window's steps take 2x: the window 1.5x
@@ -199,10 +199,10 @@ def test_a_lasting_heavy_load_keeps_one_thread_between_ever_rarer_checks(monkeyp
     """Beside a second PyTorch process (two spinning thread pools on two cores) all threads take 35x as long as on a
     quiet machine and one thread about twice as long (measured: 161 and 7.4 ms against 4.3 and 5.6): one thread's
     windows stay slower than their quiet best, which must not send the fit back to all threads every few windows."""
-    from kerasrnn import torch_trainer
+    from kerasrnn.torch import threads
 
-    clock = FakeClock(monkeypatch, torch_trainer)
-    governor = torch_trainer.ThreadGovernor(window=10)
+    clock = FakeClock(monkeypatch, threads)
+    governor = threads.ThreadGovernor(window=10)
     for _ in range(400):
         clock.step(governor)
     clock.heavy_load = {2: 150.0, 1: 12.0}
@@ -217,11 +217,11 @@ def test_a_lasting_heavy_load_keeps_one_thread_between_ever_rarer_checks(monkeyp
 def test_a_fit_that_starts_beside_a_second_pytorch_process_loses_single_steps_not_windows(monkeypatch):
     """Measured beside a second PyTorch loop: windows on all threads at 600-1,600 ms a step against 4-7 ms on one
     thread. The fit's first window on all threads, and each later re-check, ends after its first such step."""
-    from kerasrnn import torch_trainer
+    from kerasrnn.torch import threads
 
-    clock = FakeClock(monkeypatch, torch_trainer)
+    clock = FakeClock(monkeypatch, threads)
     clock.heavy_load = {2: 1000.0, 1: 6.0}
-    governor = torch_trainer.ThreadGovernor(window=10)
+    governor = threads.ThreadGovernor(window=10)
     on_all_threads = 0
     for _ in range(3000):
         on_all_threads += clock.threads == 2
@@ -231,11 +231,11 @@ def test_a_fit_that_starts_beside_a_second_pytorch_process_loses_single_steps_no
 
 
 def test_threads_the_user_set_are_kept(monkeypatch):
-    from kerasrnn import torch_trainer
+    from kerasrnn.torch import threads
 
-    clock = FakeClock(monkeypatch, torch_trainer)
+    clock = FakeClock(monkeypatch, threads)
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    governor = torch_trainer.ThreadGovernor(window=10)
+    governor = threads.ThreadGovernor(window=10)
     clock.load = True
     for _ in range(300):
         clock.step(governor)
@@ -244,11 +244,11 @@ def test_threads_the_user_set_are_kept(monkeypatch):
 
 def test_augmented_digits_train_on_torch(tmp_path):
     """GRU's defaults augment the images in tf.data: on torch the toolkit's step reads that pipeline's batches."""
-    from kerasrnn import datasets
+    from kerasrnn.digits import mnist_data
     from kerasrnn.errors import RunError
 
     try:
-        datasets.load_mnist()
+        mnist_data.load_mnist()
     except RunError as error:
         pytest.skip(f"MNIST unavailable here: {error}")
     run_dir = tmp_path / "gru"

@@ -12,7 +12,7 @@ from conftest import BACKEND, run_cli
 
 from kerasrnn import runs
 from kerasrnn.backend import cli_command
-from kerasrnn.serve import free_port
+from kerasrnn.serving.server import free_port
 
 QUICK = ["-o", "steps_per_epoch=20", "--epochs", "2", "-o", "train_length=6", "-o", "eval_samples=50",
          "-o", "test_samples=200", "-o", "validation_samples=200"]  # fmt: skip

@@ -15,7 +15,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from kerasrnn import layers, precision, torch_kernels  # noqa: E402
+from kerasrnn.modeling import layers
+from kerasrnn.torch import kernels  # noqa: E402
+from kerasrnn.training import precision
 
 KERAS_CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 FUSED_CELLS = {"lstm": layers.LSTM, "gru": layers.GRU}
@@ -71,17 +73,17 @@ def paired_models(cell: str, case: str):
 def kernel_calls(cell: str):
     """The precision of each call of the cell's fused kernel inside the block, in a list."""
     precisions = []
-    original = torch_kernels.run_lstm if cell == "lstm" else torch_kernels.run_gru
+    original = kernels.run_lstm if cell == "lstm" else kernels.run_gru
 
     def recording(*args, **kwargs):
         precisions.append(kwargs.get("precision"))
         return original(*args, **kwargs)
 
-    setattr(torch_kernels, original.__name__, recording)
+    setattr(kernels, original.__name__, recording)
     try:
         yield precisions
     finally:
-        setattr(torch_kernels, original.__name__, original)
+        setattr(kernels, original.__name__, original)
 
 
 def layer_case(cell: str, case: str) -> dict:
@@ -97,7 +99,7 @@ def layer_case(cell: str, case: str) -> dict:
 
 
 def bfloat16_case(cell: str, case: str) -> dict:
-    """The fused layers training in bfloat16 (kerasrnn.precision) against Keras' float32 loop: bfloat16's rounding
+    """The fused layers training in bfloat16 (kerasrnn.training.precision) against Keras' float32 loop: bfloat16's rounding
     apart, float32 out, and float32 again after the fit's block."""
     reference, fused, x = paired_models(cell, case)
     with kernel_calls(cell) as asked:
@@ -149,9 +151,9 @@ def float64_mapping(cell: str, go_backwards: bool) -> dict:
     weights = [v.value for v in layer.trainable_weights]
     zeros = torch.zeros((5, 4), dtype=torch.float64)
     if cell == "lstm":
-        _, outputs, states = torch_kernels.run_lstm(x, zeros, zeros, *weights, go_backwards=go_backwards)
+        _, outputs, states = kernels.run_lstm(x, zeros, zeros, *weights, go_backwards=go_backwards)
     else:
-        _, outputs, states = torch_kernels.run_gru(x, zeros, *weights, go_backwards=go_backwards)
+        _, outputs, states = kernels.run_gru(x, zeros, *weights, go_backwards=go_backwards)
     got = [outputs, *states]
     exact = equations(cell, x, *weights, go_backwards=go_backwards)
     return {

@@ -1,6 +1,6 @@
-"""The toolkit's training step on torch (kerasrnn.torch_trainer) against Keras' own `train_step`.
+"""The toolkit's training step on torch (kerasrnn.torch.step) against Keras' own `train_step`.
 
-Run by tests/test_torch_trainer.py in a process of its own (the backend is fixed at import); prints one
+Run by tests/test_step.py in a process of its own (the backend is fixed at import); prints one
 JSON document: for each case, after 1 and after 20 steps on the same batches from the same weights and
 seeds, the largest difference of the weights (absolute, and relative to how far the weights moved), of
 the optimizer's variables, and of the loss and metrics; and for each refused case, the reason.
@@ -20,11 +20,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from kerasrnn import precision, torch_trainer  # noqa: E402
 from kerasrnn.tasks import get_task  # noqa: E402
 from kerasrnn.tasks.adder import random_adder_examples  # noqa: E402
 from kerasrnn.tasks.recall import random_recall_examples  # noqa: E402
-from kerasrnn.training import compile_model  # noqa: E402
+from kerasrnn.torch import forward  # noqa: E402
+from kerasrnn.torch import step as torch_step  # noqa: E402
+from kerasrnn.training import precision  # noqa: E402
+from kerasrnn.training.fitting import compile_model  # noqa: E402
 
 STEPS_PER_EPOCH = 30  # the cosine schedule decays over epochs x this: it moves within 20 steps
 CASES = {
@@ -87,7 +89,7 @@ def measure(with_keras, with_toolkit, data, start, config, steps) -> dict:
     for x, y in data:
         keras_logs = with_keras.train_step((torch.from_numpy(x), torch.from_numpy(y)))
     keras.utils.set_random_seed(5)
-    step, reason = torch_trainer.toolkit_step(with_toolkit, config, distributed=False)
+    step, reason = torch_step.toolkit_step(with_toolkit, config, distributed=False)
     assert step is not None, reason
     for x, y in data:
         toolkit_logs = step(torch.from_numpy(x), torch.from_numpy(y))
@@ -103,7 +105,7 @@ def measure(with_keras, with_toolkit, data, start, config, steps) -> dict:
     }
     evaluation = compare_evaluation(with_toolkit, step, data) if steps > 1 else {}  # last: it leaves its own metrics
     x = data[0][0]
-    predict = torch_trainer.inference_function(with_toolkit)
+    predict = forward.inference_function(with_toolkit)
     evaluation["predict"] = largest([(with_toolkit.predict(x, verbose=0), predict(x))]) if predict else None
     return {
         "weights": weights,
@@ -168,7 +170,7 @@ def kernel_layout(tmp_dir: str) -> dict:
     model = compile_model(task, config, steps_per_epoch=STEPS_PER_EPOCH)
     data = batches("mnist", config, 3, np.random.default_rng(2))
     model._symbolic_build(data_batch=data[0])
-    step, reason = torch_trainer.toolkit_step(model, config, distributed=False)
+    step, reason = torch_step.toolkit_step(model, config, distributed=False)
     assert step is not None, reason
     for x, y in data[:2]:
         step(torch.from_numpy(x), torch.from_numpy(y))
@@ -193,13 +195,13 @@ def kernel_layout(tmp_dir: str) -> dict:
 def refusal(task_name: str, options: dict) -> str | None:
     task = get_task(task_name)
     config = task.make_config(options)
-    from kerasrnn.training import training_model
+    from kerasrnn.training.fitting import training_model
 
     model = training_model(task, config, STEPS_PER_EPOCH)
     x, y = batches(task_name, config, 1, np.random.default_rng(0))[0]
     model._symbolic_build(data_batch=(x, y))
-    INFERENCE_REFUSED[task_name, str(options)] = torch_trainer.inference_function(model) is None
-    return torch_trainer.toolkit_step(model, config, distributed=False)[1]
+    INFERENCE_REFUSED[task_name, str(options)] = forward.inference_function(model) is None
+    return torch_step.toolkit_step(model, config, distributed=False)[1]
 
 
 INFERENCE_REFUSED = {}  # (task, options) -> whether the toolkit's prediction left the model to Keras
@@ -212,10 +214,10 @@ def main() -> None:
     results["refused"] = {name: refusal(*case) for name, case in REFUSED.items()}
     results["inference refused"] = {name: INFERENCE_REFUSED[case[0], str(case[1])] for name, case in REFUSED.items()}
     results["bfloat16 units"] = precision.bfloat16_units()
-    results["refused"]["distributed"] = torch_trainer.toolkit_step(None, {}, distributed=True)[1]
-    torch_trainer.TESTED_KERAS, tested = ((3, 0), (3, 1)), torch_trainer.TESTED_KERAS
+    results["refused"]["distributed"] = torch_step.toolkit_step(None, {}, distributed=True)[1]
+    torch_step.TESTED_KERAS, tested = ((3, 0), (3, 1)), torch_step.TESTED_KERAS
     results["refused"]["another Keras"] = refusal("adder", {})
-    torch_trainer.TESTED_KERAS = tested
+    torch_step.TESTED_KERAS = tested
     print(json.dumps(results))
 
 

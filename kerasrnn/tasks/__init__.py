@@ -1,5 +1,7 @@
-"""One module per task. A module becomes a task by defining `TASK`, an instance
-of `kerasrnn.tasks.base.Task`; adding a task means adding a module here.
+"""The tasks: one module per task, the Task contract (base.py), and the registry that finds them by name.
+
+A module becomes a task by defining `TASK`, an instance of `kerasrnn.tasks.base.Task`; adding a task means
+adding a module here.
 """
 
 from __future__ import annotations

@@ -12,15 +12,10 @@ length works (a 300-bit or 10,000-bit sum never touches an int64).
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from kerasrnn import plots
 from kerasrnn.errors import UserError, require
-from kerasrnn.layers import TimeDistributed
-from kerasrnn.metrics import exact_match
-from kerasrnn.models import RecurrentSpec, build_model
+from kerasrnn.modeling.spec import RecurrentSpec
 from kerasrnn.tasks.base import (
     EVALUATION_STREAM,
     INSPECTION_STREAM,
@@ -177,6 +172,11 @@ class AdderTask(SequenceTask):
         return random_adder_examples(rng, count, steps - 1)[0]
 
     def build_model(self, config: dict):
+        import keras
+
+        from kerasrnn.modeling.layers import TimeDistributed
+        from kerasrnn.modeling.models import build_model
+
         def head(features):
             return TimeDistributed(keras.layers.Dense(1, activation="sigmoid"), name="sum_bits")(features)
 
@@ -184,6 +184,10 @@ class AdderTask(SequenceTask):
         return build_model("adder", (None, 2), spec, head, return_sequences=True)
 
     def loss_and_metrics(self, config: dict):
+        import keras
+
+        from kerasrnn.modeling.metrics import exact_match
+
         loss = keras.losses.MeanSquaredError() if config["loss"] == "mse" else keras.losses.BinaryCrossentropy()
         metrics = [
             keras.metrics.BinaryAccuracy(name="bit_accuracy"),
@@ -200,6 +204,8 @@ class AdderTask(SequenceTask):
         return (config["batch_size"], steps, 2), (config["batch_size"], steps, 1)
 
     def training_data(self, config: dict, first_epoch: int = 0):
+        import tensorflow as tf
+
         train = self.training_dataset(config, first_epoch)
         validation_length = config["validation_length"] or config["train_length"]
         x_val, y_val = random_adder_examples(
@@ -266,6 +272,8 @@ class AdderTask(SequenceTask):
         return f"{result['a']} + {result['b']} = {result['sum']}   ({d['a']} + {d['b']} = {d['sum']}, {verdict})"
 
     def plot(self, run_dir, config: dict, evaluation: dict) -> list:
+        from kerasrnn.insight import plots
+
         return [
             plots.iteration_loss(run_dir, config),
             plots.epoch_curves(run_dir, ["loss", "exact_accuracy", "bit_accuracy"], config),

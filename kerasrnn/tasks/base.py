@@ -10,6 +10,7 @@ import numpy as np
 
 from kerasrnn.config import COMMON_DEFAULTS, PRECISIONS, Recipe, format_settings, nullable_options
 from kerasrnn.errors import UserError, require
+from kerasrnn.modeling.spec import RecurrentSpec
 
 # Options whose values are names, accepted in any case (LSTM, Cosine, BCE).
 NAMED_CHOICES = ("cell", "loss", "lr_schedule", "train_step", "jit_compile", "steps_per_execution", "precision")
@@ -118,7 +119,7 @@ class Task:
 
     def training_batches(self, config: dict):
         """The training batches as numpy arrays without tf.data, for a trainer that feeds its backend directly
-        (kerasrnn.torch_trainer): a function `epoch -> iterator of (x, y)`, one epoch's batches.
+        (kerasrnn.torch.step): a function `epoch -> iterator of (x, y)`, one epoch's batches.
 
         Generated tasks give exactly the batches `training_data` gives; fixed data sets give the same
         examples in a seeded order of their own. None where only the tf.data pipeline makes them.
@@ -126,7 +127,7 @@ class Task:
         return None
 
     def candidates(self, config: dict) -> int:
-        """How many starting points a fit trains side by side, keeping the best (kerasrnn.candidates); 1: an
+        """How many starting points a fit trains side by side, keeping the best (kerasrnn.training.candidates); 1: an
         ordinary fit."""
         return 1
 
@@ -143,6 +144,11 @@ class Task:
         """(the model's input array for a person's `inputs`, what a page shows beside the answer)."""
         raise NotImplementedError
 
+    def check_inputs(self, config: dict, inputs: list[str]) -> None:
+        """Refuse a person's `inputs` that cannot be answered, before a model or a framework loads (so that a
+        mistyped input costs no start-up); the default builds them with `model_input`."""
+        self.model_input(config, inputs)
+
     def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
         """The model's answer for a person's `inputs`; `show`: a figure of the inputs, where `shows_inputs`."""
         raise NotImplementedError
@@ -155,7 +161,7 @@ class Task:
         """The run's figures from `evaluate`'s result (which it must not change); their paths."""
         return []
 
-    # ---- looking inside (kerasrnn.inspection: `kerasrnn inspect`) --------------------------------
+    # ---- looking inside (kerasrnn.insight.inspection: `kerasrnn inspect`) --------------------------------
     # What the state should hold, for linear probes: {name: what it is}; `inspection_examples` gives the targets.
     probes: dict = {}
 
@@ -235,7 +241,7 @@ class SequenceTask(Task):
         )
 
     def training_batches(self, config: dict):
-        """The same batches as `training_dataset`, as numpy arrays (kerasrnn.torch_trainer)."""
+        """The same batches as `training_dataset`, as numpy arrays (kerasrnn.torch.step)."""
         return generated_epochs(functools.partial(self.training_batch, config), config["steps_per_epoch"])
 
     def scores_by_length(self, model, config: dict, lengths: list[int]) -> dict:
@@ -244,8 +250,6 @@ class SequenceTask(Task):
 
 
 def validate_common(config: dict) -> None:
-    from kerasrnn.models import RecurrentSpec
-
     RecurrentSpec.from_config(config)  # validates cell, units, layers, dropout
     require_whole_numbers(config, ("epochs", "batch_size"))
     per_call = config["steps_per_execution"]
@@ -298,12 +302,12 @@ def parse_lengths(text: str | None, default: list[int] | None = None) -> list[in
 def predict_batches(model, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
     """`model.predict(x)` without its per-call set-up (a data adapter and an epoch iterator): that set-up
     is most of the time when a small model is scored at dozens of lengths (docs/recall.md has the measurement).
-    On torch, the toolkit's forward pass where it reproduces the model (kerasrnn.torch_trainer)."""
+    On torch, the toolkit's forward pass where it reproduces the model (kerasrnn.torch.step)."""
     import keras
 
     predict = model.predict_on_batch
     if keras.backend.backend() == "torch" and isinstance(model, keras.Model):
-        from kerasrnn.torch_trainer import inference_function
+        from kerasrnn.torch.forward import inference_function
 
         predict = inference_function(model) or predict
     return np.concatenate([np.asarray(predict(x[start : start + batch_size])) for start in range(0, len(x), batch_size)])

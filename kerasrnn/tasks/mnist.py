@@ -12,17 +12,11 @@ from __future__ import annotations
 import functools
 import sys
 
-import keras
 import numpy as np
-import tensorflow as tf
-from sklearn.metrics import classification_report, confusion_matrix
-from sklearn.model_selection import train_test_split
 
-from kerasrnn import images, plots
 from kerasrnn.config import Recipe
-from kerasrnn.datasets import load_mnist
 from kerasrnn.errors import UserError, require
-from kerasrnn.models import RecurrentSpec, build_model
+from kerasrnn.modeling.spec import RecurrentSpec
 from kerasrnn.tasks.base import Task, predict_batches, shuffled_epochs
 
 CLASSES = 10
@@ -31,6 +25,8 @@ VALIDATION_SIZE = 10000
 
 def stratified_split(x: np.ndarray, y: np.ndarray, seed: int, validation_size: int = VALIDATION_SIZE):
     """(x_train, x_val, y_train, y_val), train_test_split's order: each class in proportion in both parts, seeded."""
+    from sklearn.model_selection import train_test_split
+
     return tuple(np.asarray(part) for part in train_test_split(x, y, test_size=validation_size, stratify=y, random_state=seed))
 
 
@@ -38,6 +34,8 @@ def stratified_split(x: np.ndarray, y: np.ndarray, seed: int, validation_size: i
 def cached_splits(data_path, seed: int, limit: int | None):
     """(train, validation, test) pairs; a fit asks for them for its data, its batches and its evaluation:
     the data set is read and split once per process."""
+    from kerasrnn.digits.mnist_data import load_mnist
+
     # Progress goes to stderr: stdout may be carrying a --json document.
     x, y, x_test, y_test = load_mnist(data_path, log=lambda message: print(message, file=sys.stderr))
     x_train, x_val, y_train, y_val = stratified_split(x, y, seed)
@@ -47,11 +45,15 @@ def cached_splits(data_path, seed: int, limit: int | None):
 
 
 def scale(images_uint8, labels):
+    import tensorflow as tf
+
     return tf.cast(images_uint8, tf.float32) / 255.0, labels
 
 
-def augmenter(seed: int) -> keras.Sequential:
+def augmenter(seed: int):
     """Small random shifts, rotations and zooms, as a photographed digit would differ from MNIST."""
+    import keras
+
     return keras.Sequential(
         [
             keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
@@ -64,6 +66,8 @@ def augmenter(seed: int) -> keras.Sequential:
 
 def vary_strokes(batch, seed):
     """Thicken about a third of the digits (pens differ), blur another third (focus and scans differ)."""
+    import tensorflow as tf
+
     choice = tf.random.stateless_uniform((tf.shape(batch)[0], 1, 1, 1), seed=seed)
     thick = tf.nn.max_pool2d(batch, ksize=2, strides=1, padding="SAME")
     blur_kernel = tf.constant([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], shape=(3, 3, 1, 1)) / 16.0
@@ -74,6 +78,8 @@ def vary_strokes(batch, seed):
 def degrade_like_photos(batch, seed):
     """What a person's photo or scan leaves after preprocessing: a writer's wobble (elastic), strokes
     thicker or thinner, blur, a low-resolution round trip, and weaker contrast at the edges."""
+    import tensorflow as tf
+
     seeds = tf.random.experimental.stateless_split(seed, 4)
     size = tf.shape(batch)[0]
     choice = tf.random.stateless_uniform((size, 1, 1, 1), seed=seeds[0])
@@ -87,7 +93,10 @@ def degrade_like_photos(batch, seed):
     return tf.clip_by_value(batch, 0.0, 1.0) ** gamma
 
 
-def augmented(dataset: tf.data.Dataset, seed: int, photo: bool) -> tf.data.Dataset:
+def augmented(dataset, seed: int, photo: bool):
+    import keras
+    import tensorflow as tf
+
     layers = augmenter(seed)
     elastic = None
     if photo:
@@ -162,12 +171,18 @@ class MnistTask(Task):
         return config
 
     def build_model(self, config: dict):
+        import keras
+
+        from kerasrnn.modeling.models import build_model
+
         def head(features):
             return keras.layers.Dense(CLASSES, activation="softmax", name="digit")(features)
 
         return build_model("mnist", (28, 28), RecurrentSpec.from_config(config), head, return_sequences=False)
 
     def loss_and_metrics(self, config: dict):
+        import keras
+
         return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def splits(self, config: dict):
@@ -175,6 +190,8 @@ class MnistTask(Task):
 
     def training_data(self, config: dict, first_epoch: int = 0):
         # A resumed fit starts a fresh seeded shuffle: the images are the same set, their order differs.
+        import tensorflow as tf
+
         (x_train, y_train), (x_val, y_val), _ = self.splits(config)
         batch = min(config["batch_size"], len(x_train))
         train = (
@@ -199,6 +216,8 @@ class MnistTask(Task):
         return shuffled_epochs(pixels, y_train.astype(np.int32), batch, config["seed"])
 
     def evaluate(self, model, config: dict, lengths=None) -> dict:
+        from sklearn.metrics import classification_report, confusion_matrix
+
         if lengths:
             raise UserError("mnist has no sequence lengths to evaluate: its images are always 28 rows")
         _, _, (x_test, y_test) = self.splits(config)
@@ -220,12 +239,28 @@ class MnistTask(Task):
         }
 
     def model_input(self, config: dict, inputs: list[str]) -> tuple[np.ndarray, dict]:
+        from kerasrnn.digits import images
+
         prepared = np.stack([images.preprocess_file(path) for path in inputs])
         return prepared, {"image": np.round(prepared[0], 4).tolist()}
+
+    def check_inputs(self, config: dict, inputs: list[str]) -> None:
+        """Refused only when no input is an image file at all: each unreadable one is reported beside the others'
+        answers, and reading them is `predict`'s work."""
+        from kerasrnn.digits import images
+
+        problems = [images.file_problem(path) for path in inputs]
+        if all(problems):
+            raise UserError(
+                problems[0] if len(problems) == 1 else f"none of the {len(problems)} images could be read: {problems[0]}"
+            )
 
     def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
         """Every readable image answered; each unreadable one gets its own error (a UserError only when none
         could be read)."""
+        from kerasrnn.digits import images
+        from kerasrnn.insight import plots
+
         steps, read, errors = [], [], []
         for path in inputs:
             try:
@@ -253,6 +288,8 @@ class MnistTask(Task):
         return "\n".join(f"{p['input']}: {p['label']} (confidence {p['confidence']:.3f})" for p in result["predictions"])
 
     def plot(self, run_dir, config: dict, evaluation: dict) -> list:
+        from kerasrnn.insight import plots
+
         x_test, y_test, predicted = evaluation["_examples"]
         return [
             plots.iteration_loss(run_dir, config),
@@ -291,6 +328,8 @@ class MnistTask(Task):
         return {"rows": found, "_images": x}
 
     def inspection_figures(self, out_dir, x: np.ndarray, extras: dict, labels: list[str]) -> list:
+        from kerasrnn.insight import plots
+
         return [plots.rows_that_matter(out_dir, extras["_images"], extras["rows"], labels)]
 
 

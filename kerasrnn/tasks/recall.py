@@ -12,14 +12,11 @@ steps to leak into the answer.
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from kerasrnn import plots
 from kerasrnn.config import Recipe
 from kerasrnn.errors import UserError, require
-from kerasrnn.models import RecurrentSpec, build_model
+from kerasrnn.modeling.spec import RecurrentSpec
 from kerasrnn.tasks.base import (
     EVALUATION_STREAM,
     INSPECTION_STREAM,
@@ -73,8 +70,10 @@ def curriculum_max_length(config: dict, epoch: int) -> int:
     return start + (high - start) * epoch // ramp
 
 
-def mixed_length_dataset(rng: np.random.Generator, samples: int, lengths: list[int], index: int) -> tf.data.Dataset:
-    """A fixed data set spread evenly over `lengths`, batched one length at a time."""
+def mixed_length_dataset(rng: np.random.Generator, samples: int, lengths: list[int], index: int):
+    """A fixed tf.data set spread evenly over `lengths`, batched one length at a time."""
+    import tensorflow as tf
+
     per_length = max(1, samples // len(lengths))
     parts = [tf.data.Dataset.from_tensor_slices(random_recall_examples(rng, per_length, n, index)).batch(256) for n in lengths]
     dataset = parts[0]
@@ -123,7 +122,7 @@ class RecallTask(SequenceTask):
         "lr_schedule": "cosine",
         "clipnorm": 1.0,
         "readout_units": 0,  # a ReLU layer between the final state and the softmax; 0: none
-        "candidates": 1,  # train N starts side by side, keep the best on validation (kerasrnn.candidates)
+        "candidates": 1,  # train N starts side by side, keep the best on validation (kerasrnn.training.candidates)
         "curriculum_epochs": 0,  # grow the longest training length over this many epochs; 0: all lengths from the start
         "index": 2,
         "min_length": 3,
@@ -199,6 +198,10 @@ class RecallTask(SequenceTask):
         return one_hot(random_digit_sequences(rng, count, shape[0]))
 
     def build_model(self, config: dict):
+        import keras
+
+        from kerasrnn.modeling.models import build_model
+
         def head(features):
             readout_units = config["readout_units"]
             if readout_units:
@@ -213,6 +216,8 @@ class RecallTask(SequenceTask):
         return config["candidates"]
 
     def loss_and_metrics(self, config: dict):
+        import keras
+
         return keras.losses.SparseCategoricalCrossentropy(), [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def training_lengths(self, config: dict) -> list[int]:
@@ -294,6 +299,8 @@ class RecallTask(SequenceTask):
         return f"{line}\n({result['note']})" if result.get("note") else line
 
     def plot(self, run_dir, config: dict, evaluation: dict) -> list:
+        from kerasrnn.insight import plots
+
         return [
             plots.iteration_loss(run_dir, config),
             plots.epoch_curves(run_dir, ["loss", "accuracy"], config),

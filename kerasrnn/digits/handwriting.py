@@ -294,7 +294,7 @@ def read_digits(model, samples) -> tuple[np.ndarray, np.ndarray]:
 
     An image in which preprocessing finds no digit reads as a blank 28x28 and the digit -1: a miss.
     """
-    from kerasrnn import images
+    from kerasrnn.digits import images
     from kerasrnn.errors import UserError
 
     def read(image) -> np.ndarray:

@@ -6,7 +6,7 @@ writes an ordinary run directory; this module reads its metrics.json and
 adds the child's peak resident memory (from the kernel, via os.wait4).
 
 With `reference=True` two hand-written PyTorch loops of the same model and
-batch add a row each (kerasrnn.torch_reference): the plain loop, the fastest
+batch add a row each (kerasrnn.torch.reference): the plain loop, the fastest
 one writes by hand, and the course notebook's loop as written; every row then
 says its speed against the plain loop.
 
@@ -24,10 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-from kerasrnn import reports, runs, tables
+from kerasrnn import runs
 from kerasrnn.backend import BACKENDS, INSTALL_HINTS, backend_installed, cli_command
 from kerasrnn.config import format_option_value
 from kerasrnn.errors import UserError, require
+from kerasrnn.studies import reports, tables
 
 TABLE_COLUMNS = [
     ("backend", "backend"),
@@ -70,7 +71,7 @@ def run_measured(command: list[str], env: dict | None = None) -> tuple[int, floa
 
 def parse_device_counts(text: str) -> list[int]:
     """`--devices 1,2,4`: the device counts to compare."""
-    from kerasrnn.distribution import parse_devices
+    from kerasrnn.training.distribution import parse_devices
 
     counts = [parse_devices(part) for part in text.split(",") if part.strip()]
     require(counts and all(isinstance(count, int) for count in counts), f"--devices takes counts such as 1,2, got {text!r}")
@@ -117,8 +118,8 @@ def row_from_metrics(name: str, metrics: dict, wall: float, memory: float) -> di
 
 
 def bench_reference(task: str, options: dict, out: Path, loop: str = "plain") -> dict:
-    """A hand-written PyTorch loop's row (mnist only): `plain` or `notebook` (kerasrnn.torch_reference)."""
-    from kerasrnn.torch_reference import LOOPS
+    """A hand-written PyTorch loop's row (mnist only): `plain` or `notebook` (kerasrnn.torch.reference)."""
+    from kerasrnn.torch.reference import LOOPS
 
     name = LOOPS[loop]
     if task != "mnist":
@@ -127,7 +128,7 @@ def bench_reference(task: str, options: dict, out: Path, loop: str = "plain") ->
         return {"backend": name, "status": f"not installed: {INSTALL_HINTS['torch']}"}
     out.mkdir(parents=True, exist_ok=True)
     result_file = out / f"torch-reference-{loop}.json"
-    command = [sys.executable, "-m", "kerasrnn.torch_reference", json.dumps(options), str(result_file), loop]
+    command = [sys.executable, "-m", "kerasrnn.torch.reference", json.dumps(options), str(result_file), loop]
     status, wall, memory, stderr = run_measured(command)
     if status != 0:
         return {"backend": name, "status": f"failed: {stderr.splitlines()[-1] if stderr else status}"}
@@ -202,7 +203,7 @@ def median_run(measured: list[dict]) -> dict:
 
 def with_plain_loop_ratio(results: list[dict]) -> list[dict]:
     """Each row's samples/s against the plain PyTorch loop's, where that loop ran."""
-    from kerasrnn.torch_reference import LOOPS
+    from kerasrnn.torch.reference import LOOPS
 
     plain = next((row for row in results if row["backend"] == LOOPS["plain"] and row.get("status") == "ok"), None)
     if plain is None:
@@ -273,7 +274,7 @@ def scaling_table(rows: list[dict]) -> str:
 
 def write_tables(document: dict, out: Path) -> None:
     """bench.json, bench.csv, bench.md and bench.png in `out`."""
-    from kerasrnn import plots
+    from kerasrnn.insight import plots
 
     runs.write_json_atomic(out / "bench.json", document)
     tables.write_csv(out / "bench.csv", document["results"], [key for key, _ in TABLE_COLUMNS])

@@ -250,7 +250,7 @@ def sweep_accuracy_by_length(path: Path, by_length: dict[str, dict], metric: str
     return save_to(figure, path)
 
 
-# ---- inside a network (kerasrnn.inspection) -------------------------------------------------------
+# ---- inside a network (kerasrnn.insight.inspection) -------------------------------------------------------
 def step_axis(axis, labels: list[str]) -> None:
     """Steps along x, labelled with what each step reads (thinned out for long sequences)."""
     every = max(1, len(labels) // 32)

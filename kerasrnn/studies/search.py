@@ -1,4 +1,4 @@
-"""`kerasrnn tune` (kerasrnn.search): search a task's options with KerasTuner's oracles; every trial a complete fit run directory.
+"""`kerasrnn tune` (kerasrnn.studies.search): search a task's options with KerasTuner's oracles; every trial a complete fit run directory.
 
 The search engine is KerasTuner's own: its oracles (random, Bayesian, Hyperband), its state files (so `--resume`
 continues a search) and its distributed mode, a chief process running the oracle over gRPC and workers on
@@ -20,8 +20,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from kerasrnn import runs, tables
+from kerasrnn import runs
 from kerasrnn.errors import option, require
+from kerasrnn.studies import tables
 from kerasrnn.tasks import get_task
 
 ALGORITHMS = ("random", "bayesian", "hyperband")
@@ -126,17 +127,25 @@ def defaults_first(oracle_class):
     return DefaultsFirst
 
 
+def check_search(algorithm: str, searched: list[str], max_trials) -> None:
+    """Refuse a search that cannot run, before KerasTuner (and with it a backend) is imported."""
+    require(isinstance(max_trials, int) and max_trials >= 1, f"{option('max_trials')} must be a whole number >= 1")
+    require(algorithm in ALGORITHMS, f"{option('algorithm')} is one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    require(
+        not (algorithm == "hyperband" and "epochs" in searched),
+        f"hyperband chooses each trial's epochs: leave epochs out of {option('search')}",
+    )
+
+
 def make_oracle(algorithm: str, space, max_trials: int, seed: int, max_epochs: int):
     """KerasTuner's oracle for `algorithm`; Hyperband's trials get from 1 to `max_epochs` epochs (the fit's)."""
     import keras_tuner
 
     classes = {"random": keras_tuner.oracles.RandomSearchOracle, "bayesian": keras_tuner.oracles.BayesianOptimizationOracle,
                "hyperband": keras_tuner.oracles.HyperbandOracle}  # fmt: skip
-    require(algorithm in classes, f"{option('algorithm')} is one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     score = keras_tuner.Objective("score", direction="max")
     if algorithm != "hyperband":
         return defaults_first(classes[algorithm])(objective=score, max_trials=max_trials, hyperparameters=space, seed=seed)
-    require("epochs" not in space.values, f"hyperband chooses each trial's epochs: leave epochs out of {option('search')}")
     oracle = defaults_first(classes[algorithm])(
         objective=score, max_epochs=max_epochs, factor=HYPERBAND_FACTOR, hyperband_iterations=1, hyperparameters=space, seed=seed
     )
@@ -172,12 +181,10 @@ def tuner_class():
     return RunTuner
 
 
-def fit_trial(task_name: str, options: dict, out: Path, log):
-    """`score(trial)`: the trial's settings fitted into DIR/trials/trial_ID (a finished one reused, an unfinished
-    one, taken over after its worker died, resumed), scored by `objective`."""
+def fit_trial(task_name: str, options: dict, out: Path, log, fit_run):
+    """`score(trial)`: the trial's settings fitted by `fit_run` (kerasrnn.fit) into DIR/trials/trial_ID (a finished
+    one reused, an unfinished one, taken over after its worker died, resumed), scored by `objective`."""
     import keras
-
-    from kerasrnn import api
 
     def score(trial) -> float:
         run_dir = trial_dir(out, trial.trial_id)
@@ -189,7 +196,7 @@ def fit_trial(task_name: str, options: dict, out: Path, log):
         else:
             resume = run_dir.exists()
             settings = {**options, **chosen}  # a trial's own values over the options fixed for all
-            metrics = api.fit(task_name, out=run_dir, resume=resume, verbose=0, log=lambda line: None, **settings).metrics
+            metrics = fit_run(task_name, out=run_dir, resume=resume, verbose=0, log=lambda line: None, **settings).metrics
         value = objective(task_name, metrics)
         log(f"kerasrnn tune: trial {trial.trial_id} scored {value:.4f}")
         return value
@@ -257,10 +264,11 @@ def configure_distribution(chief: str | None, worker: str | None, worker_id: str
 
 def tune(task_name: str, options: dict, out: Path, searched: list[str], max_trials: int, algorithm: str = "random",
          resume: bool = False, chief: str | None = None, worker: str | None = None, worker_id: str | None = None,
-         log=print, verbose: int = 1) -> dict | None:  # fmt: skip
-    """Run (or join) a search; the chief and a process alone write DIR/tune.json and DIR/best and return its
+         log=print, verbose: int = 1, *, fit_run) -> dict | None:  # fmt: skip
+    """Run (or join) a search whose trials `fit_run` fits (kerasrnn.fit: the API hands it in, so that this module
+    needs nothing of the API); the chief and a process alone write DIR/tune.json and DIR/best and return its
     document, a worker returns None."""
-    require(isinstance(max_trials, int) and max_trials >= 1, f"{option('max_trials')} must be a whole number >= 1")
+    check_search(algorithm, searched, max_trials)
     out = Path(out)
     role = configure_distribution(chief, worker, worker_id)
     state = out / PROJECT
@@ -276,7 +284,7 @@ def tune(task_name: str, options: dict, out: Path, searched: list[str], max_tria
     oracle = make_oracle(algorithm, space, max_trials, defaults["seed"], defaults["epochs"])
     out.mkdir(parents=True, exist_ok=True)
     with contextlib.redirect_stdout(sys.stderr):  # KerasTuner prints its progress: stdout is for the results
-        tuner = tuner_class()(oracle, out, fit_trial(task_name, options, out, log))
+        tuner = tuner_class()(oracle, out, fit_trial(task_name, options, out, log, fit_run))
         log(f"kerasrnn tune: {task_name}, {algorithm} search of {', '.join(searched)}, {max_trials} trials ({role})")
         try:
             tuner.search(verbose=verbose)

@@ -10,12 +10,13 @@ from kerasrnn.tasks import get_task
 
 def load_predictor(path: Path):
     """(task, config, model-like) for a run directory or an exported artifact (SavedModel, .tflite, .keras)."""
-    from kerasrnn import export, training
+    from kerasrnn.export import artifacts
+    from kerasrnn.training import fitting
 
-    if export.artifact_format(path) in (None, "run"):
-        return training.load_compiled_run(path)  # None: read_config says clearly what is wrong with the path
-    metadata = export.read_metadata(path)
-    return get_task(metadata["task"]), metadata["config"], export.load_artifact(path, metadata)
+    if artifacts.artifact_format(path) in (None, "run"):
+        return fitting.load_compiled_run(path)  # None: read_config says clearly what is wrong with the path
+    metadata = artifacts.read_metadata(path)
+    return get_task(metadata["task"]), metadata["config"], artifacts.load_artifact(path, metadata)
 
 
 def predict_run(path: Path, inputs: list[str], show: str | None = None) -> dict:
@@ -23,12 +24,20 @@ def predict_run(path: Path, inputs: list[str], show: str | None = None) -> dict:
     return predict_with(*load_predictor(path), inputs, show=show)
 
 
-def predict_with(task, config: dict, model, inputs: list[str], show: str | None = None) -> dict:
-    """`task`'s prediction with an already loaded model or artifact (anything with `predict(x)`)."""
+def check_request(task, config: dict, inputs: list[str], show: str | None = None, before_loading: bool = False) -> None:
+    """Refuse a request whose inputs cannot be answered; `before_loading`: also the task's own check of the inputs
+    (`Task.check_inputs`), before a model or a framework loads."""
     if not inputs:
         raise UserError(f"predict needs inputs for {task.name}: {task.predict_inputs}")
     if show is not None and not task.shows_inputs:
         raise UserError(f"{option('show')} applies to image tasks; {task.name} draws no figure of its inputs")
+    if before_loading:
+        task.check_inputs(config, inputs)
+
+
+def predict_with(task, config: dict, model, inputs: list[str], show: str | None = None) -> dict:
+    """`task`'s prediction with an already loaded model or artifact (anything with `predict(x)`)."""
+    check_request(task, config, inputs, show)
     figure = figure_path(show) if show is not None else None
     result = task.predict(model, config, inputs, show=str(figure) if figure else None)
     if figure:

@@ -1,6 +1,6 @@
 """PyTorch training loops of the toolkit's MNIST model: the baselines `kerasrnn bench --reference` compares with.
 
-    python -m kerasrnn.torch_reference '{"epochs": 2}' result.json [plain|notebook]
+    python -m kerasrnn.torch.reference '{"epochs": 2}' result.json [plain|notebook]
 
 Both train the same split, cell, units, layers, direction, batch size, epochs,
 Adam learning rate and seed as `kerasrnn fit mnist`, written the way people
@@ -108,7 +108,7 @@ def notebook_epochs(x_train: np.ndarray, y_train: np.ndarray, batch: int, genera
 def train_and_measure(config: dict, loop: str = "plain") -> dict:
     import torch
 
-    from kerasrnn.datasets import load_mnist
+    from kerasrnn.digits.mnist_data import load_mnist
     from kerasrnn.tasks.mnist import stratified_split
 
     torch.manual_seed(config["seed"])

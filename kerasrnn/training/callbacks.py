@@ -12,7 +12,8 @@ from pathlib import Path
 
 import keras
 
-from kerasrnn import faults, runs
+from kerasrnn import runs
+from kerasrnn.training import faults
 
 
 class IterationLossLogger(keras.callbacks.Callback):

@@ -1,9 +1,7 @@
-"""Export a run as .keras, SavedModel or LiteRT (TFLite), and read those artifacts back.
+"""Export a run as .keras, SavedModel or LiteRT (TFLite), each checked against Keras.
 
-Every artifact carries a small metadata document (`kerasrnn.json`) that names
-its task and the run's config, so `kerasrnn predict ARTIFACT ...` knows how to
-encode inputs and decode outputs. A SavedModel directory holds it inside; a
-`.keras` or `.tflite` file has it beside it, as `FILE.json`.
+Every artifact carries a small metadata document beside it or inside it
+(kerasrnn.export.artifacts reads it and the artifact back).
 
 Exports always run on TensorFlow: the `.keras` file is backend-neutral, so a
 run trained on JAX or PyTorch reloads under TensorFlow and exports the same way.
@@ -18,6 +16,12 @@ step. A bidirectional layer reads the sequence backwards from its end, so it
 cannot stream: those models export to SavedModel and .keras only. MNIST's
 input is fixed at (1, 28, 28) and is converted whole.
 
+ONNX. Keras' own `model.export(path, format="onnx")`, on TensorFlow whichever backend trained the run: traced
+on torch, Keras' ONNX export gave outputs 0.007-0.02 away from Keras, and on JAX it failed (docs/export.md).
+The graph keeps batch and length free; tf2onnx writes Keras' recurrent layers as ONNX's own LSTM, GRU and RNN
+operators, which take any length in one call, so ONNX needs no streaming variant. One whose check fails is
+not kept: programs outside the toolkit read it, and would not see the metadata's warning.
+
 Each export checks itself: it runs the artifact and the Keras model on the
 same random inputs (several lengths for sequence tasks) and records the
 largest absolute difference in the metadata; above 1e-5 it refuses.
@@ -25,10 +29,12 @@ largest absolute difference in the metadata; above 1e-5 it refuses.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,49 +42,26 @@ import numpy as np
 from kerasrnn import runs
 from kerasrnn.backend import native_stderr_silenced
 from kerasrnn.errors import RunError, UserError, require
+from kerasrnn.export.artifacts import (
+    METADATA_FILE,
+    SAVED_MODEL_MARKER,
+    OnnxRunner,
+    load_artifact,
+    metadata_path,
+    require_packages,
+)
 
-FORMATS = ("keras", "savedmodel", "tflite")
-METADATA_FILE = "kerasrnn.json"
+FORMATS = ("keras", "savedmodel", "tflite", "onnx")
+FILE_SUFFIXES = (".keras", ".tflite", ".onnx")  # the formats that are one file
 PARITY_TOLERANCE = 1e-5
 PARITY_LENGTHS = (1, 5, 21, 65)  # time steps tried for sequence tasks
-SAVED_MODEL_MARKER = "saved_model.pb"
 
 
-# ---- paths and metadata ------------------------------------------------------
 def default_artifact_path(run_dir: Path, fmt: str) -> Path:
-    names = {"keras": "model.keras", "savedmodel": "savedmodel", "tflite": "model.tflite"}
-    return Path(run_dir) / "export" / names[fmt]
+    names = {"keras": "model.keras", "savedmodel": "savedmodel", "tflite": "model.tflite", "onnx": "model.onnx"}
+    return runs.output_dir(run_dir, "export") / names[fmt]
 
 
-def metadata_path(artifact: Path) -> Path:
-    artifact = Path(artifact)
-    return artifact / METADATA_FILE if artifact.is_dir() else artifact.with_name(artifact.name + ".json")
-
-
-def artifact_format(path: Path) -> str | None:
-    """'run', 'savedmodel', 'tflite' or 'keras' for a path predict may be given; None if none of them."""
-    path = Path(path)
-    if path.is_dir() and (path / runs.CONFIG_FILE).exists():
-        return "run"
-    if path.is_dir() and (path / SAVED_MODEL_MARKER).exists():
-        return "savedmodel"
-    if path.is_file() and path.suffix == ".tflite":
-        return "tflite"
-    if path.is_file() and path.suffix == ".keras":
-        return "keras"
-    return None
-
-
-def read_metadata(artifact: Path) -> dict:
-    path = metadata_path(artifact)
-    if not path.exists():
-        raise UserError(f"{artifact} has no {path.name} beside it: copy it along with the artifact (kerasrnn export writes both)")
-    metadata = runs.read_json(path, "the artifact's metadata")
-    require("task" in metadata and "config" in metadata, f"the artifact's metadata names no task: {path}")
-    return metadata
-
-
-# ---- the model's recurrent structure -----------------------------------------
 def recurrent_layers_and_head(model):
     """(recurrent layers in order, the per-step head layers in order) of a toolkit model; refuses what cannot stream."""
     import keras
@@ -137,7 +120,8 @@ def export_run(run_dir: Path, fmt: str, out: Path | None = None, log=print) -> d
     out = Path(out) if out else default_artifact_path(run_dir, fmt)
     require(not (fmt == "keras" and out.suffix != ".keras"), f"a keras export is a .keras file, got {out}")
     require(not (fmt == "tflite" and out.suffix != ".tflite"), f"a tflite export is a .tflite file, got {out}")
-    require(not (fmt == "savedmodel" and out.suffix in (".keras", ".tflite")), f"a savedmodel export is a directory, got {out}")
+    require(not (fmt == "onnx" and out.suffix != ".onnx"), f"an onnx export is a .onnx file, got {out}")
+    require(not (fmt == "savedmodel" and out.suffix in FILE_SUFFIXES), f"a savedmodel export is a directory, got {out}")
     require(
         not out.is_dir() or (out / SAVED_MODEL_MARKER).exists(),
         f"{out} is a directory that is not a SavedModel export: choose another --out (nothing there is replaced)",
@@ -153,7 +137,7 @@ def export_run(run_dir: Path, fmt: str, out: Path | None = None, log=print) -> d
         "config": config,
         "source_run": str(run_dir),
     }
-    writer = {"keras": write_keras, "savedmodel": write_saved_model, "tflite": write_tflite}[fmt]
+    writer = {"keras": write_keras, "savedmodel": write_saved_model, "tflite": write_tflite, "onnx": write_onnx}[fmt]
     metadata["interface"] = writer(model, out)
     log(f"kerasrnn: wrote {out}; checking it against the Keras model")
     try:
@@ -164,6 +148,12 @@ def export_run(run_dir: Path, fmt: str, out: Path | None = None, log=print) -> d
     metadata["size_bytes"] = artifact_size(out)
     runs.write_json_atomic(metadata_path(out), metadata)
     if metadata["parity"]["max_abs_difference"] > PARITY_TOLERANCE:
+        if fmt == "onnx":  # read by programs outside the toolkit, which would not see the metadata's warning
+            remove_artifact(out)
+            raise RunError(
+                f"the exported onnx model differs from Keras by {metadata['parity']['max_abs_difference']:.3g} "
+                f"(> {PARITY_TOLERANCE}): not kept"
+            )
         raise RunError(
             f"the exported {fmt} model differs from Keras by {metadata['parity']['max_abs_difference']:.3g} "
             f"(> {PARITY_TOLERANCE}); the artifact is in {out}, but do not trust it"
@@ -244,6 +234,34 @@ def write_tflite(model, out: Path) -> dict:
     return interface
 
 
+def write_onnx(model, out: Path) -> dict:
+    """`model` as ONNX by Keras' own `model.export(format="onnx")`, batch and time dimensions free."""
+    require_packages(("tf2onnx", "onnx"), "an ONNX export")  # what Keras' ONNX export imports
+    steps = model.input_shape[1] or 2
+    model.predict(np.zeros((1, steps, *model.input_shape[2:]), dtype=np.float32), verbose=0)  # Keras: "never called"
+    quiet = logging.getLogger("tf2onnx")  # it logs every rewrite, and Keras prints the path: not the user's business
+    level, quiet.level = quiet.level, logging.ERROR
+    try:
+        with runs.atomic_path(out) as temporary, native_stderr_silenced(), contextlib.redirect_stdout(io.StringIO()):
+            model.export(str(temporary), format="onnx", verbose=False)
+    finally:
+        quiet.setLevel(level)
+    session = OnnxRunner(out).session
+    return {
+        "input": session.get_inputs()[0].name,
+        "output": session.get_outputs()[0].name,
+        "input_shape": [None, *model.input_shape[1:]],
+        "opset": onnx_opset(out),
+    }
+
+
+def onnx_opset(path: Path) -> int:
+    import onnx
+
+    versions = [entry.version for entry in onnx.load(str(path)).opset_import if entry.domain in ("", "ai.onnx")]
+    return int(max(versions))
+
+
 def artifact_size(path: Path) -> int:
     path = Path(path)
     if path.is_dir():
@@ -251,97 +269,6 @@ def artifact_size(path: Path) -> int:
     return path.stat().st_size
 
 
-# ---- reading artifacts -----------------------------------------------------------
-def loading_failure(path: Path, kind: str, error: Exception) -> Exception:
-    """Whose fault a failed load is: a file that does not parse is the user's (exit 2), anything else the environment's.
-
-    The loaders report unreadable or damaged files as OSError, ValueError or a TensorFlow OpError; an op the installed
-    TensorFlow does not know (NotFoundError "Op type not registered") and every other exception (an ImportError of a
-    half-installed library, a RuntimeError, MemoryError) mean the installation cannot load a file that may be fine.
-    """
-    message = str(error)
-    environment = "not registered" in message or not isinstance(error, OSError | ValueError | op_error_type())
-    if environment:
-        first_line = message.strip().splitlines()[0] if message.strip() else ""
-        return RunError(f"{path} could not be loaded as {kind} by this installation ({type(error).__name__}: {first_line[:200]})")
-    return UserError(f"{path} could not be loaded as {kind} ({type(error).__name__}): it is corrupt")
-
-
-def op_error_type() -> type:
-    """TensorFlow's error base class, or a class nothing raises where TensorFlow is not imported."""
-    import sys
-
-    tf = sys.modules.get("tensorflow")
-    return tf.errors.OpError if tf is not None else type("NoOpError", (Exception,), {})
-
-
-class SavedModelRunner:
-    """A SavedModel's `serve` endpoint behind the `predict(x)` the tasks call."""
-
-    def __init__(self, path: Path):
-        import tensorflow as tf
-
-        try:
-            with native_stderr_silenced():
-                self.loaded = tf.saved_model.load(str(path))  # keep it: the endpoint needs its variables alive
-            self.endpoint = self.loaded.serve
-        except Exception as error:
-            raise loading_failure(path, "a SavedModel", error) from None
-
-    def predict(self, x, verbose=0, batch_size=None):
-        return np.asarray(self.endpoint(np.asarray(x, dtype=np.float32)))
-
-
-class LiteRTRunner:
-    """A LiteRT flatbuffer behind `predict(x)`: streams each sequence step by step, or runs fixed inputs one by one."""
-
-    def __init__(self, path: Path, interface: dict):
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            raise UserError(
-                "running a .tflite artifact needs LiteRT: pip install ai-edge-litert (no Windows build exists)"
-            ) from None
-        try:
-            with native_stderr_silenced():  # the interpreter announces its CPU delegate on fd 2
-                self.interpreter = Interpreter(model_path=str(path))
-                self.interpreter.allocate_tensors()
-                self.runner = self.interpreter.get_signature_runner(interface["signature"])
-        except Exception as error:
-            raise loading_failure(path, "a LiteRT model", error) from None
-        self.interface = interface
-
-    def predict(self, x, verbose=0, batch_size=None):
-        x = np.asarray(x, dtype=np.float32)
-        if self.interface["mode"] == "fixed":
-            return np.concatenate([self.runner(x=sample[None])["y"] for sample in x])
-        return np.concatenate([self.stream(sequence[None]) for sequence in x])
-
-    def stream(self, sequence: np.ndarray) -> np.ndarray:
-        state = np.zeros((1, self.interface["state_size"]), dtype=np.float32)
-        outputs = []
-        for step in range(sequence.shape[1]):
-            result = self.runner(x=sequence[:, step], state=state)
-            state = result["state"]
-            outputs.append(result["y"])
-        return np.stack(outputs, axis=1) if self.interface["returns_sequences"] else outputs[-1]
-
-
-def load_artifact(path: Path, metadata: dict | None = None):
-    """Something with `predict(x)` for an exported artifact."""
-    path = Path(path)
-    fmt = artifact_format(path)
-    metadata = metadata or read_metadata(path)
-    if fmt == "savedmodel":
-        return SavedModelRunner(path)
-    if fmt == "tflite":
-        return LiteRTRunner(path, metadata["interface"])
-    if fmt == "keras":
-        return runs.load_model_file(path)
-    raise UserError(f"{path} is not a run directory, a SavedModel directory, a .keras or a .tflite file")
-
-
-# ---- parity and speed ---------------------------------------------------------------
 def parity_inputs(model, config: dict, samples: int = 4) -> list[np.ndarray]:
     """Random inputs like the task's own (bits, one-hot digits, pixels), at several lengths where time is free."""
     from kerasrnn.tasks import get_task
@@ -359,17 +286,3 @@ def check_parity(model, config: dict, artifact) -> dict:
         expected = model.predict(x, verbose=0)
         differences[str(x.shape[1])] = float(np.max(np.abs(artifact.predict(x, verbose=0) - expected)))
     return {"max_abs_difference": max(differences.values()), "by_length": differences}
-
-
-def measure_speed(artifact, x: np.ndarray, repeats: int = 20) -> dict:
-    """One-sample latency (median, ms) and batch throughput (samples/s) of `artifact.predict`."""
-    artifact.predict(x[:1], verbose=0, batch_size=len(x))  # warm up: the first call traces or allocates
-    latencies = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        artifact.predict(x[:1], verbose=0)
-        latencies.append(time.perf_counter() - started)
-    started = time.perf_counter()
-    artifact.predict(x, verbose=0, batch_size=len(x))  # one batch: Keras would split it into 32s
-    batch_seconds = time.perf_counter() - started
-    return {"latency_ms": round(1000 * float(np.median(latencies)), 3), "samples_per_second": round(len(x) / batch_seconds, 1)}

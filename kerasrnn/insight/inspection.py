@@ -21,8 +21,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerasrnn import plots
 from kerasrnn.errors import UserError, require
+from kerasrnn.insight import plots
 
 # Sequences for the probes: half fit the read-out, half score it.
 PROBE_SEQUENCES = 2000

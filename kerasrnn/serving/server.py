@@ -8,8 +8,8 @@
 
 Bad input is a 4xx with a one-line `detail`; the server keeps serving. Among several images, each
 unreadable one is an entry of the answer's `errors` (200 while at least one image was read). Uploads over
-kerasrnn.routes.MAX_UPLOAD_BYTES are refused before they are read, and so are images with more pixels
-than kerasrnn.images.MAX_PIXELS (decompression bombs).
+kerasrnn.serving.routes.MAX_UPLOAD_BYTES are refused before they are read, and so are images with more pixels
+than kerasrnn.digits.images.MAX_PIXELS (decompression bombs).
 """
 
 import socket
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasrnn import prediction
 from kerasrnn.backend import cli_command
 from kerasrnn.errors import RunError, UserError
+from kerasrnn.serving import prediction
 
 MAX_CONNECTIONS = 64
 KEEP_ALIVE_SECONDS = 5
@@ -39,7 +39,7 @@ class Predictor:
         self.model = FastKerasCalls(model) if hasattr(model, "predict_on_batch") else model
         self.stepwise, self.tracer = None, None
         if hasattr(model, "layers"):  # a Keras model, not an exported artifact
-            from kerasrnn import inspection
+            from kerasrnn.insight import inspection
 
             self.stepwise, self.tracer = inspection.stepwise_model(model), inspection.Tracer(model)
         self.lock = threading.Lock()
@@ -75,9 +75,9 @@ class FastKerasCalls:
 
 
 def create_app(path: str | Path, token: str | None = None):
-    """The FastAPI application serving the run or artifact at `path` (kerasrnn.routes: one function per route);
+    """The FastAPI application serving the run or artifact at `path` (kerasrnn.serving.routes: one function per route);
     with a `token`, /predict and /steps answer only requests that send it."""
-    from kerasrnn import routes
+    from kerasrnn.serving import routes
 
     return routes.create_app(Predictor(Path(path)), token=token)
 

@@ -39,7 +39,7 @@ def gru_parameters(kernel, recurrent_kernel, bias) -> list:
 
 
 def rounded(precision: str, tensors: list) -> list:
-    """`tensors` as the kernel reads them in `precision` (kerasrnn.precision): float32 as they are, or bfloat16
+    """`tensors` as the kernel reads them in `precision` (kerasrnn.training.precision): float32 as they are, or bfloat16
     copies (differentiable: the gradients come back to the float32 originals)."""
     if precision == "float32":
         return tensors

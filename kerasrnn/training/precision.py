@@ -1,6 +1,6 @@
 """The precision the recurrent kernels train in: float32, or bfloat16 where the CPU computes it natively.
 
-On the torch backend the toolkit's LSTM and GRU layers run PyTorch's fused kernels (kerasrnn.torch_kernels).
+On the torch backend the toolkit's LSTM and GRU layers run PyTorch's fused kernels (kerasrnn.torch.kernels).
 On a CPU with bfloat16 units (AVX-512 BF16, AMX) oneDNN's bfloat16 LSTM trains a large layer markedly
 faster than its float32 one, and a small one slower (docs/performance.md, "bfloat16 kernels"). With
 `precision=bfloat16` the kernels compute in bfloat16 while the model trains: the sequence, states and
@@ -72,7 +72,7 @@ def training_precision(config: dict) -> tuple[str, str]:
 
 def fused_layers(model) -> list:
     """The toolkit's LSTM and GRU layers of `model`, inside Bidirectional wrappers too."""
-    from kerasrnn import layers
+    from kerasrnn.modeling import layers
 
     found = []
     for layer in model._flatten_layers(include_self=False, recursive=True):

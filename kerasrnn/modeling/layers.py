@@ -47,7 +47,7 @@ def input_dropout(layer, sequences, training):
 
 
 def fused_kernel_applies(layer, mask) -> bool:
-    """Whether PyTorch's fused kernel computes exactly what Keras' loop would (kerasrnn.torch_kernels).
+    """Whether PyTorch's fused kernel computes exactly what Keras' loop would (kerasrnn.torch.kernels).
 
     Keras' own loop stays in charge of everything else: other backends, masks, recurrent dropout,
     unrolling, other activations or precisions, layers without biases, and use_cudnn=False.
@@ -70,13 +70,13 @@ def fused_kernel_applies(layer, mask) -> bool:
 class LSTM(keras.layers.LSTM):
     """`keras.layers.LSTM` that runs PyTorch's fused LSTM kernel on the torch backend (oneDNN on CPUs)."""
 
-    kernel_precision = "float32"  # bfloat16 while a fit trains in it (kerasrnn.precision); never saved
+    kernel_precision = "float32"  # bfloat16 while a fit trains in it (kerasrnn.training.precision); never saved
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         mask = mask[0] if isinstance(mask, (list, tuple)) else mask
         if not fused_kernel_applies(self, mask):
             return super().inner_loop(sequences, initial_state, mask=mask, training=training)
-        from kerasrnn.torch_kernels import run_lstm
+        from kerasrnn.torch.kernels import run_lstm
 
         sequences = input_dropout(self, sequences, training)
         kernels = (self.cell.kernel.value, self.cell.recurrent_kernel.value, self.cell.bias.value)
@@ -100,7 +100,7 @@ class GRU(keras.layers.GRU):
         mask = mask[0] if isinstance(mask, (list, tuple)) else mask
         if not (fused_kernel_applies(self, mask) and self.cell.reset_after):
             return super().inner_loop(sequences, initial_state, mask=mask, training=training)
-        from kerasrnn.torch_kernels import run_gru
+        from kerasrnn.torch.kernels import run_gru
 
         state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
         sequences = input_dropout(self, sequences, training)

@@ -1,6 +1,6 @@
-"""The FastAPI application of `kerasrnn serve`: one function per route (kerasrnn.serve describes the routes).
+"""The FastAPI application of `kerasrnn serve`: one function per route (kerasrnn.serving.server describes the routes).
 
-The loaded model is `app.state.predictor` (a kerasrnn.serve.Predictor). Imported only to serve: FastAPI is an extra.
+The loaded model is `app.state.predictor` (a kerasrnn.serving.server.Predictor). Imported only to serve: FastAPI is an extra.
 """
 
 import asyncio
@@ -17,7 +17,7 @@ from kerasrnn.errors import RunError, UserError
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # A client that stops sending mid-upload is answered 408 after this long, and its worker freed.
 BODY_SECONDS = 10
-PAGE = Path(__file__).parent / "web" / "index.html"
+PAGE = Path(__file__).parent / "page.html"
 
 
 # Routes that run the model: with a token, only requests that send it.

@@ -36,12 +36,9 @@ SMOOTH_LIGHT_MISFIT = 0.02  # light a quadratic surface fits this well (mean err
 def load_grey(path: str | Path) -> np.ndarray:
     """Any common image file -> float grey in [0, 1]; one clear error for missing, empty or non-image files."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"image not found: {path} (an mnist model reads image files of single digits: png, jpg, ...)")
-    if path.is_dir():
-        raise UserError(f"expected an image file, got a directory: {path}")
-    if path.stat().st_size == 0:
-        raise UserError(f"image file is empty: {path}")
+    problem = file_problem(path)
+    if problem:
+        raise UserError(problem)
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_PIXELS:
@@ -52,6 +49,18 @@ def load_grey(path: str | Path) -> np.ndarray:
     if grey.size == 0 or min(grey.shape) < 2:
         raise UserError(f"image is too small to hold a digit: {path}")
     return grey
+
+
+def file_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be an image file (missing, a folder, empty), without opening it; None if it may be one."""
+    path = Path(path)
+    if not path.exists():
+        return f"image not found: {path} (an mnist model reads image files of single digits: png, jpg, ...)"
+    if path.is_dir():
+        return f"expected an image file, got a directory: {path}"
+    if path.stat().st_size == 0:
+        return f"image file is empty: {path}"
+    return None
 
 
 def grey_of(image: Image.Image) -> np.ndarray:

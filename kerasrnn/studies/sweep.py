@@ -9,7 +9,7 @@ fits). Results: sweep.md (Markdown), sweep.csv, sweep.json, and the figures
 val_loss.png and (for sequence tasks) accuracy_by_length.png.
 
 The configurations are handed out by KerasTuner's grid oracle, the engine of `kerasrnn tune`
-(kerasrnn.search): alone, one after the other; with `--chief` and `--worker`, each configuration once,
+(kerasrnn.studies.search): alone, one after the other; with `--chief` and `--worker`, each configuration once,
 on whichever worker asks next, and the chief writes the results.
 """
 
@@ -19,8 +19,10 @@ import itertools
 import time
 from pathlib import Path
 
-from kerasrnn import plots, runs, tables
+from kerasrnn import runs
 from kerasrnn.errors import UserError, option, require
+from kerasrnn.insight import plots
+from kerasrnn.studies import tables
 from kerasrnn.tasks import get_task
 
 # The options a sweep varies, in the order they appear in run names and tables.
@@ -79,7 +81,7 @@ def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengt
     a distributed sweep returns None: the chief writes it). `chief`, `worker`, `worker_id`: as `kerasrnn tune`'s."""
     import keras
 
-    from kerasrnn import search
+    from kerasrnn.studies import search
 
     out = Path(out)
     require(not out.exists() or out.is_dir(), f"{out} exists and is not a directory")
@@ -115,7 +117,7 @@ def fitter(configurations: dict, out: Path, lengths: list[int] | None, verbose, 
     """`fit_one(name) -> headline accuracy`: fit (or resume, or reuse) configuration `name` into OUT/name."""
     import keras
 
-    from kerasrnn import training
+    from kerasrnn.training import fitting
 
     order = list(configurations)
 
@@ -126,7 +128,7 @@ def fitter(configurations: dict, out: Path, lengths: list[int] | None, verbose, 
         else:
             resume = runs.resumable(run_dir)
             log(f"kerasrnn sweep: {number} {name}: {'resuming' if resume else 'fitting'}")
-            training.fit(configurations[name], run_dir, resume=resume, verbose=verbose, log=lambda *_: None, lengths=lengths)
+            fitting.fit(configurations[name], run_dir, resume=resume, verbose=verbose, log=lambda *_: None, lengths=lengths)
             keras.backend.clear_session()  # one process fits many models: free the last one's graph
         return runs.headline_accuracy(runs.read_metrics(run_dir)["test"])
 
@@ -153,12 +155,12 @@ def require_same_options(run_dir: Path, config: dict, backend: str) -> None:
 
 def lengths_evaluation(run_dir: Path, lengths: list[int]) -> dict:
     """`by_length` at `lengths`, cached in the run directory so a rerun of the sweep does not recompute it."""
-    from kerasrnn import training
+    from kerasrnn.training import fitting
 
     cache = Path(run_dir) / f"by_length-{lengths[0]}-{lengths[-1]}-{len(lengths)}.json"
     if cache.exists():
         return runs.read_json(cache, "a cached evaluation")["by_length"]
-    result = training.evaluate_run(run_dir, lengths)
+    result = fitting.evaluate_run(run_dir, lengths)
     runs.write_json_atomic(cache, {"lengths": lengths, "by_length": result["by_length"]})
     return result["by_length"]
 

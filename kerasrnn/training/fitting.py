@@ -17,8 +17,12 @@ import keras
 import numpy as np
 
 from kerasrnn import backend as backends
-from kerasrnn import candidates, distribution, faults, precision, runs
-from kerasrnn.callbacks import (
+from kerasrnn import runs
+from kerasrnn.errors import RunError, UserError, option
+from kerasrnn.tasks import get_task
+from kerasrnn.tasks.base import predict_batches
+from kerasrnn.training import candidates, distribution, faults, precision
+from kerasrnn.training.callbacks import (
     EpochTensorBoard,
     IterationLossLogger,
     KillSafeBackupAndRestore,
@@ -26,9 +30,6 @@ from kerasrnn.callbacks import (
     StopOnCtrlC,
     TrainingClock,
 )
-from kerasrnn.errors import RunError, UserError, option
-from kerasrnn.tasks import get_task
-from kerasrnn.tasks.base import predict_batches
 
 
 def steady_samples_per_second(epoch_seconds: list[float], samples_per_epoch: int) -> float:
@@ -96,7 +97,7 @@ def compile_model(task, config: dict, model=None, steps_per_epoch: int | None = 
 
 def training_model(task, config: dict, steps_per_epoch: int, plan=None):
     """The compiled model that trains: the task's own, or side-by-side candidates of it (`plan`, else the task's:
-    kerasrnn.candidates)."""
+    kerasrnn.training.candidates)."""
     plan = plan if plan is not None else candidates.training_plan(task.candidates(config))
     return plan.build(task, config, compiler(task, config, steps_per_epoch))
 
@@ -123,7 +124,7 @@ def fit(
     """Train `config`'s task into `run_dir` and write the complete run directory; return metrics.
 
     `lengths`: the sequence lengths to evaluate at the end (default: the task's). `devices`: data-parallel
-    devices per process (kerasrnn.distribution, started by `distribution.start_devices`); in a multi-process
+    devices per process (kerasrnn.training.distribution, started by `distribution.start_devices`); in a multi-process
     run only process 0 writes `run_dir` and returns metrics, the others train alongside it and return None.
     """
     verbose = progress_verbosity(verbose)
@@ -291,24 +292,24 @@ def training_record(clock: TrainingClock, train_seconds: float, samples_per_epoc
 
 def training_loop(task, config: dict, model, placement, validation, log):
     """`fit(train, epochs=, steps_per_epoch=, validation_data=, callbacks=, verbose=)`: Keras' `model.fit`, or on
-    torch the toolkit's own step and loop where they reproduce Keras' (kerasrnn.torch_trainer); the log says which."""
+    torch the toolkit's own step and loop where they reproduce Keras' (kerasrnn.torch.step); the log says which."""
     if keras.backend.backend() != "torch":
         return functools.partial(model.fit, shuffle=False)  # the data pipelines shuffle (or generate) themselves
-    from kerasrnn import torch_trainer
+    from kerasrnn.torch import loop, step
 
     x, y = next(iter(validation.take(1)))  # builds the metrics, the loss and the optimizer, as Keras' fit does first
     model._symbolic_build(data_batch=(x.numpy(), y.numpy()))
-    step, reason = torch_trainer.toolkit_step(model, config, placement.distributed)
+    step, reason = step.toolkit_step(model, config, placement.distributed)
     if step is None:
         log(f"kerasrnn: training step: Keras' train_step ({reason})")
         return functools.partial(model.fit, shuffle=False)
     log("kerasrnn: training step: the toolkit's own on torch (fused kernels, one Adam call; docs/performance.md)")
 
     def fit_with_toolkit_step(train, epochs, steps_per_epoch, validation_data, callbacks, verbose):
-        batches = task.training_batches(config) or torch_trainer.dataset_batches(train, steps_per_epoch)
+        batches = task.training_batches(config) or loop.dataset_batches(train, steps_per_epoch)
         # Fixed data: read once, not every epoch (copies: tf.data's arrays are read-only, torch's tensors are not).
         validation_batches = [(np.array(x), np.array(y)) for x, y in validation_data.as_numpy_iterator()]
-        return torch_trainer.fit(model, step, batches, epochs, steps_per_epoch, validation_batches, callbacks, verbose)
+        return loop.fit(model, step, batches, epochs, steps_per_epoch, validation_batches, callbacks, verbose)
 
     return fit_with_toolkit_step
 

@@ -1,0 +1,1 @@
+"""The Keras model: the functional builder, the toolkit's layers and metrics."""

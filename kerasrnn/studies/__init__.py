@@ -1,0 +1,1 @@
+"""Many fits compared: bench, sweep, search (KerasTuner), their tables and report headers."""
