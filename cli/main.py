@@ -25,6 +25,8 @@ from kerasrnn.errors import RunError, UserError, disk_full, reading_from_cli
 from kerasrnn.tasks import declarations, task_names
 
 TASKS = ", ".join(task_names())
+# A task argument may also name a task of the user's own (docs/add-a-task.md).
+TASK_ARGUMENT = f"{TASKS}, or a task of your own: PACKAGE.MODULE:NAME (docs/add-a-task.md)"
 
 app = typer.Typer(
     name="kerasrnn",
@@ -123,7 +125,7 @@ def predict_inputs_help() -> str:
 @app.command()
 @with_task_flags
 def fit(
-    task: Annotated[str | None, typer.Argument(help=f"{TASKS} (may come from --config).")] = None,
+    task: Annotated[str | None, typer.Argument(help=f"{TASK_ARGUMENT}; may come from --config.")] = None,
     config: ConfigOption = None,
     cell: CellOption = None,
     units: UnitsOption = None,
@@ -289,7 +291,7 @@ def describe_probe(name: str, probe: dict) -> str:
 
 @app.command()
 def tune(
-    task: Annotated[str, typer.Argument(help=TASKS)],
+    task: Annotated[str, typer.Argument(help=TASK_ARGUMENT)],
     search: Annotated[str | None, typer.Option(help="Options to vary, e.g. lr,batch_size (default: the task's set).")] = None,
     max_trials: Annotated[int, typer.Option(help="Trials in all; the first is the toolkit's defaults.")] = 10,
     algorithm: Annotated[
@@ -399,7 +401,7 @@ def export(
 
 @app.command()
 def sweep(
-    task: Annotated[str | None, typer.Argument(help=f"{TASKS} (may come from --config).")] = None,
+    task: Annotated[str | None, typer.Argument(help=f"{TASK_ARGUMENT}; may come from --config.")] = None,
     config: ConfigOption = None,
     cells: Annotated[str | None, typer.Option(help="Cells, e.g. rnn,lstm,gru.")] = None,
     units: Annotated[str | None, typer.Option(help="Hidden sizes, e.g. 2,5,10.")] = None,
@@ -425,7 +427,8 @@ def sweep(
     """
     from kerasrnn.api import start
 
-    task, _, file_options = start(task, config, backend.value if backend else None)
+    found, _, file_options = start(task, config, backend.value if backend else None)
+    task = found.name  # found by this name from now on in this process
     from kerasrnn.studies import sweep as sweeping
     from kerasrnn.tasks.base import parse_lengths
 
@@ -446,7 +449,7 @@ def sweep(
 
 @app.command()
 def bench(
-    task: Annotated[str, typer.Argument(help=f"{TASKS}.")],
+    task: Annotated[str, typer.Argument(help=f"{TASK_ARGUMENT}.")],
     backends: Annotated[str, typer.Option(help="Comma-separated backends.")] = "tensorflow,jax,torch",
     reference: Annotated[
         bool, typer.Option("--reference", help="mnist: add a plain PyTorch training loop of the same model.")
@@ -471,7 +474,9 @@ def bench(
     from kerasrnn.studies import bench as benching
 
     names = benching.parse_backends(backends)
-    folder = out or runs.DEFAULT_ROOT / f"bench-{task}"
+    from kerasrnn.tasks import get_task
+
+    folder = out or runs.DEFAULT_ROOT / f"bench-{get_task(task).name}"
     counts = benching.parse_device_counts(devices)
     document = benching.bench(task, names, parse_option_pairs(option), folder, reference=reference,
                               log=lambda line: typer.echo(line, err=True), devices=counts, repeat=repeat)  # fmt: skip

@@ -25,32 +25,35 @@ from kerasrnn.errors import UserError, option
 from kerasrnn.training import distribution
 
 
-def start(task: str | None = None, config: str | Path | None = None, backend: str | None = None) -> tuple[str, str, dict]:
-    """(task name, backend, the config file's options): the task given or the file's; the backend given, else
-    the file's, else $KERAS_BACKEND, chosen for this process (not imported yet: options are checked first)."""
+def start(task=None, config: str | Path | None = None, backend: str | None = None) -> tuple:
+    """(the task, backend, the config file's options): the task given (a name, PACKAGE.MODULE:NAME or a Task
+    object) or the file's, found again where it came from; the backend given, else the file's, else
+    $KERAS_BACKEND, chosen for this process (not imported yet: options are checked first)."""
+    from kerasrnn.tasks import get_task, task_of
+
     file_selection, file_options = split_selection(read_config_file(config)) if config else ({}, {})
-    task_name = choose_task(task, file_selection.get("task"))
-    return task_name, choose_backend(backend or file_selection.get("backend")), file_options
+    chosen = choose_task(task, file_selection.get("task"))
+    found = task_of(file_selection) if chosen == file_selection.get("task") else get_task(chosen)
+    return found, choose_backend(backend or file_selection.get("backend")), file_options
 
 
 def resolve_config(task: str | None = None, config: str | Path | None = None, backend: str | None = None,
                    log=None, **options) -> dict:  # fmt: skip
     """The complete configuration `fit` would train: the task's defaults and recipes, the config file,
     then `options`; `log` hears which recipes applied."""
-    task_name, chosen_backend, file_options = start(task, config, backend)
-    from kerasrnn.tasks import get_task
-
-    resolved = get_task(task_name).make_config({**file_options, **options}, log=log)
+    found, chosen_backend, file_options = start(task, config, backend)
+    resolved = found.make_config({**file_options, **options}, log=log)
     resolved["backend"] = chosen_backend
     return resolved
 
 
-def fit(task: str | None = None, *, config: str | Path | None = None, out: str | Path | None = None,
+def fit(task=None, *, config: str | Path | None = None, out: str | Path | None = None,
         backend: str | None = None, resume: bool = False, overwrite: bool = False,
         lengths: str | list[int] | None = None, verbose: int | str = "auto", log=print, devices: int | str = 1,
         coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
-        **options) -> Run | None:  # fmt: skip
-    """Train `task` (or the task of the `config` file) and return the finished Run.
+        score_test: bool = True, **options) -> Run | None:  # fmt: skip
+    """Train `task` (a name, a PACKAGE.MODULE:NAME reference, or a Task object; else the task of the `config`
+    file) and return the finished Run.
 
     `options` are the task's options (units=5, loss="bce", clipnorm=None, ...), over the config file's,
     over the defaults. `out`: the run directory (default saved_models/TASK-CELL-UNITS-TIME);
@@ -58,6 +61,8 @@ def fit(task: str | None = None, *, config: str | Path | None = None, out: str |
     `devices`: data-parallel devices (a number or "all"; the batch size stays the global batch);
     `coordinator` ("HOST:PORT"), `num_processes`, `process_id`: one process of a multi-process JAX fit,
     where only process 0 writes the run and gets a Run back (the others get None). docs/distributed.md.
+    `score_test=False`: the test set is not read (metrics.json's `test` is null; its `validation` holds what a
+    search chooses by) until `Run.score_test()`.
     """
     if resume and out is None:
         raise UserError(f"{option('resume', 'True')} needs {option('out')}: the run directory to continue")
@@ -78,8 +83,8 @@ def fit(task: str | None = None, *, config: str | Path | None = None, out: str |
 
     run_dir = Path(out) if out is not None else runs.default_run_dir(resolved)
     metrics = fitting.fit(resolved, run_dir, resume=resume, overwrite=overwrite, verbose=verbose, log=log,
-                           lengths=as_lengths(lengths), devices=devices)  # fmt: skip
-    return Run(run_dir) if metrics is not None else None
+                           lengths=as_lengths(lengths), devices=devices, score_test=score_test)  # fmt: skip
+    return Run(run_dir, resolved["backend"]) if metrics is not None else None
 
 
 def tune(task: str, *, out: str | Path | None = None, search: str | list[str] | None = None, max_trials: int = 10,
@@ -92,7 +97,8 @@ def tune(task: str, *, out: str | Path | None = None, search: str | list[str] | 
     every trial. `chief` ("HOST:PORT") runs the oracle for workers; `worker` and `worker_id` run trials for it."""
     from kerasrnn.studies import search as tuning
 
-    task_name, chosen_backend, _ = start(task, None, backend)
+    found, chosen_backend, _ = start(task, None, backend)
+    task_name = found.name
     searched = tuning.parse_search(task_name, ",".join(search) if isinstance(search, list | tuple) else search)
     tuning.check_search(algorithm, searched, max_trials)
     select_backend(chosen_backend)  # KerasTuner imports TensorFlow: quietly, once the search is known to run
@@ -167,11 +173,11 @@ class Run:
     def predict(self, inputs: list[str] | str, show: str | Path | None = None) -> dict:
         """The model's answer for a person's inputs (as `kerasrnn predict` takes them): what `predict --json` prints."""
         from kerasrnn.serving import prediction
-        from kerasrnn.tasks import get_task
+        from kerasrnn.tasks import task_of
 
         inputs = [inputs] if isinstance(inputs, (str, Path)) else [str(item) for item in inputs]
         if self._predictor is None:
-            prediction.check_request(get_task(self.task), self.config, inputs, show, before_loading=True)
+            prediction.check_request(task_of(self.config), self.config, inputs, show, before_loading=True)
             select_backend(self.backend)
             self._predictor = prediction.load_predictor(self.path)
         return prediction.predict_with(*self._predictor, inputs, show=str(show) if show else None)
@@ -183,7 +189,7 @@ class Run:
         what the state holds. Figures go to `out` (default RUN/inspect/; for a run shipped with the toolkit or
         read-only, saved_models/RUN-inspect/, which `log` hears): what `kerasrnn inspect --json` prints."""
         from kerasrnn.export import artifacts
-        from kerasrnn.tasks import get_task
+        from kerasrnn.tasks import task_of
 
         fmt = artifacts.artifact_format(self.path)
         if fmt not in ("run", "keras"):
@@ -200,16 +206,16 @@ class Run:
         out_dir = Path(out) if out is not None else self.default_inspection_dir()
         if out is None and not self.is_artifact and out_dir != self.path / "inspect":
             (log or print)(f"kerasrnn: {self.path} is shipped with the toolkit or read-only: the figures go to {out_dir}")
-        return inspection.inspect_model(get_task(self.task), self.config, model, out_dir, [str(i) for i in inputs or []], length)
+        return inspection.inspect_model(task_of(self.config), self.config, model, out_dir, [str(i) for i in inputs or []], length)
 
     def default_inspection_dir(self) -> Path:
         return runs.output_dir(self.path, "inspect") if not self.is_artifact else self.path.with_name(f"{self.path.stem}-inspect")
 
     def describe_prediction(self, result: dict) -> str:
         """A prediction (from `predict`) as one readable line per input."""
-        from kerasrnn.tasks import get_task
+        from kerasrnn.tasks import task_of
 
-        text = get_task(self.task).describe_prediction(result)
+        text = task_of(self.config).describe_prediction(result)
         return f"{text}\nfigure saved in {result['figure']}" if result.get("figure") else text
 
     def export(self, format: str = "savedmodel", out: str | Path | None = None, log=None) -> Path:
@@ -223,6 +229,14 @@ class Run:
 
         metadata = writers.export_run(self.path, format, Path(out) if out else None, log=log or (lambda line: None))
         return Path(metadata["artifact_path"])
+
+    def score_test(self, lengths: str | list[int] | None = None) -> dict:
+        """Read the test set of a run fitted with `score_test=False` (once): metrics.json, complete."""
+        self._require_run("score the test set of")
+        select_backend(self.backend)
+        from kerasrnn.training import fitting
+
+        return fitting.score_test_set(self.path, as_lengths(lengths))
 
     def show(self):
         """Display the figures inline (Jupyter); elsewhere, return their paths."""

@@ -55,7 +55,8 @@ COMMON_DEFAULTS = {
 }
 
 # Keys a config file may hold besides options: which task and backend it belongs to.
-SELECTION_KEYS = ("task", "backend")
+# task_source and task_package: where a task from outside the toolkit came from (kerasrnn.tasks.source_of).
+SELECTION_KEYS = ("task", "backend", "task_source", "task_package")
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,11 @@ def split_selection(options: dict) -> tuple[dict, dict]:
     return selection, {key: value for key, value in options.items() if key not in SELECTION_KEYS}
 
 
-def choose_task(given: str | None, from_file: str | None) -> str:
-    """The task given, else the config file's; a contradiction is refused (the options would not fit)."""
-    if given and from_file and given != from_file:
+def choose_task(given, from_file: str | None):
+    """The task given (a name, a PACKAGE.MODULE:NAME reference or a Task object), else the config file's; a
+    contradiction is refused (the options would not fit)."""
+    given_name = getattr(given, "name", given)
+    if given and from_file and given_name != from_file and given != from_file:
         raise UserError(f"the task given ({given}) differs from the config file's ({from_file}); drop one of them")
     if not (given or from_file):
         from kerasrnn.tasks import task_names

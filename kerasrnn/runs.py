@@ -234,9 +234,9 @@ def with_defaults(config: dict) -> dict:
     Options that shape the model or its inputs were added with defaults that keep older runs as they were;
     only a resumed fit of such a run would train with today's default for a training option.
     """
-    from kerasrnn.tasks import get_task
+    from kerasrnn.tasks import task_of
 
-    return {**get_task(config["task"]).base_defaults(), **config}
+    return {**task_of(config).base_defaults(), **config}
 
 
 def read_metrics(run_dir: Path) -> dict:

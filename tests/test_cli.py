@@ -70,7 +70,7 @@ BAD_INPUTS = [
     (["evaluate", "TRUNCATED_MODEL"], "model.keras is corrupt"),
     (["fit", "adder", "--out", "RUN"], "already holds a finished run"),
     (["fit", "adder", "--resume"], "--resume needs --out"),
-    (["export", "RUN", "--format", "onnx"], "unknown export format"),
+    (["export", "RUN", "--format", "pb"], "unknown export format"),
     (["export", "/nonexistent/run", "--format", "tflite"], "no such run"),
     (["export", "RUN", "--format", "tflite", "--out", "model.bin"], "is a .tflite file"),
     (["predict", "/nonexistent/model.tflite", "1", "1"], "no such run"),

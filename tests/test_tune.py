@@ -29,9 +29,15 @@ def test_a_search_starts_from_the_defaults_and_every_trial_is_a_run(tmp_path):
     for trial in document["trials"]:
         config = runs.read_config(Path(trial["run"]))
         assert {key: config[key] for key in trial["settings"]} == trial["settings"]  # the run trained what was asked
-        assert runs.read_metrics(Path(trial["run"]))["test"]["accuracy"] == pytest.approx(trial["metric"])
+        metrics = runs.read_metrics(Path(trial["run"]))
+        assert metrics["validation"]["exact_accuracy"] == pytest.approx(trial["metric"])  # chosen on validation sums
+        assert metrics["objective"] == {"name": "exact_accuracy", "value": pytest.approx(trial["metric"])}
     best = document["best"]
     assert best["metric"] == max(trial["metric"] for trial in document["trials"])
+    assert document["objective"] == "validation exact accuracy" and document["chosen_on"] == "validation"
+    tested = [trial for trial in document["trials"] if runs.read_metrics(Path(trial["run"]))["test"] is not None]
+    assert [trial["id"] for trial in tested] == [best["id"]]  # the test set read once, for the chosen trial
+    assert best["test"] == runs.read_metrics(Path(best["run"]))["test"]
     assert (out / "best").resolve() == Path(best["run"]).resolve()
     assert run_cli("evaluate", str(out / "best")).returncode == 0  # any command works on a trial
     assert (out / "tune.md").read_text().count("\n") == 2 + 3 and (out / "tune.csv").exists()

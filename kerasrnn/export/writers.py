@@ -271,9 +271,9 @@ def artifact_size(path: Path) -> int:
 
 def parity_inputs(model, config: dict, samples: int = 4) -> list[np.ndarray]:
     """Random inputs like the task's own (bits, one-hot digits, pixels), at several lengths where time is free."""
-    from kerasrnn.tasks import get_task
+    from kerasrnn.tasks import task_of
 
-    task, rng = get_task(config["task"]), np.random.default_rng(config["seed"])
+    task, rng = task_of(config), np.random.default_rng(config["seed"])
     shape = model.input_shape[1:]
     lengths = PARITY_LENGTHS if shape[0] is None else (shape[0],)
     return [task.sample_inputs(rng, samples, (length, *shape[1:])) for length in lengths]

@@ -208,8 +208,14 @@ def majority_by_step(targets_fit, targets_scored) -> list[float]:
 
 
 def run_probes(task, config: dict, tracer: Tracer, length: int | None) -> dict:
-    """{probe name: {"what", "by_step", "chance_by_step", "fit_sequences", "scored_sequences"}}."""
+    """{probe name: {"what", "by_step", "chance_by_step", "fit_sequences", "scored_sequences"}}; {} for a task
+    that declares no probes. The examples are shuffled (seeded) before half fit the read-out and half score it:
+    a task's examples in order (a test file sorted by class) would otherwise fit on some classes, score on others."""
+    if not task.probes:
+        return {}
     x, targets = task.inspection_examples(config, PROBE_SEQUENCES, length)
+    order = np.random.default_rng(config.get("seed", 0)).permutation(len(x))
+    x, targets = x[order], {name: np.asarray(values)[order] for name, values in targets.items()}
     half = len(x) // 2
     states = np.concatenate([trace.state() for trace in tracer.trace(x)], axis=-1)
     results = {}
@@ -248,7 +254,7 @@ def inspect_model(task, config: dict, model, out_dir: Path, inputs: list[str] | 
             for index in range(min(len(x), DRAWN_EXAMPLES))
             for path in example_figures(task, out_dir, x, traces, answers, labels, index)
         ),
-        plots.probes_by_step(out_dir, probes, task.name),
+        *([plots.probes_by_step(out_dir, probes, task.name)] if probes else []),
         *task.inspection_figures(out_dir, x, extra, labels),
     ]
     return {

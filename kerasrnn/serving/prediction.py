@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kerasrnn.errors import UserError, option
-from kerasrnn.tasks import get_task
+from kerasrnn.tasks import task_of
 
 
 def load_predictor(path: Path):
@@ -16,7 +16,7 @@ def load_predictor(path: Path):
     if artifacts.artifact_format(path) in (None, "run"):
         return fitting.load_compiled_run(path)  # None: read_config says clearly what is wrong with the path
     metadata = artifacts.read_metadata(path)
-    return get_task(metadata["task"]), metadata["config"], artifacts.load_artifact(path, metadata)
+    return task_of(metadata["config"]), metadata["config"], artifacts.load_artifact(path, metadata)
 
 
 def predict_run(path: Path, inputs: list[str], show: str | None = None) -> dict:

@@ -77,19 +77,15 @@ def parse_address(text: str, what: str) -> tuple[str, str]:
     return host, port
 
 
-# What `objective` computes, in words, for the results.
-OBJECTIVES = {"recall": "lowest exact accuracy over the training lengths", "adder": "exact accuracy", "mnist": "test accuracy"}
+def objective(task, metrics: dict) -> float:
+    """What a search maximises: the task's own validation figure (`Task.objective` of metrics.json's
+    `validation`: recall's lowest exact accuracy over its training lengths on fresh validation sequences, the
+    adder's exact accuracy on its validation sums, mnist's validation accuracy). Never the test set."""
+    return task.objective_value(metrics["validation"])
 
 
-def objective(task_name: str, metrics: dict) -> float:
-    """What a search maximises: recall's lowest exact accuracy over its training lengths (the figure
-    docs/recall.md reports), the adder's exact accuracy on held-out sums, mnist's test accuracy."""
-    config = metrics["config"]
-    if task_name == "recall":
-        by_length = metrics["by_length"]
-        lengths = [str(n) for n in range(config["min_length"], config["max_length"] + 1) if str(n) in by_length]
-        return min(by_length[length]["exact_accuracy"] for length in lengths)
-    return float(metrics["test"]["accuracy"])
+def describe_objective(task) -> str:
+    return f"validation {(task.objective or 'accuracy (else loss)').replace('_', ' ')}"
 
 
 def hyperparameters(task_name: str, searched: list[str], defaults: dict):
@@ -196,8 +192,10 @@ def fit_trial(task_name: str, options: dict, out: Path, log, fit_run):
         else:
             resume = run_dir.exists()
             settings = {**options, **chosen}  # a trial's own values over the options fixed for all
-            metrics = fit_run(task_name, out=run_dir, resume=resume, verbose=0, log=lambda line: None, **settings).metrics
-        value = objective(task_name, metrics)
+            metrics = fit_run(
+                task_name, out=run_dir, resume=resume, verbose=0, log=lambda line: None, score_test=False, **settings
+            ).metrics
+        value = objective(get_task(task_name), metrics)
         log(f"kerasrnn tune: trial {trial.trial_id} scored {value:.4f}")
         return value
 
@@ -307,8 +305,12 @@ def write_results(out: Path, oracle, task_name: str, searched: list[str]) -> dic
                        "status": str(trial.status), "run": str(run_dir)})  # fmt: skip
     scored = [trial for trial in trials if trial["metric"] is not None]
     best = max(scored, key=lambda trial: trial["metric"]) if scored else None
-    document = {"task": task_name, "searched": searched, "objective": OBJECTIVES.get(task_name, "test accuracy"),
-                "trials": trials, "best": best}  # fmt: skip
+    if best is not None:  # the search is over: the chosen trial's test set is read now, once, for the report
+        from kerasrnn.training.fitting import score_test_set
+
+        best["test"] = score_test_set(Path(best["run"]))["test"]
+    document = {"task": task_name, "searched": searched, "objective": describe_objective(get_task(task_name)),
+                "chosen_on": "validation", "trials": trials, "best": best}  # fmt: skip
     runs.write_json_atomic(out / RESULT_FILE, document)
     varied = [
         *searched,

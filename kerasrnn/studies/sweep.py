@@ -98,23 +98,31 @@ def sweep(task_name: str, grid: dict[str, list], options: dict, out: Path, lengt
     search.run_grid(names, out, fit_one, role, log)
     if role == "worker":
         return None
+    from kerasrnn.training.fitting import score_test_set
+
+    task = get_task(task_name)
     rows, histories, by_length = [], {}, {}
     for name, config in configurations:
         run_dir = out / name
-        metrics = runs.read_metrics(run_dir)
+        metrics = score_test_set(run_dir, lengths)  # every choice is made: the report reads the test set, once
         if lengths and set(metrics.get("by_length", {})) != {str(n) for n in lengths}:
             metrics["by_length"] = lengths_evaluation(run_dir, lengths)  # a run fitted with other lengths
-        rows.append(table_row(name, config, metrics))
+        rows.append(table_row(name, config, metrics, task))
         histories[name] = runs.read_history(run_dir)
         if metrics.get("by_length"):
             by_length[name] = metrics["by_length"]
-    document = {"task": task_name, "date": time.strftime("%Y-%m-%d"), "grid": grid, "options": options, "rows": rows}
+    chosen = max(rows, key=lambda row: row["validation"] if row["validation"] is not None else float("-inf"))
+    for row in rows:
+        row["best"] = "best" if row is chosen else ""
+    document = {"task": task_name, "date": time.strftime("%Y-%m-%d"), "grid": grid, "options": options,
+                "chosen_on": search.describe_objective(task), "best": chosen["run"], "rows": rows}  # fmt: skip
     write_results(out, document, histories, dict(configurations), by_length)
     return document
 
 
 def fitter(configurations: dict, out: Path, lengths: list[int] | None, verbose, log):
-    """`fit_one(name) -> headline accuracy`: fit (or resume, or reuse) configuration `name` into OUT/name."""
+    """`fit_one(name) -> its validation objective`: fit (or resume, or reuse) configuration `name` into OUT/name,
+    its test set unread."""
     import keras
 
     from kerasrnn.training import fitting
@@ -128,9 +136,17 @@ def fitter(configurations: dict, out: Path, lengths: list[int] | None, verbose, 
         else:
             resume = runs.resumable(run_dir)
             log(f"kerasrnn sweep: {number} {name}: {'resuming' if resume else 'fitting'}")
-            fitting.fit(configurations[name], run_dir, resume=resume, verbose=verbose, log=lambda *_: None, lengths=lengths)
+            fitting.fit(
+                configurations[name],
+                run_dir,
+                resume=resume,
+                verbose=verbose,
+                log=lambda *_: None,
+                lengths=lengths,
+                score_test=False,
+            )  # fmt: skip  the test set is read once the sweep is over
             keras.backend.clear_session()  # one process fits many models: free the last one's graph
-        return runs.headline_accuracy(runs.read_metrics(run_dir)["test"])
+        return validation_objective(get_task(configurations[name]["task"]), runs.read_metrics(run_dir))
 
     return fit_one
 
@@ -165,12 +181,20 @@ def lengths_evaluation(run_dir: Path, lengths: list[int]) -> dict:
     return result["by_length"]
 
 
-def table_row(name: str, config: dict, metrics: dict) -> dict:
+def validation_objective(task, metrics: dict) -> float | None:
+    """The run's validation figure its task chooses by (None: a run from before the toolkit recorded it)."""
+    return task.objective_value(metrics["validation"]) if metrics.get("validation") else None
+
+
+def table_row(name: str, config: dict, metrics: dict, task) -> dict:
+    """One run's line: its settings, its validation figure (what a reader chooses by: `best` marks the
+    highest), then the test scores the report read after the choice."""
     row = {"run": name, **{key: config[key] for key in GRID_KEYS if key in config}}
     row.update(
         epochs=metrics["epochs_run"],
         train_seconds=metrics["train_seconds"],
         train_samples_per_second=metrics["train_samples_per_second"],
+        validation=validation_objective(task, metrics),
         test_loss=metrics["test"]["loss"],
         test_accuracy=runs.headline_accuracy(metrics["test"]),
     )

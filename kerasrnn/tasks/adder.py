@@ -132,6 +132,7 @@ PREDICT_INPUTS = "two binary numbers, most significant bit first (e.g. 1011 110)
 
 class AdderTask(SequenceTask):
     name = "adder"
+    objective = "exact_accuracy"  # whole sums right, on the validation sums
     defaults = {
         "cell": "lstm",
         "units": 10,

@@ -12,6 +12,15 @@ from kerasrnn.config import COMMON_DEFAULTS, PRECISIONS, Recipe, format_settings
 from kerasrnn.errors import UserError, require
 from kerasrnn.modeling.spec import RecurrentSpec
 
+GUIDE = "docs/add-a-task.md"
+
+
+def required(hook):
+    """Marks a hook every task must define: a fit refuses a task without it in one line, before anything trains."""
+    hook.required_hook = True
+    return hook
+
+
 # Options whose values are names, accepted in any case (LSTM, Cosine, BCE).
 NAMED_CHOICES = ("cell", "loss", "lr_schedule", "train_step", "jit_compile", "steps_per_execution", "precision")
 
@@ -55,6 +64,7 @@ class Task:
 
         Options of other tasks are refused; None means "none" where an option allows it.
         """
+        self.require_hooks()
         base = self.base_defaults()
         overrides = {key: value.lower() if key in NAMED_CHOICES and isinstance(value, str) else value
                      for key, value in overrides.items()}  # fmt: skip
@@ -72,9 +82,21 @@ class Task:
             if log and settings:
                 model = f"{'bidirectional ' if chosen['bidirectional'] else ''}{chosen['cell']} {chosen['units']}"
                 log(f"kerasrnn: {self.name} defaults for {model}: {recipe.name} ({format_settings(settings)})")
+        from kerasrnn.tasks import source_of
+
         config = {**base, **overrides, "task": self.name}
         validate_common(config)
-        return self.validate(config)
+        return {**self.validate(config), **source_of(self)}  # a task from outside: where to find it again
+
+    def require_hooks(self) -> None:
+        """Refuse, in one line, a task that lacks a hook every fit calls (those marked `required`)."""
+        missing = [
+            name for name in dir(type(self)) if getattr(getattr(type(self), name, None), "required_hook", False)
+        ]  # still the base class's own: not defined by this task
+        if missing:
+            raise UserError(
+                f"task {self.name!r} cannot train: it defines no {', '.join(sorted(missing))} ({GUIDE} lists the hooks)"
+            )
 
     def unknown_option_message(self, key: str) -> str:
         """Why `key` is refused, with the closest options of this task, or the task it belongs to."""
@@ -103,17 +125,22 @@ class Task:
         return config
 
     # ---- model and training ---------------------------------------------
+    @required
     def build_model(self, config: dict):
+        """The Keras model (kerasrnn.modeling.models.build_model builds the recurrent body). Required."""
         raise NotImplementedError
 
+    @required
     def loss_and_metrics(self, config: dict):
+        """(a Keras loss, [Keras metrics]) the model is compiled with. Required."""
         raise NotImplementedError
 
+    @required
     def training_data(self, config: dict, first_epoch: int = 0):
         """(train dataset, validation dataset, steps per epoch).
 
         `first_epoch`: the epoch a resumed fit starts from; data generated batch by batch starts
-        with that epoch's first batch.
+        with that epoch's first batch. Required.
         """
         raise NotImplementedError
 
@@ -131,9 +158,37 @@ class Task:
         ordinary fit."""
         return 1
 
+    @required
     def evaluate(self, model, config: dict, lengths: list[int] | None = None) -> dict:
-        """{"test": {"loss", "accuracy", ...}, and "by_length": {...} for sequence tasks}."""
+        """{"test": {"loss", "accuracy", ...}, and "by_length": {...} for sequence tasks}: the test set, read once
+        a fit is over (or after a search chose). Required."""
         raise NotImplementedError
+
+    def typical_steps(self, config: dict) -> int:
+        """The time steps of a typical input, where the model's input length is free: for speed measurements."""
+        return 32
+
+    # The validation score that searches and sweeps choose by, a key of `validation_scores` (higher is
+    # better; a name ending in "loss" is lower-is-better); None: "accuracy" where the task measures it, else
+    # the loss. The test set never chooses.
+    objective: str | None = None
+
+    def validation_scores(self, model, config: dict, validation) -> dict:
+        """The kept model's scores on the validation data (`training_data`'s, never the test set): the loss and
+        metrics Keras computes there. Tasks add what their objective needs."""
+        scores = model.evaluate(validation, verbose=0, return_dict=True)
+        return {name: float(value) for name, value in scores.items()}
+
+    def objective_value(self, scores: dict) -> float:
+        """`objective` of `validation_scores`, as a number to maximise."""
+        name = self.objective_of(scores)
+        if name not in scores:
+            raise UserError(f"task {self.name!r} chooses by {name!r}, which its validation scores lack: {sorted(scores)}")
+        value = float(scores[name])
+        return -value if name.endswith("loss") else value
+
+    def objective_of(self, scores: dict) -> str:
+        return self.objective or ("accuracy" if "accuracy" in scores else "loss")
 
     def sample_inputs(self, rng: np.random.Generator, count: int, shape: tuple) -> np.ndarray:
         """`count` model inputs of `shape` (time steps first) like the task's own; for parity checks."""
@@ -141,8 +196,9 @@ class Task:
 
     # ---- use ------------------------------------------------------------
     def model_input(self, config: dict, inputs: list[str]) -> tuple[np.ndarray, dict]:
-        """(the model's input array for a person's `inputs`, what a page shows beside the answer)."""
-        raise NotImplementedError
+        """(the model's input array for a person's `inputs`, what a page shows beside the answer). Required for
+        `predict`, `serve` and `inspect` of given inputs."""
+        raise UserError(f"task {self.name!r} does not read a person's inputs (it defines no model_input): {GUIDE}")
 
     def check_inputs(self, config: dict, inputs: list[str]) -> None:
         """Refuse a person's `inputs` that cannot be answered, before a model or a framework loads (so that a
@@ -150,12 +206,16 @@ class Task:
         self.model_input(config, inputs)
 
     def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
-        """The model's answer for a person's `inputs`; `show`: a figure of the inputs, where `shows_inputs`."""
-        raise NotImplementedError
+        """The model's answer for a person's `inputs`; `show`: a figure of the inputs, where `shows_inputs`.
+        The default: the model's outputs for `model_input`'s array, beside what it shows."""
+        x, shown = self.model_input(config, inputs)
+        return {**shown, "outputs": np.round(np.asarray(model.predict(x, verbose=0)), 6).tolist()}
 
     def describe_prediction(self, result: dict) -> str:
-        """`predict`'s result as the lines `kerasrnn predict` prints."""
-        raise NotImplementedError
+        """`predict`'s result as the lines `kerasrnn predict` prints (the default: its JSON)."""
+        import json
+
+        return json.dumps(result)
 
     def plot(self, run_dir, config: dict, evaluation: dict) -> list:
         """The run's figures from `evaluate`'s result (which it must not change); their paths."""
@@ -167,9 +227,9 @@ class Task:
 
     def inspection_examples(self, config: dict, count: int, length: int | None) -> tuple[np.ndarray, dict]:
         """(`count` model inputs, {probe name: (count, steps) int targets, the value at every step}); `length`
-        as `kerasrnn inspect --length` takes it (None: the task's own). Independent draws: the first half fits
-        the probes, the second half scores them."""
-        raise UserError(f"{self.name} cannot be inspected yet")
+        as `kerasrnn inspect --length` takes it (None: the task's own); the probes shuffle them, then half fit
+        and half score. Needed for `inspect` without inputs and for `probes`."""
+        raise UserError(f"task {self.name!r} makes no examples of its own to inspect: give inputs, as predict takes them")
 
     def describe_inspection_input(self, x: np.ndarray) -> str:
         """One model input as a person would write it (the title of its figures)."""
@@ -199,18 +259,22 @@ class SequenceTask(Task):
 
     is_sequence_task = True
 
+    @required
     def training_batch(self, config: dict, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Training batch `index` as (inputs, targets): it depends only on the config's seed and `index`."""
         raise NotImplementedError
 
+    @required
     def batch_shapes(self, config: dict) -> tuple[tuple, tuple]:
         """(inputs' shape, targets' shape) of a training batch; None where each batch decides (its length)."""
         raise NotImplementedError
 
+    @required
     def score_length(self, model, config: dict, length: int) -> dict:
         """The scores at one sequence length (at least `exact_accuracy` and `samples`)."""
         raise NotImplementedError
 
+    @required
     def default_lengths(self, config: dict) -> list[int]:
         """The lengths a fit is evaluated at."""
         raise NotImplementedError

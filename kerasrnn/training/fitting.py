@@ -19,7 +19,7 @@ import numpy as np
 from kerasrnn import backend as backends
 from kerasrnn import runs
 from kerasrnn.errors import RunError, UserError, option
-from kerasrnn.tasks import get_task
+from kerasrnn.tasks import task_of
 from kerasrnn.tasks.base import predict_batches
 from kerasrnn.training import candidates, distribution, faults, precision
 from kerasrnn.training.callbacks import (
@@ -120,9 +120,13 @@ def fit(
     log=print,
     lengths: list[int] | None = None,
     devices: int | str = 1,
+    score_test: bool = True,
 ) -> dict | None:
     """Train `config`'s task into `run_dir` and write the complete run directory; return metrics.
 
+    metrics.json's `validation` holds the task's validation scores of the kept model (what searches and sweeps
+    choose by: `Task.objective`); `score_test=False` leaves the test set unread (`test` is null) until
+    `score_test_set` reads it, once, for the report.
     `lengths`: the sequence lengths to evaluate at the end (default: the task's). `devices`: data-parallel
     devices per process (kerasrnn.training.distribution, started by `distribution.start_devices`); in a multi-process
     run only process 0 writes `run_dir` and returns metrics, the others train alongside it and return None.
@@ -133,7 +137,7 @@ def fit(
     if placement.processes > 1 and resume:
         raise UserError(f"{option('resume', 'True')} continues one-process runs only: restart a multi-process fit from the start")
     with distribution.run_folder(Path(run_dir), placement) as folder:
-        return fit_placed(config, Path(folder), placement, resume, overwrite, verbose, log, lengths)
+        return fit_placed(config, Path(folder), placement, resume, overwrite, verbose, log, lengths, score_test)
 
 
 def progress_verbosity(verbose: int | str) -> int | str:
@@ -144,7 +148,8 @@ def progress_verbosity(verbose: int | str) -> int | str:
     return 1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2
 
 
-def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: bool, verbose, log, lengths) -> dict | None:
+def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: bool, verbose, log, lengths,
+               score_test: bool = True) -> dict | None:  # fmt: skip
     """`fit` on the devices of `placement`: start the run, train, keep the best model, evaluate, write metrics."""
     if not resume:
         precision.training_precision(config)  # refuses a precision that cannot run before the run directory exists
@@ -182,10 +187,13 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
     runs.save_model_atomic(model, run_dir / runs.MODEL_FILE)
     faults.point("model-saved")
 
-    log("kerasrnn: evaluating on held-out data")
-    evaluation = task.evaluate(model, config, lengths)
-    faults.point("evaluated")
-    task.plot(run_dir, config, evaluation)
+    validation_scores = task.validation_scores(model, config, validation)
+    evaluation = {"test": None}
+    if score_test:
+        log("kerasrnn: evaluating on held-out data")
+        evaluation = task.evaluate(model, config, lengths)
+        faults.point("evaluated")
+        task.plot(run_dir, config, evaluation)
     metrics = {
         "task": task.name,
         "backend": keras.backend.backend(),
@@ -199,6 +207,8 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
         "precision": kernel_precision,
         "predict_samples_per_second": round(prediction_speed(task, config, model), 1),
         **chosen,
+        "validation": validation_scores,
+        "objective": {"name": task.objective_of(validation_scores), "value": task.objective_value(validation_scores)},
         **public(evaluation),
     }
     runs.write_json_atomic(run_dir / runs.METRICS_FILE, metrics)  # marks the run complete
@@ -215,7 +225,7 @@ def start_run(config: dict, run_dir: Path, resume: bool, overwrite: bool):
         runs.remove_leftovers(run_dir)
         runs.forget_epochs_from(run_dir, runs.completed_epochs(run_dir))
     runs.write_json_atomic(run_dir / runs.CONFIG_FILE, config)
-    return get_task(config["task"]), config
+    return task_of(config), config
 
 
 def fit_callbacks(run_dir: Path, plan, clock: TrainingClock, resume: bool) -> list:
@@ -295,11 +305,12 @@ def training_loop(task, config: dict, model, placement, validation, log):
     torch the toolkit's own step and loop where they reproduce Keras' (kerasrnn.torch.step); the log says which."""
     if keras.backend.backend() != "torch":
         return functools.partial(model.fit, shuffle=False)  # the data pipelines shuffle (or generate) themselves
-    from kerasrnn.torch import loop, step
+    from kerasrnn.torch import loop
+    from kerasrnn.torch.step import toolkit_step
 
     x, y = next(iter(validation.take(1)))  # builds the metrics, the loss and the optimizer, as Keras' fit does first
     model._symbolic_build(data_batch=(x.numpy(), y.numpy()))
-    step, reason = step.toolkit_step(model, config, placement.distributed)
+    step, reason = toolkit_step(model, config, placement.distributed)
     if step is None:
         log(f"kerasrnn: training step: Keras' train_step ({reason})")
         return functools.partial(model.fit, shuffle=False)
@@ -339,7 +350,7 @@ def prediction_speed(task, config: dict, model, samples: int = 4096) -> float:
 def load_compiled_run(run_dir: Path):
     """(task, config, model) of a run directory, the model compiled with the task's loss and metrics."""
     config = runs.read_config(run_dir)
-    task = get_task(config["task"])
+    task = task_of(config)
     model = compile_model(task, config, runs.load_model(run_dir))
     return task, config, model
 
@@ -356,6 +367,20 @@ def evaluate_run(run_dir: Path, lengths: list[int] | None = None) -> dict:
         "config": config,
         **public(evaluation),
     }
+
+
+def score_test_set(run_dir: Path, lengths: list[int] | None = None) -> dict:
+    """Read the test set of a run fitted with `score_test=False`, once: its scores, by-length scores and
+    figures join metrics.json (a search's best trial, every run of a sweep, after the choice is made)."""
+    metrics = runs.read_metrics(run_dir)
+    if metrics.get("test") is not None:
+        return metrics
+    task, config, model = load_compiled_run(run_dir)
+    evaluation = task.evaluate(model, config, lengths)
+    task.plot(run_dir, config, evaluation)
+    metrics = {**metrics, **public(evaluation)}
+    runs.write_json_atomic(run_dir / runs.METRICS_FILE, metrics)
+    return metrics
 
 
 def public(evaluation: dict) -> dict:
