@@ -187,7 +187,8 @@ def fit(
     test = metrics["test"]
     speed = metrics["train_samples_per_second"]
     pace = f"{speed:.0f} samples/s" if speed is not None else "no epoch left to train"
-    typer.echo(f"kerasrnn: done in {metrics['train_seconds']:.1f} s ({pace}); {runs.describe_test(test)}")
+    scored = runs.describe_test(test) if test else "no test set (give --test FILE, or evaluate --data FILE later)"
+    typer.echo(f"kerasrnn: done in {metrics['train_seconds']:.1f} s ({pace}); {scored}")
     typer.echo(f"kerasrnn: run saved in {run.path}")
 
 
@@ -195,6 +196,7 @@ def fit(
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `kerasrnn fit`.")],
     lengths: Annotated[str | None, typer.Option(help="Sequence lengths, A-B or A,B,C (adder, recall).")] = None,
+    data: Annotated[Path | None, typer.Option(help="sequences: score this file of labelled sequences.")] = None,
     backend: BackendOption = None,
     as_json: JsonOption = False,
 ):
@@ -202,12 +204,12 @@ def evaluate(
 
     Test metrics and, for the sequence tasks, the accuracy at each length.
     """
-    result = kerasrnn.load(run_dir, backend.value if backend else None).evaluate(lengths)
+    result = kerasrnn.load(run_dir, backend.value if backend else None).evaluate(lengths, data=data)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     test = result["test"]
-    typer.echo(f"{result['task']}: {runs.describe_test(test)}")
+    typer.echo(f"{result['task']}: {runs.describe_test(test) if test else 'no test set: give --data FILE'}")
     by_length = result.get("by_length")
     if by_length:
         columns = [key for key in next(iter(by_length.values())) if key != "samples"]

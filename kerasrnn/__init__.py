@@ -14,6 +14,7 @@ keras, tensorflow, jax or torch when they are imported, so the command line can 
 bad input and choose the backend first:
 
     api, backend, config, errors, runs, tasks (the registry), tasks.base, tasks.adder, tasks.recall, tasks.mnist,
+    tasks.sequences, sequences.readers, sequences.tsfile,
     modeling.spec, training.distribution, training.faults, serving.prediction, serving.routes (FastAPI),
     serving.server, export.artifacts, export.writers, studies.bench, studies.reports, studies.search,
     studies.sweep, studies.tables, digits.handwriting, digits.images, digits.mnist_data, insight.plots,

@@ -162,13 +162,18 @@ class Run:
         """The run's figures (plots/*.png)."""
         return runs.figures(self.path) if not self.is_artifact else []
 
-    def evaluate(self, lengths: str | list[int] | None = None) -> dict:
-        """Test metrics and, for sequence tasks, accuracy at each of `lengths`: what `evaluate --json` prints."""
+    def evaluate(self, lengths: str | list[int] | None = None, data: str | Path | None = None) -> dict:
+        """Test metrics and, for sequence tasks, accuracy at each of `lengths`; `data`: a file of labelled
+        sequences to score instead of the test set (task sequences): what `evaluate --json` prints."""
         self._require_run("evaluate")
+        if data is not None:
+            from kerasrnn.tasks import task_of
+
+            task_of(self.config).check_data(self.config, data)  # a missing or unreadable file, before Keras loads
         select_backend(self.backend)
         from kerasrnn.training import fitting
 
-        return fitting.evaluate_run(self.path, as_lengths(lengths))
+        return fitting.evaluate_run(self.path, as_lengths(lengths), data=data)
 
     def predict(self, inputs: list[str] | str, show: str | Path | None = None) -> dict:
         """The model's answer for a person's inputs (as `kerasrnn predict` takes them): what `predict --json` prints."""

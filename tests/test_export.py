@@ -165,8 +165,8 @@ def test_an_installation_that_cannot_load_a_sound_artifact_is_not_called_corrupt
 
 
 def test_export_refuses_unknown_format_and_missing_run(tmp_path):
-    with pytest.raises(UserError, match="unknown export format 'onnx'"):
-        writers.export_run(tmp_path, "onnx")
+    with pytest.raises(UserError, match="unknown export format 'pb'"):
+        writers.export_run(tmp_path, "pb")
     with pytest.raises(UserError, match="no such run directory"):
         writers.export_run(tmp_path / "missing", "savedmodel")
     run_dir = untrained_run(tmp_path / "run", "adder", units=3)

@@ -63,10 +63,11 @@ def default_artifact_path(run_dir: Path, fmt: str) -> Path:
 
 
 def recurrent_layers_and_head(model):
-    """(recurrent layers in order, the per-step head layers in order) of a toolkit model; refuses what cannot stream."""
+    """(the per-step layers before the recurrent ones (a file task's mask and standardisation), recurrent layers
+    in order, the per-step head layers in order) of a toolkit model; refuses what cannot stream."""
     import keras
 
-    recurrent, head = [], []
+    front, recurrent, head = [], [], []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
@@ -78,11 +79,13 @@ def recurrent_layers_and_head(model):
         if isinstance(layer, keras.layers.RNN):
             require(not head, f"layer {layer.name} follows the head: this model is not a toolkit sequence model")
             recurrent.append(layer)
+        elif not recurrent:
+            front.append(layer)  # acts on each step alone (a file task's SequenceInput)
         else:
             # Dense layers (a readout, the output) act on one step at a time, wrapped or not.
             head.append(layer.layer if isinstance(layer, keras.layers.TimeDistributed) else layer)
     require(recurrent and head, "the model has no recurrent layer and head to stream")
-    return recurrent, head
+    return front, recurrent, head
 
 
 def state_sizes(layer) -> list[int]:
@@ -94,12 +97,14 @@ def streaming_step(model):
     """(step function, features, total state size): one time step of `model` with explicit state."""
     import tensorflow as tf
 
-    recurrent, head = recurrent_layers_and_head(model)
+    front, recurrent, head = recurrent_layers_and_head(model)
     sizes = [size for layer in recurrent for size in state_sizes(layer)]
 
     def step(x, state):
         parts = tf.split(state, sizes, axis=-1)
         features, new_states, start = x, [], 0
+        for layer in front:
+            features = layer(features[:, None, :])[:, 0, :]  # one step as a sequence of one: the layer's own shapes
         for layer in recurrent:
             count = len(state_sizes(layer))
             features, states = layer.cell(features, list(parts[start : start + count]), training=False)

@@ -106,3 +106,40 @@ class GRU(keras.layers.GRU):
         sequences = input_dropout(self, sequences, training)
         kernels = (self.cell.kernel.value, self.cell.recurrent_kernel.value, self.cell.bias.value)
         return run_gru(sequences, state, *kernels, go_backwards=self.go_backwards, precision=self.kernel_precision)
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class SequenceInput(keras.layers.Layer):
+    """The first layer of a model of a person's own sequences: padding masked, each feature standardised.
+
+    A batch of sequences of different lengths is padded with NaN (never a value a recording holds, unlike 0,
+    which a sensor at rest or a standardised series does): the steps whose every value is NaN are masked for
+    every layer after this one (the recurrent ones, bidirectional too, and the loss of per-step targets).
+    Each feature is standardised with the training sequences' mean and variance, kept as the layer's
+    (non-trainable) weights: saved with the model, and constants of every exported graph.
+    """
+
+    def __init__(self, mean, variance, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+        self.mean_values, self.variance_values = [float(v) for v in mean], [float(v) for v in variance]
+
+    def build(self, input_shape):
+        features = len(self.mean_values)
+        self.mean = self.add_weight(shape=(features,), initializer=keras.initializers.Constant(self.mean_values),
+                                    trainable=False, name="mean")  # fmt: skip
+        self.scale = self.add_weight(shape=(features,), trainable=False, name="scale",
+                                     initializer=keras.initializers.Constant([1.0 / v**0.5 for v in self.variance_values]))  # fmt: skip
+
+    def call(self, inputs):
+        present = ops.where(ops.isnan(inputs), ops.zeros_like(inputs), inputs)
+        return (present - self.mean) * self.scale
+
+    def compute_mask(self, inputs, mask=None):
+        return ops.logical_not(ops.all(ops.isnan(inputs), axis=-1))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean_values, "variance": self.variance_values}

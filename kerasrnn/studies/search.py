@@ -308,7 +308,7 @@ def write_results(out: Path, oracle, task_name: str, searched: list[str]) -> dic
     if best is not None:  # the search is over: the chosen trial's test set is read now, once, for the report
         from kerasrnn.training.fitting import score_test_set
 
-        best["test"] = score_test_set(Path(best["run"]))["test"]
+        best = {**best, "test": score_test_set(Path(best["run"]))["test"]}
     document = {"task": task_name, "searched": searched, "objective": describe_objective(get_task(task_name)),
                 "chosen_on": "validation", "trials": trials, "best": best}  # fmt: skip
     runs.write_json_atomic(out / RESULT_FILE, document)

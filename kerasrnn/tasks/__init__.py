@@ -58,9 +58,7 @@ def unknown_task(name: str) -> UserError:
 def get_task(name):
     """The task called `name` (built-in, plugged in, or given to this process), a `PACKAGE.MODULE:NAME`
     reference, or a Task object itself; a UserError names the known ones otherwise."""
-    from kerasrnn.tasks.base import Task
-
-    if isinstance(name, Task):
+    if is_task(name):
         return given(name)
     if not isinstance(name, str) or not name:
         raise unknown_task(str(name))
@@ -76,6 +74,11 @@ def get_task(name):
     raise unknown_task(name)
 
 
+def is_task(thing) -> bool:
+    """Whether `thing` is a Task object (told from its classes: this registry imports no task code)."""
+    return any(cls.__name__ == "Task" and cls.__module__ == "kerasrnn.tasks.base" for cls in type(thing).__mro__)
+
+
 def given(task):
     """A Task object handed to this process: checked, and found by its name from now on."""
     if not task.name:
@@ -88,8 +91,6 @@ def given(task):
 
 def load_reference(reference: str, package: str | None = None):
     """The Task object at `PACKAGE.MODULE:NAME`; one line naming what to install when it is not there."""
-    from kerasrnn.tasks.base import Task
-
     module_name, _, attribute = reference.partition(":")
     install = f"install {package!r} (pip install {package})" if package else "install the package that provides it"
     if not module_name or not attribute:
@@ -102,7 +103,7 @@ def load_reference(reference: str, package: str | None = None):
         raise UserError(f"task module {module_name!r} (of {reference}) is not importable here: {install}")
     module = importlib.import_module(module_name)
     task = getattr(module, attribute, None)
-    if not isinstance(task, Task):
+    if not is_task(task):
         kind = "nothing" if task is None else type(task).__name__
         raise UserError(f"{reference} is {kind}, not a kerasrnn Task object ({GUIDE})")
     return given(task)

@@ -153,6 +153,14 @@ class Task:
         """
         return None
 
+    def callbacks(self, config: dict) -> list:
+        """Keras callbacks of the task's own for its fit (early stopping, say), after the toolkit's."""
+        return []
+
+    def describe_data(self, config: dict) -> list[str]:
+        """Lines for the fit's log: what the task found in its data."""
+        return []
+
     def candidates(self, config: dict) -> int:
         """How many starting points a fit trains side by side, keeping the best (kerasrnn.training.candidates); 1: an
         ordinary fit."""
@@ -163,6 +171,14 @@ class Task:
         """{"test": {"loss", "accuracy", ...}, and "by_length": {...} for sequence tasks}: the test set, read once
         a fit is over (or after a search chose). Required."""
         raise NotImplementedError
+
+    def check_data(self, config: dict, data) -> None:
+        """Refuse `evaluate --data FILE` for a task that reads no files (the file task overrides this)."""
+        raise UserError(f"{self.name} generates or ships its own data: --data applies to task sequences")
+
+    def with_data(self, config: dict, data) -> dict:
+        """The config that `evaluate` scores `data` with (checked by `check_data`)."""
+        return config
 
     def typical_steps(self, config: dict) -> int:
         """The time steps of a typical input, where the model's input length is free: for speed measurements."""

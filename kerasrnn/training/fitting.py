@@ -156,6 +156,8 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
     task, config = start_run(config, run_dir, resume, overwrite)
     device = backends.describe_device()
     log(f"kerasrnn: {task.name} on backend {keras.backend.backend()}, device {device}")
+    for line in task.describe_data(config):
+        log(line)
     if placement.distributed:
         log(f"kerasrnn: {placement.describe()}")
     make_deterministic(config["seed"], kernels=config["deterministic"])
@@ -267,7 +269,7 @@ def train_model(task, config: dict, model, placement, data, run_dir: Path, plan,
             epochs=config["epochs"],
             steps_per_epoch=steps_per_epoch,
             validation_data=distribution.slice_for_process(validation, placement),
-            callbacks=[*fit_callbacks(run_dir, plan, clock, resume), ctrl_c],
+            callbacks=[*fit_callbacks(run_dir, plan, clock, resume), *task.callbacks(config), ctrl_c],
             verbose=verbose,
         )
         ctrl_c.stop_if_requested()  # pressed during the last epoch's end
@@ -355,11 +357,12 @@ def load_compiled_run(run_dir: Path):
     return task, config, model
 
 
-def evaluate_run(run_dir: Path, lengths: list[int] | None = None) -> dict:
-    """Re-evaluate a finished run, at `lengths` for sequence tasks: the shape of metrics.json."""
+def evaluate_run(run_dir: Path, lengths: list[int] | None = None, data=None) -> dict:
+    """Re-evaluate a finished run, at `lengths` for sequence tasks, or on the file `data` (`Task.check_data`):
+    the shape of metrics.json."""
     task, config, model = load_compiled_run(run_dir)
     previous = runs.read_metrics(run_dir) if runs.is_complete(run_dir) else {}
-    evaluation = task.evaluate(model, config, lengths)
+    evaluation = task.evaluate(model, task.with_data(config, data) if data is not None else config, lengths)
     return {
         **previous,
         "task": task.name,

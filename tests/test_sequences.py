@@ -1,0 +1,245 @@
+"""Task sequences: every file format reads to the same arrays, every bad input is one line (exit 2, no run left),
+a fit on small mixed-length sequences learns a rule that needs memory, and its artifacts answer as the run does."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from kerasrnn.errors import UserError
+from kerasrnn.sequences import readers
+from kerasrnn.sequences.readers import read_sequences
+from kerasrnn.sequences.tsfile import read_ts
+
+VOWELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "japanese-vowels"
+
+
+def peak_sequences(seed: int, count: int, channels: int = 3):
+    """Mixed lengths (6-20 steps); the label: which channel peaked first (a rule that needs memory)."""
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for _ in range(count):
+        steps = int(rng.integers(6, 21))
+        x = rng.normal(0.0, 0.2, (steps, channels)).astype(np.float32)
+        order = rng.permutation(channels)
+        at = np.sort(rng.choice(steps, size=channels, replace=False))
+        x[at, order] += 3.0
+        xs.append(np.round(x, 4))
+        ys.append(f"c{order[0]}")
+    return xs, ys
+
+
+def write_long(path: Path, xs, ys, sep=","):
+    lines = [sep.join(["seq", "t", *(f"f{c}" for c in range(xs[0].shape[1])), "label"])]
+    for index in reversed(range(len(xs))):  # rows out of order: --order sorts them
+        for step in reversed(range(len(xs[index]))):
+            lines.append(sep.join([f"s{index}", str(step), *(f"{v:.4f}" for v in xs[index][step]), ys[index]]))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_ts(path: Path, xs, ys):
+    classes = " ".join(sorted(set(ys)))
+    lines = ["# made by the tests", "@problemname Peaks", "@univariate false", f"@dimensions {xs[0].shape[1]}",
+             "@equallength false", f"@classlabel true {classes}", "@data"]  # fmt: skip
+    for x, y in zip(xs, ys):
+        lines.append(":".join(",".join(f"{v:.4f}" for v in x[:, c]) for c in range(x.shape[1])) + f":{y}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("formats")
+    xs, ys = peak_sequences(0, 40)
+    write_long(folder / "long.csv", xs, ys)
+    write_long(folder / "long.tsv", xs, ys, sep="\t")
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    pq.write_table(pacsv.read_csv(folder / "long.csv"), folder / "long.parquet")
+    longest = max(len(x) for x in xs)
+    padded = np.zeros((len(xs), longest, 3), np.float32)
+    for index, x in enumerate(xs):
+        padded[index, : len(x)] = x
+    np.savez(folder / "padded.npz", x=padded, lengths=np.array([len(x) for x in xs]), y=np.array(ys))
+    listed = np.empty(len(xs), dtype=object)
+    listed[:] = xs
+    np.savez(folder / "listed.npz", x=listed, y=np.array(ys))
+    write_ts(folder / "peaks.ts", xs, ys)
+    return folder, xs, ys
+
+
+LONG = {"id": "seq", "order": "t", "label": "label"}
+
+
+def test_every_format_reads_to_the_same_arrays(files):
+    folder, xs, ys = files
+    reads = {
+        "long.csv": read_sequences(folder / "long.csv", **LONG),
+        "long.tsv": read_sequences(folder / "long.tsv", **LONG),
+        "long.parquet": read_sequences(folder / "long.parquet", **LONG),
+        "padded.npz": read_sequences(folder / "padded.npz"),
+        "listed.npz": read_sequences(folder / "listed.npz"),
+        "peaks.ts": read_sequences(folder / "peaks.ts"),
+    }
+    for name, recorded in reads.items():
+        # long files list sequences in order of first appearance (written last to first)
+        order = list(reversed(range(len(xs)))) if name.startswith("long") else list(range(len(xs)))
+        assert len(recorded.x) == len(xs), name
+        for position, index in enumerate(order):
+            np.testing.assert_allclose(recorded.x[position], xs[index], atol=1e-4, err_msg=name)
+            assert str(recorded.y[position]) == ys[index], name
+    assert reads["long.csv"].features == ["f0", "f1", "f2"] and reads["long.csv"].ids[0] == f"s{len(xs) - 1}"
+
+
+def test_wide_files_hold_one_univariate_series_a_row(tmp_path):
+    (tmp_path / "wide.csv").write_text("class,v0,v1,v2,v3\na,1,2,3,4\nb,5,6,,\na,7,8,9,\n")
+    recorded = read_sequences(tmp_path / "wide.csv")
+    assert [x[:, 0].tolist() for x in recorded.x] == [[1, 2, 3, 4], [5, 6], [7, 8, 9]]
+    assert list(recorded.y) == ["a", "b", "a"] and recorded.features == ["value"]
+
+
+@pytest.mark.skipif(not VOWELS.exists(), reason="no ../shared/data/japanese-vowels")
+def test_the_archives_ts_file_reads_as_its_csv_conversion():
+    """The UEA archive's .ts file of Japanese Vowels against the long CSV converted from it (values unchanged)."""
+    from_ts = read_sequences(VOWELS / "JapaneseVowels_TRAIN.ts")
+    from_csv = read_sequences(VOWELS / "train.csv", id="utterance", order="frame", label="speaker")
+    assert len(from_ts.x) == len(from_csv.x) == 270
+    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(from_ts.x, from_csv.x))
+    assert [str(y) for y in from_ts.y] == [str(int(y)) for y in from_csv.y]
+    assert {len(x) for x in from_ts.x} == set(range(7, 27)) - {8, 25} or min(len(x) for x in from_ts.x) == 7
+
+
+def test_ts_headers_in_any_case_missing_values_and_regression(tmp_path):
+    (tmp_path / "r.ts").write_text("#c\n@problemName R\n@targetLabel true\n@data\n1,2,?,4:0.5\n3,4:1.25\n")
+    series, labels, header = read_ts(tmp_path / "r.ts")
+    assert header["kind"] == "value" and labels == [0.5, 1.25]
+    assert np.isnan(series[0][2, 0]) and series[1].shape == (2, 1)
+    with pytest.raises(UserError, match="step 3, feature 'dim0' is empty"):
+        read_sequences(tmp_path / "r.ts")
+    filled = read_sequences(tmp_path / "r.ts", missing="previous")
+    assert filled.x[0][:, 0].tolist() == [1, 2, 2, 4]
+
+
+def bad_files(folder: Path) -> dict:
+    """{case: (file, extra args, message)} for the refusals the issue names."""
+    xs, ys = peak_sequences(1, 30)
+    write_long(folder / "good.csv", xs, ys)
+    text = (folder / "good.csv").read_text().splitlines()
+    nonnumeric = text[:5] + [text[5].replace(text[5].split(",")[2], "abc", 1)] + text[6:]
+    (folder / "nonnumeric.csv").write_text("\n".join(nonnumeric) + "\n")
+    hole = text[:3] + [",".join(text[3].split(",")[:2] + [""] + text[3].split(",")[3:])] + text[4:]
+    (folder / "hole.csv").write_text("\n".join(hole) + "\n")
+    write_long(folder / "oneclass.csv", xs, ["c0"] * len(ys))
+    write_long(folder / "unseen.csv", xs[:5], ["zz"] * 5)
+    write_long(folder / "twofeatures.csv", [x[:, :2] for x in xs[:5]], ys[:5])
+    (folder / "empty.csv").write_text("")
+    (folder / "data.xlsx").write_text("x")
+    np.savez(folder / "nosteps.npz", x=np.zeros((3, 4, 2), np.float32), lengths=np.array([4, 0, 2]), y=np.array(["a", "b", "a"]))
+    long = ["--id", "seq", "--order", "t", "--label", "label"]
+    return {
+        "misspelt column": ("good.csv", ["--id", "sequence", "--order", "t", "--label", "label"], "no column 'sequence'"),
+        "misspelt label": ("good.csv", ["--id", "seq", "--order", "t", "--label", "lable"], "did you mean 'label'?"),
+        "non-numeric cell": ("nonnumeric.csv", long, "row 6, column 'f0': 'abc' is not a number"),
+        "empty cell": ("hole.csv", long, "is empty or not a number: fill it, or pass -o missing=zero"),
+        "one class": ("oneclass.csv", long, "every sequence has the class 'c0'"),
+        "unseen test label": (
+            "good.csv",
+            [*long, "--test", str(folder / "unseen.csv")],
+            "has the class 'zz', never seen in training",
+        ),
+        "other features": (
+            "good.csv",
+            [*long, "--test", str(folder / "twofeatures.csv")],
+            "has 2 features a step, the training file 3",
+        ),
+        "no steps": ("nosteps.npz", [], "sequence '1' has no steps"),
+        "empty file": ("empty.csv", long, "is empty"),
+        "unknown extension": ("data.xlsx", [], "unknown kind of file '.xlsx'"),
+        "missing file": ("nope.csv", long, "no such file"),
+    }
+
+
+def test_each_bad_input_is_one_line_and_leaves_no_run(tmp_path):
+    cases = bad_files(tmp_path)
+    for case, (name, args, message) in cases.items():
+        out = tmp_path / "runs" / case.replace(" ", "-")
+        done = run_cli("fit", "sequences", "--train", str(tmp_path / name), *args, "--out", str(out))
+        assert done.returncode == 2, (case, done.stderr)
+        assert done.stderr.count("\n") == 1 and message in done.stderr, (case, done.stderr)
+        assert not out.exists(), case
+
+
+def test_a_file_too_large_for_memory_is_refused_saying_how_big(tmp_path, monkeypatch):
+    xs, ys = peak_sequences(2, 10)
+    write_long(tmp_path / "big.csv", xs, ys)
+    monkeypatch.setattr(readers, "available_memory", lambda: 1000)
+    with pytest.raises(UserError, match=r"too large for this machine's memory: about .* GiB of values"):
+        read_sequences(tmp_path / "big.csv", **LONG)
+
+
+@pytest.fixture(scope="module")
+def peaks_run(tmp_path_factory):
+    import kerasrnn
+
+    folder = tmp_path_factory.mktemp("peaks")
+    xs, ys = peak_sequences(3, 320)
+    write_long(folder / "train.csv", xs[:240], ys[:240])
+    write_long(folder / "test.csv", xs[240:], ys[240:])
+    run = kerasrnn.fit("sequences", train=str(folder / "train.csv"), test=str(folder / "test.csv"), **LONG, units=16,
+                       epochs=30, patience=8, out=folder / "run", verbose=0, log=lambda line: None)  # fmt: skip
+    return run, folder
+
+
+def test_a_fit_on_mixed_lengths_learns_which_channel_peaked_first(peaks_run):
+    run, _ = peaks_run
+    metrics = run.metrics
+    assert metrics["config"]["classes"] == ["c0", "c1", "c2"] and metrics["config"]["feature_names"] == ["f0", "f1", "f2"]
+    assert metrics["test"]["accuracy"] > 0.85 and metrics["test"]["samples"] == 80  # chance: 1/3
+    assert metrics["validation"]["accuracy"] > 0.8 and metrics["objective"]["name"] == "accuracy"
+
+
+def test_evaluate_and_predict_read_a_file(peaks_run, tmp_path):
+    run, folder = peaks_run
+    again = run.evaluate(data=folder / "test.csv")
+    assert again["test"] == pytest.approx(run.metrics["test"])
+    xs, ys = peak_sequences(4, 6)
+    write_long(tmp_path / "mine.csv", xs, ys)
+    answers = run.predict([str(tmp_path / "mine.csv")])["predictions"]
+    assert [answer["id"] for answer in answers] == [f"s{i}" for i in reversed(range(6))]
+    assert sum(answer["label"] == ys[int(answer["id"][1:])] for answer in answers) >= 4
+    assert all(0 < answer["confidence"] <= 1 for answer in answers)
+
+
+def test_a_regression_target_reports_rmse_and_mae(tmp_path):
+    import kerasrnn
+
+    rng = np.random.default_rng(5)
+    xs = [rng.normal(0, 1, (int(rng.integers(4, 12)), 2)).astype(np.float32) for _ in range(200)]
+    np.savez(tmp_path / "train.npz", x=np.array(xs, dtype=object), y=np.array([x[:, 0].sum() for x in xs]))
+    run = kerasrnn.fit("sequences", train=str(tmp_path / "train.npz"), units=8, epochs=3, out=tmp_path / "run",
+                       verbose=0, log=lambda line: None)  # fmt: skip
+    assert run.metrics["config"]["kind"] == "value"
+    assert set(run.metrics["validation"]) == {"loss", "rmse", "mae"} and run.metrics["objective"]["name"] == "loss"
+
+
+def test_artifacts_of_a_masked_run_answer_as_the_run_does_at_three_lengths(peaks_run, tmp_path):
+    """A unidirectional masked run: SavedModel, LiteRT (streaming) and ONNX on one file of sequences of 3 lengths."""
+    import kerasrnn
+
+    _, folder = peaks_run
+    run = kerasrnn.fit("sequences", train=str(folder / "train.csv"), **LONG, units=8, epochs=1, bidirectional=False,
+                       out=tmp_path / "run", verbose=0, log=lambda line: None)  # fmt: skip
+    xs, ys = peak_sequences(6, 30)
+    lengths = {len(x) for x in xs}
+    assert len(lengths) >= 3
+    write_long(tmp_path / "mixed.csv", xs, ys)
+    expected = run.predict([str(tmp_path / "mixed.csv")])["predictions"]
+    for fmt in ("savedmodel", "tflite", "onnx"):
+        artifact = run.export(fmt, out=tmp_path / {"savedmodel": "sm", "tflite": "m.tflite", "onnx": "m.onnx"}[fmt])
+        got = kerasrnn.load(artifact).predict([str(tmp_path / "mixed.csv")])["predictions"]
+        assert [a["label"] for a in got] == [a["label"] for a in expected], fmt
+        assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(got, expected)) < 1e-5, fmt
+    metadata = json.loads((tmp_path / "m.tflite.json").read_text())
+    assert metadata["interface"]["mode"] == "streaming"
