@@ -243,3 +243,36 @@ def test_artifacts_of_a_masked_run_answer_as_the_run_does_at_three_lengths(peaks
         assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(got, expected)) < 1e-5, fmt
     metadata = json.loads((tmp_path / "m.tflite.json").read_text())
     assert metadata["interface"]["mode"] == "streaming"
+
+
+def test_serve_answers_json_numbers_and_uploads_and_never_reads_a_path(peaks_run, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from kerasrnn.serving import routes, server
+
+    run, folder = peaks_run
+    client = TestClient(server.create_app(run.path))
+    xs, ys = peak_sequences(7, 4)
+    write_long(tmp_path / "mine.csv", xs, ys)
+    expected = run.predict([str(tmp_path / "mine.csv")])["predictions"]  # listed last to first in the long file
+    numbers = client.post("/predict", json={"sequences": [x.tolist() for x in reversed(xs)]})
+    assert numbers.status_code == 200, numbers.text
+    got = numbers.json()["predictions"]
+    assert [a["label"] for a in got] == [a["label"] for a in expected]
+    assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(got, expected)) < 1e-5
+    with open(tmp_path / "mine.csv", "rb") as handle:
+        uploaded = client.post("/predict", files={"file": ("mine.csv", handle, "text/csv")})
+    assert uploaded.status_code == 200 and uploaded.json()["predictions"] == expected
+    path = client.post("/predict", json={"inputs": [str(folder / "train.csv")]})
+    assert path.status_code == 422 and "never a path on the server" in path.json()["detail"]
+    ragged = client.post("/predict", json={"sequences": [[[1.0, 2.0, 3.0], [1.0]]]})
+    assert ragged.status_code == 422 and "every step" in ragged.json()["detail"]
+    many = client.post("/predict", json={"sequences": [[[0.0, 0.0, 0.0]]] * (routes.MAX_SEQUENCES + 1)})
+    assert many.status_code == 422 and "too many sequences" in many.json()["detail"]
+    listed = np.empty(1, dtype=object)
+    listed[:] = [xs[0]]
+    np.savez(tmp_path / "pickled.npz", x=listed)
+    with open(tmp_path / "pickled.npz", "rb") as handle:
+        pickled = client.post("/predict", files={"file": ("p.npz", handle, "application/octet-stream")})
+    assert pickled.status_code == 422 and "not a list of arrays" in pickled.json()["detail"]

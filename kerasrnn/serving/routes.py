@@ -15,6 +15,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from kerasrnn.errors import RunError, UserError
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# A request's sequences (task sequences): at most this many, each at most this many steps.
+MAX_SEQUENCES, MAX_STEPS = 10_000, 100_000
+SEQUENCE_SUFFIXES = (".csv", ".tsv", ".parquet", ".npz", ".ts")
 # A client that stops sending mid-upload is answered 408 after this long, and its worker freed.
 BODY_SECONDS = 10
 PAGE = Path(__file__).parent / "page.html"
@@ -109,6 +112,8 @@ async def read_inputs(request: Request, task):
     """Inputs for the task: mnist's (client name, bytes) from multipart `images`, the others' strings from JSON."""
     if task.shows_inputs:
         return await read_images(request)
+    if task.reads_files:
+        return await read_sequence_upload(request)
     try:
         body = await within_time(request.json())
     except ValueError:
@@ -129,8 +134,88 @@ async def read_images(request: Request) -> list[tuple[str, bytes]]:
     return [(item.filename or "", await item.read()) for item in files]
 
 
+async def read_sequence_upload(request: Request) -> tuple[str, bytes]:
+    """(a suffix, the bytes of a file of sequences): JSON numbers {"sequences": [[[...], ...], ...]} (one
+    (steps, features) list a sequence) become an NPZ; a multipart `file` is taken as uploaded. A path on the
+    server is never read."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await within_time(request.form(max_files=1))
+        upload = form.get("file")
+        if not hasattr(upload, "read"):
+            raise UserError("send the file of sequences in the multipart field 'file'")
+        suffix = Path(upload.filename or "").suffix.lower()
+        if suffix not in SEQUENCE_SUFFIXES:
+            raise UserError(
+                f"an uploaded file of sequences is one of {', '.join(SEQUENCE_SUFFIXES)}, got {suffix or 'no suffix'!r}"
+            )
+        return suffix, await upload.read()
+    try:
+        body = await within_time(request.json())
+    except ValueError:
+        raise UserError(
+            "send JSON like {\"sequences\": [[[0.1, 0.2], [0.3, 0.4]]]} or a file in the multipart field 'file'"
+        ) from None
+    sequences = body.get("sequences") if isinstance(body, dict) else None
+    if sequences is None:
+        raise UserError(
+            'send the sequences themselves, {"sequences": [[[...], ...], ...]}, or upload a file: never a path on the server'
+        )
+    return ".npz", sequences_as_npz(sequences)
+
+
+def sequences_as_npz(sequences) -> bytes:
+    """JSON numbers (a list of sequences, each a list of steps of numbers) as NPZ bytes: x padded, lengths."""
+    import io
+
+    import numpy as np
+
+    if not isinstance(sequences, list) or not sequences:
+        raise UserError("sequences must be a non-empty list of sequences, each a list of steps, each a list of numbers")
+    if len(sequences) > MAX_SEQUENCES:
+        raise UserError(f"too many sequences: at most {MAX_SEQUENCES:,} a request")
+    try:
+        arrays = [np.asarray(sequence, dtype=np.float32) for sequence in sequences]
+    except (TypeError, ValueError):
+        raise UserError("every step holds numbers only, and every step of a sequence the same count") from None
+    arrays = [array[:, None] if array.ndim == 1 else array for array in arrays]
+    if any(array.ndim != 2 or len(array) == 0 for array in arrays) or len({array.shape[1] for array in arrays}) != 1:
+        raise UserError("each sequence is a list of steps (at least one), each step the same number of features")
+    if max(len(array) for array in arrays) > MAX_STEPS:
+        raise UserError(f"a sequence too long: at most {MAX_STEPS:,} steps")
+    padded = np.zeros((len(arrays), max(len(array) for array in arrays), arrays[0].shape[1]), dtype=np.float32)
+    for index, array in enumerate(arrays):
+        padded[index, : len(array)] = array
+    buffer = io.BytesIO()
+    np.savez(buffer, x=padded, lengths=np.array([len(array) for array in arrays]))
+    return buffer.getvalue()
+
+
+def answer_sequences(upload: tuple[str, bytes], call):
+    """`call([a file of the upload])`, never unpickling what a client sent."""
+    import numpy as np
+
+    suffix, content = upload
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"sequences{suffix}"
+        path.write_bytes(content)
+        if suffix == ".npz":
+            try:
+                with np.load(path, allow_pickle=False) as archive:
+                    [archive[name] for name in archive.files]
+            except ValueError:
+                raise UserError("an uploaded NPZ holds plain arrays (x padded, lengths): not a list of arrays") from None
+            except (OSError, EOFError):
+                raise UserError("the uploaded file is not a readable NPZ") from None
+        try:
+            return call([str(path)])
+        except UserError as error:  # never name the server's folders
+            raise UserError(str(error).replace(str(path), "the upload")) from None
+
+
 def answer(task, inputs, call):
     """`call(inputs)`; uploads are saved to files first, and the answer names them as the client did."""
+    if task.reads_files:
+        return answer_sequences(inputs, call)
     if not task.shows_inputs:
         return call(inputs)
     with tempfile.TemporaryDirectory() as folder:

@@ -57,6 +57,9 @@ class Task:
     # Whether inputs are sequences of any length (evaluated by length), and whether `predict` can draw its inputs.
     is_sequence_task: bool = False
     shows_inputs: bool = False
+    # Whether `predict`'s one input is a file of the person's own data (task sequences): a server then takes the
+    # sequences as JSON numbers or an uploaded file, never a path on the server.
+    reads_files: bool = False
 
     # ---- configuration -------------------------------------------------
     def make_config(self, overrides: dict, log=None) -> dict:

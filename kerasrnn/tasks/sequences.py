@@ -102,6 +102,7 @@ class Split:
 class SequencesTask(Task):
     name = "sequences"
     flags, predict_inputs = FLAGS, PREDICT_INPUTS
+    reads_files = True
     defaults = {
         # The data.
         "train": None, "test": None, "validation": None, "id": None, "order": None, "label": None, "features": None,
