@@ -62,9 +62,15 @@ def read_sequences(path, id: str | None = None, order: str | None = None, label:
         recorded = read_ts_file(path)
     elif suffix == ".npz":
         recorded = read_npz(path, allow_pickle)
+    elif (
+        id is not None
+        and TABLE_SUFFIXES[suffix] is not None
+        and (streamed := long_csv_streamed(path, id, order, label, features))
+    ):
+        recorded = streamed
     else:
-        table = read_table(path)
-        names = [name for name in table.column_names]
+        table = Columns(read_table(path, text_columns={id, order, label} - {None}))
+        names = list(table.column_names)
         if id is not None:
             recorded = long_sequences(path, table, names, id, order, label, features, needs_label)
         else:
@@ -77,8 +83,24 @@ def read_sequences(path, id: str | None = None, order: str | None = None, label:
 
 
 # ---- tables --------------------------------------------------------------------------------------------
-def read_table(path: Path):
-    """A pyarrow Table of the file, refused when its values would not fit in memory."""
+class Columns:
+    """A table's columns, each let go once read (`pop`): a large file's values are held once, not twice."""
+
+    def __init__(self, table):
+        self.num_rows, self.column_names = table.num_rows, table.column_names
+        self.columns = {name: table.column(name) for name in table.column_names}
+
+    def column(self, name: str):
+        return self.columns[name]
+
+    def pop(self, name: str):
+        return self.columns.pop(name)
+
+
+def read_table(path: Path, text_columns: set = frozenset()):
+    """A pyarrow Table of the file, refused when its values would not fit in memory. A CSV's columns other than
+    `text_columns` are read as float32 straight away (half of float64's memory); where one is not numbers, the
+    file is read again as it is, so that the cell can be named."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -87,8 +109,15 @@ def read_table(path: Path):
     try:
         if TABLE_SUFFIXES[path.suffix.lower()] is None:
             return pq.read_table(path)
-        options = pacsv.ParseOptions(delimiter=TABLE_SUFFIXES[path.suffix.lower()])
-        return pacsv.read_csv(path, parse_options=options, read_options=pacsv.ReadOptions(block_size=1 << 24))
+        delimiter = TABLE_SUFFIXES[path.suffix.lower()]
+        options, reading = pacsv.ParseOptions(delimiter=delimiter), pacsv.ReadOptions(block_size=1 << 24)
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            header = [name.strip().strip('"') for name in handle.readline().rstrip("\r\n").split(delimiter)]
+        typed = pacsv.ConvertOptions(column_types={name: pa.float32() for name in header if name and name not in text_columns})
+        try:
+            return pacsv.read_csv(path, parse_options=options, read_options=reading, convert_options=typed)
+        except pa.ArrowInvalid:
+            return pacsv.read_csv(path, parse_options=options, read_options=reading)
     except (pa.ArrowInvalid, OSError) as error:
         first = str(error).strip().splitlines()[0][:200]
         raise UserError(f"{path} could not be read as a table: {first}") from None
@@ -141,7 +170,63 @@ def numeric_columns(path: Path, table, names: list[str]) -> np.ndarray:
             values[:, index] = pc.cast(text, pa.float32()).to_numpy(zero_copy_only=False)
         except pa.ArrowInvalid:
             raise UserError(first_non_number(path, table, name)) from None
+    if hasattr(table, "pop"):
+        for name in names:
+            table.pop(name)  # read once: the Arrow copies go as soon as numpy has them
     return values
+
+
+def count_rows(path: Path) -> int:
+    """The data rows of a CSV (its lines less the header), counted without parsing it."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 24), b""):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n") - 1
+
+
+def long_csv_streamed(path: Path, id_name: str, order: str | None, label: str | None, features) -> Recorded | None:
+    """A long CSV read block by block into one preallocated float32 array: the values are held once (a file of
+    2 million rows of 12 features: docs/sequences.md). None where the file needs the whole-table path (a
+    column that is not numbers, a column name to correct): that path says what is wrong."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    delimiter = TABLE_SUFFIXES[path.suffix.lower()]
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        header = [name.strip().strip('"') for name in handle.readline().rstrip("\r\n").split(delimiter)]
+    text = {id_name, order, label} - {None}
+    wanted = [name.strip() for name in features.split(",")] if isinstance(features, str) else list(features or [])
+    if not text <= set(header) or not set(wanted) <= set(header):
+        return None
+    chosen = wanted or [name for name in header if name not in text]
+    rows = count_rows(path)
+    require_memory(path, 4 * rows * len(chosen))
+    values = np.empty((rows, len(chosen)), dtype=np.float32)
+    ids, steps, labels, position = [], [], [], 0
+    types = {name: pa.float32() for name in chosen}
+    try:
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24),
+                                parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                                convert_options=pacsv.ConvertOptions(column_types=types, include_columns=[*chosen, *text]))  # fmt: skip
+        for batch in reader:
+            count = batch.num_rows
+            for index, name in enumerate(chosen):
+                values[position : position + count, index] = batch.column(name).to_numpy(zero_copy_only=False)
+            ids.append(batch.column(id_name))
+            if order:
+                steps.append(batch.column(order).cast(pa.float64()).to_numpy(zero_copy_only=False))
+            if label:
+                labels.append(batch.column(label))
+            position += count
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if position != rows:
+        return None
+    id_column, label_column = pa.chunked_array(ids), pa.chunked_array(labels) if label else None
+    parts = {"ids": id_column, "steps": np.concatenate(steps) if order else None, "labels": label_column}
+    return group_rows(path, values, parts, id_name, label, chosen)
 
 
 def first_non_number(path: Path, table, name: str) -> str:
@@ -200,27 +285,40 @@ def long_sequences(path, table, names, id_name, order, label, features, needs_la
     chosen = feature_names(path, table, names, features, taken)
     require_memory(path, 4 * table.num_rows * len(chosen))
     values = numeric_columns(path, table, chosen)
-    ids = np.asarray(table.column(id_name).to_numpy(zero_copy_only=False))
-    if any(cell is None for cell in table.column(id_name).to_pylist()[:0]) or table.column(id_name).null_count:
-        row = table.column(id_name).to_pylist().index(None)
+    parts = {
+        "ids": table.column(id_name),
+        "steps": numeric_columns(path, table, [order_name])[:, 0] if order_name else None,
+        "labels": table.column(label_name) if label_name else None,
+    }
+    return group_rows(path, values, parts, id_name, label_name, chosen)
+
+
+def group_rows(path: Path, values: np.ndarray, parts: dict, id_name: str, label_name: str | None, chosen: list) -> Recorded:
+    """Rows (their `values`, and `parts`: the id column, the steps to sort by or None, the label column or None)
+    as sequences: in order of first appearance, each sorted by its steps (stable); views of `values` where the
+    file is already in that order."""
+    id_column = parts["ids"]
+    if id_column.null_count:
+        row = id_column.to_pylist().index(None)
         raise UserError(f"{path}, row {row + 2}, column {id_name!r}: no sequence id: every row needs one")
+    ids = np.asarray(id_column.to_numpy(zero_copy_only=False))
     unique, first_seen, codes = np.unique(ids, return_index=True, return_inverse=True)
+    del ids
     rank = np.empty(len(unique), dtype=np.int64)
     rank[np.argsort(first_seen, kind="stable")] = np.arange(len(unique))  # sequences in order of first appearance
     keys = rank[codes]
-    if order_name:
-        steps = numeric_columns(path, table, [order_name])[:, 0]
-        ordering = np.lexsort((steps, keys))
-    else:
-        ordering = np.argsort(keys, kind="stable")
-    if not np.array_equal(ordering, np.arange(len(ordering))):
-        values = values[ordering]
-    starts = np.searchsorted(keys[ordering], np.arange(len(unique)))
+    del codes
+    ordering = np.lexsort((parts["steps"], keys)) if parts["steps"] is not None else np.argsort(keys, kind="stable")
+    in_order = np.array_equal(ordering, np.arange(len(ordering)))
+    if not in_order:
+        values, keys = values[ordering], keys[ordering]
+    starts = np.searchsorted(keys, np.arange(len(unique)))
     x = np.split(values, starts[1:])
     sequence_ids = [str(value) for value in unique[np.argsort(first_seen, kind="stable")]]
     recorded = Recorded(x=x, y=[], ids=sequence_ids, features=chosen)
     if label_name:
-        labels = label_values(table, label_name)[ordering]
+        labels = column_labels(parts["labels"])
+        labels = labels if in_order else labels[ordering]
         per_step = np.split(labels, starts[1:])
         recorded.per_step = any(len(set(steps_of.tolist())) > 1 for steps_of in per_step)
         recorded.y = per_step if recorded.per_step else [steps_of[0] for steps_of in per_step]
@@ -229,9 +327,12 @@ def long_sequences(path, table, names, id_name, order, label, features, needs_la
 
 def label_values(table, name: str) -> np.ndarray:
     """A label column as numbers where it holds numbers, else as strings."""
+    return column_labels(table.column(name))
+
+
+def column_labels(column) -> np.ndarray:
     import pyarrow as pa
 
-    column = table.column(name)
     if is_numeric(column.type, pa):
         return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
     return np.asarray([None if cell is None else str(cell).strip() for cell in column.to_pylist()], dtype=object)
