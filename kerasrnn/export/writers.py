@@ -80,6 +80,11 @@ def recurrent_layers_and_head(model):
             require(not head, f"layer {layer.name} follows the head: this model is not a toolkit sequence model")
             recurrent.append(layer)
         elif not recurrent:
+            if type(layer).__name__ == "FoldSteps":
+                raise UserError(
+                    f"this model reads its series as rows of {layer.width} values a step, so it cannot stream one value "
+                    "at a time through LiteRT: export it as savedmodel or onnx instead (or fit it with -o fold=1)"
+                )
             front.append(layer)  # acts on each step alone (a file task's SequenceInput)
         else:
             # Dense layers (a readout, the output) act on one step at a time, wrapped or not.

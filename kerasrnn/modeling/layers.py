@@ -143,3 +143,27 @@ class SequenceInput(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mean": self.mean_values, "variance": self.variance_values}
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
+class FoldSteps(keras.layers.Layer):
+    """A long univariate series read as rows of `width` values a step, as the course reads a 784-pixel digit as
+    28 rows of 28: (batch, steps, 1) -> (batch, ceil(steps / width), width), the last row padded with NaN
+    (padding, as SequenceInput masks it: a row of NaN only where the series had ended)."""
+
+    def __init__(self, width: int, **kwargs):
+        super().__init__(**kwargs)
+        self.width = int(width)
+
+    def call(self, inputs):
+        steps = ops.shape(inputs)[1]
+        rows = (steps + self.width - 1) // self.width
+        padding = ops.full((ops.shape(inputs)[0], rows * self.width - steps, 1), float("nan"), dtype=inputs.dtype)
+        return ops.reshape(ops.concatenate([inputs, padding], axis=1), (-1, rows, self.width))
+
+    def compute_output_shape(self, input_shape):
+        steps = input_shape[1]
+        return (input_shape[0], None if steps is None else -(-steps // self.width), self.width)
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
