@@ -59,7 +59,9 @@ def main() -> None:
         path = Path(folder) / "long.csv"
         started = time.perf_counter()
         write_csv(path, args.rows, args.features, args.length)
-        print(f"wrote {args.rows:,} rows x {args.features} features ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.0f} s")
+        print(
+            f"wrote {args.rows:,} rows x {args.features} features ({path.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.0f} s"
+        )
         done = subprocess.run([sys.executable, "-c", READ, str(path), str(ROOT)], capture_output=True, text=True, check=True)
         seconds, grown, sequences, steps = done.stdout.split()
         array = args.rows * args.features * 4

@@ -276,3 +276,45 @@ def test_serve_answers_json_numbers_and_uploads_and_never_reads_a_path(peaks_run
     with open(tmp_path / "pickled.npz", "rb") as handle:
         pickled = client.post("/predict", files={"file": ("p.npz", handle, "application/octet-stream")})
     assert pickled.status_code == 422 and "not a list of arrays" in pickled.json()["detail"]
+
+
+def test_a_long_univariate_series_is_read_as_rows_and_learns(tmp_path):
+    import kerasrnn
+
+    rng = np.random.default_rng(8)
+
+    def write(path, count):
+        lines = ["label," + ",".join(f"t{i}" for i in range(140))]
+        for _ in range(count):
+            kind, steps = int(rng.integers(0, 2)), int(rng.integers(110, 141))
+            series = np.sin(2 * np.pi * (0.03, 0.09)[kind] * np.arange(steps) + rng.uniform(0, 6)) + rng.normal(0, 0.3, steps)
+            lines.append(f"k{kind}," + ",".join(f"{v:.3f}" for v in series) + "," * (140 - steps))
+        path.write_text("\n".join(lines) + "\n")
+
+    write(tmp_path / "train.csv", 120)
+    write(tmp_path / "test.csv", 60)
+    run = kerasrnn.fit("sequences", train=str(tmp_path / "train.csv"), test=str(tmp_path / "test.csv"), units=16, epochs=15,
+                       out=tmp_path / "run", verbose=0, log=lambda line: None)  # fmt: skip
+    assert run.metrics["config"]["fold_width"] == 12  # ceil(sqrt(median length))
+    assert run.metrics["test"]["accuracy"] > 0.9
+    with pytest.raises(UserError, match="rows of 12 values a step, so it cannot stream"):
+        run.export("tflite", out=tmp_path / "m.tflite")
+
+
+def test_a_label_per_step_is_learnt_and_answered_per_step(tmp_path):
+    import kerasrnn
+
+    rng = np.random.default_rng(9)
+    xs = [rng.normal(0, 1, (int(rng.integers(5, 15)), 2)).astype(np.float32) for _ in range(240)]
+    ys = [np.where(np.cumsum(x[:, 0]) > 0, "up", "down") for x in xs]  # needs the running sum: memory
+    longest = max(len(x) for x in xs)
+    padded, labels = np.zeros((len(xs), longest, 2), np.float32), np.full((len(xs), longest), "down", dtype=object)
+    for index, (x, y) in enumerate(zip(xs, ys)):
+        padded[index, : len(x)], labels[index, : len(y)] = x, y
+    np.savez(tmp_path / "train.npz", x=padded, lengths=np.array([len(x) for x in xs]), y=labels.astype(str))
+    run = kerasrnn.fit("sequences", train=str(tmp_path / "train.npz"), test=str(tmp_path / "train.npz"), units=16,
+                       epochs=15, out=tmp_path / "run", verbose=0, log=lambda line: None)  # fmt: skip
+    assert run.metrics["config"]["per_step"] and run.metrics["config"]["classes"] == ["down", "up"]
+    assert run.metrics["test"]["accuracy"] > 0.85
+    answers = run.predict([str(tmp_path / "train.npz")])["predictions"]
+    assert [len(answer["labels"]) for answer in answers[:5]] == [len(x) for x in xs[:5]]
