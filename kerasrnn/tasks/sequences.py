@@ -114,6 +114,7 @@ class SequencesTask(Task):
         # The model and its training: measured in docs/sequences.md.
         "cell": "gru", "units": 128, "bidirectional": True, "dropout": 0.2, "epochs": 200, "batch_size": 16, "lr": 2e-3,
         "clipnorm": 1.0, "patience": 40,
+        "noise": 0.0,  # Gaussian noise added to the standardised features while training (0: none)
         # A long univariate series read as rows of this many values a step ("auto": the square root of the
         # median length, from 100 steps on; 1: as recorded). The course's trick for mnist's 784 pixels.
         "fold": "auto",
@@ -129,6 +130,7 @@ class SequencesTask(Task):
             isinstance(fraction, float | int) and 0 < fraction < 1, f"validation fraction must be in (0, 1), got {fraction!r}"
         )
         require(isinstance(config["patience"], int) and config["patience"] >= 1, "patience must be a whole number >= 1")
+        require(isinstance(config["noise"], float | int) and config["noise"] >= 0, f"noise must be >= 0, got {config['noise']!r}")
         recorded = read(config, config["train"])
         kind = target_kind(recorded.y, config["target"])
         classes = sorted({class_name(value) for y in recorded.y for value in np.atleast_1d(np.asarray(y, dtype=object))},
@@ -301,6 +303,8 @@ class SequencesTask(Task):
         inputs = keras.Input(shape=(None, len(config["feature_names"])), name="sequence")
         features = FoldSteps(width, name="fold")(inputs) if width > 1 else inputs
         features = SequenceInput(mean.tolist(), variance.tolist(), name="standardise")(features)
+        if config["noise"]:
+            features = keras.layers.GaussianNoise(config["noise"], seed=config["seed"], name="noise")(features)
         features = recurrent_body(features, RecurrentSpec.from_config(config), return_sequences=config["per_step"])
         units = len(config["classes"]) if config["kind"] == "class" else 1
         activation = "softmax" if config["kind"] == "class" else "linear"
