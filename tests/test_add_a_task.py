@@ -89,6 +89,7 @@ def test_every_command_runs_on_the_installed_task(installed, tmp_path):
     assert alone.returncode == 0 and float(alone.stdout.split()[-1]) > 0.5, alone.stderr[-1000:]
 
 
+@pytest.mark.slow  # kerasrnn.fit(task object) is in the default suite: tests/test_task_contract.py
 def test_a_module_reference_and_a_task_object_need_no_install(installed, tmp_path, monkeypatch):
     _, source = installed
     by_reference = kerasrnn_cli(
@@ -106,6 +107,7 @@ def test_a_module_reference_and_a_task_object_need_no_install(installed, tmp_pat
     assert run.task == "majority" and run.predict(["1", "1", "1"])["more_ones"] is True
 
 
+@pytest.mark.slow
 def test_the_packages_own_test_passes(installed, tmp_path):
     site, source = installed
     env = {**os.environ, "PYTHONPATH": str(site)}

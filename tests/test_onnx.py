@@ -98,8 +98,21 @@ def test_runs_trained_on_other_backends_export_to_onnx(name, tmp_path, cli):
 
 
 def test_predict_through_onnx_answers_as_the_run_does(tmp_path, cli):
-    cases = {"adder": ["1011", "110"], "recall": ["3", "1", "4", "1", "5"]}
-    for task_name, inputs in cases.items():
+    """From the command line for the adder; in one process for recall and mnist (the same code behind the command)."""
+    import kerasrnn
+
+    for task_name, inputs in {"recall": ["3", "1", "4", "1", "5"], "mnist": [str(digit_file(tmp_path))]}.items():
+        run_dir = seeded_run(tmp_path / task_name, task_name)
+        artifact = kerasrnn.load(run_dir).export("onnx", out=tmp_path / f"{task_name}.onnx")
+        from_run, from_onnx = kerasrnn.load(run_dir).predict(inputs), kerasrnn.load(artifact).predict(inputs)
+        key = "digit" if task_name == "recall" else "predictions"
+        if task_name == "recall":
+            assert from_onnx["digit"] == from_run["digit"]
+            assert from_onnx["confidence"] == pytest.approx(from_run["confidence"], abs=1e-5)
+        else:
+            assert [p["label"] for p in from_onnx[key]] == [p["label"] for p in from_run[key]]
+            assert from_onnx[key][0]["confidence"] == pytest.approx(from_run[key][0]["confidence"], abs=1e-5)
+    for task_name, inputs in {"adder": ["1011", "110"]}.items():
         run_dir = seeded_run(tmp_path / task_name, task_name)
         artifact = tmp_path / f"{task_name}.onnx"
         export = cli("export", str(run_dir), "--format", "onnx", "--out", str(artifact), "--json")
@@ -152,6 +165,15 @@ def test_the_client_in_the_docs_needs_no_toolkit(tmp_path):
     done = run_client(client, tmp_path / "adder.onnx", 11, 6)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[1] == "17"  # the true sum beside the model's
+
+
+def digit_file(tmp_path):
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (56, 56), 255)
+    ImageDraw.Draw(image).line([(28, 8), (28, 48)], fill=0, width=5)
+    image.save(tmp_path / "one.png")
+    return tmp_path / "one.png"
 
 
 def docs_client(tmp_path):

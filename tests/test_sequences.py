@@ -188,7 +188,7 @@ def peaks_run(tmp_path_factory):
     write_long(folder / "train.csv", xs[:240], ys[:240])
     write_long(folder / "test.csv", xs[240:], ys[240:])
     run = kerasrnn.fit("sequences", train=str(folder / "train.csv"), test=str(folder / "test.csv"), **LONG, units=16,
-                       epochs=30, patience=8, out=folder / "run", verbose=0, log=lambda line: None)  # fmt: skip
+                       epochs=20, patience=6, out=folder / "run", verbose=0, log=lambda line: None)  # fmt: skip
     return run, folder
 
 
