@@ -25,7 +25,6 @@ DEFAULT_CASES = {
     ("adder", "lstm", "stacked"),
     ("recall", "gru", "bidirectional"),
     ("mnist", "rnn", "one"),
-    ("adder", "gru", "one"),
 }
 GRID = [
     pytest.param(task, cell, variant, id=f"{task}-{cell}-{variant}",

@@ -212,6 +212,7 @@ def test_evaluate_and_predict_read_a_file(peaks_run, tmp_path):
     assert all(0 < answer["confidence"] <= 1 for answer in answers)
 
 
+@pytest.mark.slow
 def test_a_regression_target_reports_rmse_and_mae(tmp_path):
     import kerasrnn
 
@@ -278,6 +279,7 @@ def test_serve_answers_json_numbers_and_uploads_and_never_reads_a_path(peaks_run
     assert pickled.status_code == 422 and "not a list of arrays" in pickled.json()["detail"]
 
 
+@pytest.mark.slow
 def test_a_long_univariate_series_is_read_as_rows_and_learns(tmp_path):
     import kerasrnn
 
@@ -301,6 +303,7 @@ def test_a_long_univariate_series_is_read_as_rows_and_learns(tmp_path):
         run.export("tflite", out=tmp_path / "m.tflite")
 
 
+@pytest.mark.slow
 def test_a_label_per_step_is_learnt_and_answered_per_step(tmp_path):
     import kerasrnn
 
