@@ -81,6 +81,7 @@ def test_sweep_refuses_bad_grids_before_training(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_bench_table_json_and_a_missing_backend(tmp_path, monkeypatch):
     from kerasrnn import backend
 

@@ -27,7 +27,7 @@ def needs(backend: str):
         pytest.skip(f"{backend} is not installed (pip install 'kerasrnn[{backend}]')")
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.slow)])
 def test_one_step_on_two_devices_equals_one_step_on_one(backend):
     needs(backend)
     done = subprocess.run(
@@ -53,6 +53,7 @@ def jax_fit_on_two_devices(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_jax_fit_on_two_devices_records_its_distribution(tmp_path):
     needs("jax")
     metrics = jax_fit_on_two_devices(tmp_path / "two-devices")

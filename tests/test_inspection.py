@@ -63,7 +63,7 @@ def test_recomputed_states_equal_the_layers_own_outputs(cell, layers, bidirectio
                 assert values.min() >= 0 and values.max() <= 1  # gates are sigmoids
 
 
-@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize("backend", [pytest.param("jax", marks=pytest.mark.slow), "torch"])
 def test_recomputed_states_equal_the_layers_own_outputs_on_the_other_backends(backend):
     """On torch the layers run PyTorch's fused kernels; the recomputation is keras.ops on every backend."""
     pytest.importorskip(backend)

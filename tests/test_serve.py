@@ -153,6 +153,7 @@ def test_uploads_that_are_too_large_broken_or_bombs_are_refused(mnist_client):
     assert mnist_client.post("/predict", files=[("images", ("one.png", png_bytes(drawn_one()), "image/png"))]).status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (PRETRAINED / "metrics.json").exists(), reason="no pretrained run shipped")
 def test_a_short_soak_answers_every_good_request_right_and_every_bad_one_4xx(tmp_path):
     """scripts/serve_soak.py, briefly: drawn and photographed digits, mixed requests, garbage, oversized uploads

@@ -51,6 +51,7 @@ def test_a_search_starts_from_the_defaults_and_every_trial_is_a_run(tmp_path):
     assert len(trials) == 4 and trials[:3] == document["trials"]  # the finished trials kept, one more run
 
 
+@pytest.mark.slow
 def test_hyperband_gives_the_best_of_a_round_more_epochs(tmp_path):
     """KerasTuner's Hyperband over at most 3 epochs (factor 3): a round of three 1-epoch trials, the best of them
     again with 3 epochs, then a bracket of two 3-epoch trials; every trial a fit of the epochs it was given."""

@@ -189,7 +189,7 @@ def fit_placed(config: dict, run_dir: Path, placement, resume: bool, overwrite: 
     runs.save_model_atomic(model, run_dir / runs.MODEL_FILE)
     faults.point("model-saved")
 
-    validation_scores = task.validation_scores(model, config, validation)
+    validation_scores = kept_validation_scores(task, config, model, validation, run_dir, plan)
     evaluation = {"test": None}
     if score_test:
         log("kerasrnn: evaluating on held-out data")
@@ -370,6 +370,21 @@ def evaluate_run(run_dir: Path, lengths: list[int] | None = None, data=None) -> 
         "config": config,
         **public(evaluation),
     }
+
+
+def kept_validation_scores(task, config: dict, model, validation, run_dir: Path, plan) -> dict:
+    """The kept model's validation scores: the task's own where it computes them; else the best epoch's val_*
+    row of history.csv, which Keras computed on these weights and this validation set (a second pass would
+    repeat it), when one model trained; else Keras' evaluate (the default `validation_scores`)."""
+    from kerasrnn.tasks.base import Task
+
+    history = runs.read_history(run_dir)
+    monitored = history.get(plan.checkpoint_monitor["monitor"], [])
+    if type(task).validation_scores is not Task.validation_scores or task.candidates(config) > 1 or not monitored:
+        return task.validation_scores(model, config, validation)
+    pick = min if plan.checkpoint_monitor["mode"] == "min" else max
+    best = monitored.index(pick(monitored))
+    return {name.removeprefix("val_"): float(values[best]) for name, values in history.items() if name.startswith("val_")}
 
 
 def score_test_set(run_dir: Path, lengths: list[int] | None = None) -> dict:
