@@ -54,6 +54,7 @@ def test_the_page_names_its_files():
     }
 
 
+@pytest.mark.slow
 def test_every_command_runs_on_the_installed_task(installed, tmp_path):
     site, _ = installed
     run = tmp_path / "runs" / "majority"

@@ -109,6 +109,7 @@ def test_two_jax_processes_train_as_two_devices_in_one(tmp_path):
     assert metrics["test"]["loss"] == pytest.approx(one_process["test"]["loss"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_tensorflow_fit_on_two_devices_records_its_strategy(tmp_path, capfd):
     run_dir = tmp_path / "run"
     # 201 validation examples: the uneven last batch is cut to what 2 devices share.

@@ -82,6 +82,7 @@ def test_the_same_command_with_resume_starts_a_fit_killed_before_it_saved_anythi
     assert nothing.returncode == 2 and nothing.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_resuming_a_run_killed_after_it_finished_says_so(tmp_path):
     run_dir = tmp_path / "run"
     run_cli(*SMALL_ADDER, "--out", str(run_dir), env={**os.environ, "KERASRNN_KILL_AT": "metrics-written"})

@@ -238,6 +238,7 @@ def test_one_unreadable_image_among_several_gets_its_own_line_and_the_others_are
     assert none.returncode == 2 and none.stderr == f"error: none of the 2 images could be read: {message}\n"
 
 
+@pytest.mark.slow
 def test_inspect_shows_each_image_row_by_row_and_which_rows_it_rests_on(tiny_mnist_run, tmp_path, cli):
     from PIL import Image, ImageDraw
 

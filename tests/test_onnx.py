@@ -96,6 +96,7 @@ def test_runs_trained_on_other_backends_export_to_onnx(name, tmp_path, cli):
     assert max(onnx_against_keras(run_dir, tmp_path / "model.onnx").values()) <= 1e-5
 
 
+@pytest.mark.slow
 def test_predict_through_onnx_answers_as_the_run_does(tmp_path, cli):
     """From the command line for the adder; in one process for recall and mnist (the same code behind the command)."""
     import kerasrnn

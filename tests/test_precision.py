@@ -82,6 +82,7 @@ def torch_has_bfloat16_units() -> bool:
 
 
 @pytest.mark.skipif(not torch_has_bfloat16_units(), reason="needs torch on a CPU with bfloat16 units")
+@pytest.mark.slow
 def test_a_fit_in_bfloat16_learns_and_saves_a_model_that_computes_in_float32(tmp_path):
     run_dir = tmp_path / "bf16"
     small = ["--train-length", "6", "--units", "16", "--epochs", "4", "-o", "eval_samples=200", "-o", "precision=bfloat16"]

@@ -242,6 +242,7 @@ def test_threads_the_user_set_are_kept(monkeypatch):
     assert clock.counts == []
 
 
+@pytest.mark.slow
 def test_augmented_digits_train_on_torch(tmp_path):
     """GRU's defaults augment the images in tf.data: on torch the toolkit's step reads that pipeline's batches."""
     from kerasrnn.digits import mnist_data
