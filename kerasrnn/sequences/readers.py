@@ -111,8 +111,7 @@ def read_table(path: Path, text_columns: set = frozenset()):
             return pq.read_table(path)
         delimiter = TABLE_SUFFIXES[path.suffix.lower()]
         options, reading = pacsv.ParseOptions(delimiter=delimiter), pacsv.ReadOptions(block_size=1 << 24)
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            header = [name.strip().strip('"') for name in handle.readline().rstrip("\r\n").split(delimiter)]
+        header = csv_header(path, delimiter)
         typed = pacsv.ConvertOptions(column_types={name: pa.float32() for name in header if name and name not in text_columns})
         try:
             return pacsv.read_csv(path, parse_options=options, read_options=reading, convert_options=typed)
@@ -121,6 +120,12 @@ def read_table(path: Path, text_columns: set = frozenset()):
     except (pa.ArrowInvalid, OSError) as error:
         first = str(error).strip().splitlines()[0][:200]
         raise UserError(f"{path} could not be read as a table: {first}") from None
+
+
+def csv_header(path: Path, delimiter: str) -> list[str]:
+    """A CSV's column names from its first line, without parsing the rest."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return [name.strip().strip('"') for name in handle.readline().rstrip("\r\n").split(delimiter)]
 
 
 def require_memory(path: Path, expected_bytes: float) -> None:
@@ -194,8 +199,7 @@ def long_csv_streamed(path: Path, id_name: str, order: str | None, label: str | 
     import pyarrow.csv as pacsv
 
     delimiter = TABLE_SUFFIXES[path.suffix.lower()]
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        header = [name.strip().strip('"') for name in handle.readline().rstrip("\r\n").split(delimiter)]
+    header = csv_header(path, delimiter)
     text = {id_name, order, label} - {None}
     wanted = [name.strip() for name in features.split(",")] if isinstance(features, str) else list(features or [])
     if not text <= set(header) or not set(wanted) <= set(header):
