@@ -32,6 +32,20 @@ def test_fused_layers_match_keras_loop_in_outputs_states_and_gradients(parity, c
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize(
+    "case",
+    ["last", "sequences", "backwards", "backwards sequences", "zero outputs", "zero outputs last", "dropout", "states",
+     "bidirectional"],
+)  # fmt: skip
+def test_masked_layers_run_packed_and_match_keras_masked_loop(parity, cell, case):
+    """Right-padded sequences of mixed lengths: each through its own steps (the packed kernel), and every output
+    (the masked steps' too, as Keras fills them), state and gradient as Keras' masked loop computes them."""
+    result = parity[f"{cell} masked {case}"]
+    assert result["packed_calls"] == (2 if case == "bidirectional" else 1)
+    assert result["outputs"] < 1e-5 and result["gradients"] < 1e-5
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("backwards", [False, True])
 def test_weight_mapping_is_exact_in_float64(parity, cell, backwards):
     result = parity[f"{cell} float64 backwards={backwards}"]

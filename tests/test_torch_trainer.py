@@ -27,6 +27,10 @@ CASES = [
     "recall gru",
     "mnist lstm bfloat16",
     "mnist gru bidirectional bfloat16",
+    "sequences masked bidirectional gru",
+    "sequences masked stacked lstm",
+    "sequences masked rnn regression",
+    "sequences masked folded gru",
 ]
 
 

@@ -54,7 +54,8 @@ def build(cell: str, fused: bool, case: str, dtype: str = "float32") -> keras.Mo
 
 def outputs_and_gradients(model, x, training: bool):
     outputs = keras.tree.flatten(model(x, training=training))
-    weights = [torch.rand_like(output, generator=torch.Generator().manual_seed(1)) for output in outputs]
+    # torch.rand, not rand_like: rand_like lays the numbers out in the output's strides, which differ between paths
+    weights = [torch.rand(output.shape, generator=torch.Generator().manual_seed(1)) for output in outputs]
     loss = sum((output * weight).sum() for output, weight in zip(outputs, weights))
     variables = [v.value for v in model.trainable_weights]
     return outputs, torch.autograd.grad(loss, variables)
@@ -162,13 +163,63 @@ def float64_mapping(cell: str, go_backwards: bool) -> dict:
     }
 
 
+MASKED_CASES = {  # layer options over right-padded sequences of 6, 4, 1, 5 and 2 steps
+    "last": {}, "sequences": {"return_sequences": True}, "backwards": {"go_backwards": True},
+    "backwards sequences": {"go_backwards": True, "return_sequences": True},
+    "zero outputs": {"return_sequences": True, "zero_output_for_mask": True},
+    "zero outputs last": {"zero_output_for_mask": True}, "dropout": {"dropout": 0.3, "return_sequences": True},
+    "states": {"return_state": True},
+}  # fmt: skip
+
+
+def masked_case(cell: str, case: str) -> dict:
+    """A masked layer (the packed kernels) against Keras' masked loop: every output, state and gradient,
+    the masked steps' outputs included. `case` "bidirectional": Keras' Bidirectional around it."""
+    lengths = np.array([6, 4, 1, 5, 2])
+    mask = np.arange(6)[None, :] < lengths[:, None]
+    models = []
+    for fused in (False, True):
+        make = FUSED_CELLS[cell] if fused else KERAS_CELLS[cell]
+        options = {"units": 4, "seed": 7, **({} if fused else {"use_cudnn": False})}
+        inputs, given_mask = keras.Input((6, 3)), keras.Input((6,), dtype="bool")
+        if case == "bidirectional":
+            layer = keras.layers.Bidirectional(make(return_sequences=True, **options))
+        else:
+            layer = make(**options, **MASKED_CASES[case])
+        models.append(keras.Model([inputs, given_mask], layer(inputs, mask=given_mask)))
+    reference, fused = models
+    fused.set_weights([w + RNG.normal(0, 0.3, w.shape).astype(w.dtype) for w in reference.get_weights()])
+    reference.set_weights(fused.get_weights())
+    x = [RNG.normal(size=(5, 6, 3)).astype("float32"), mask]
+    calls = []
+    original = kernels.run_masked
+
+    def recording(*args, **kwargs):
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    kernels.run_masked = recording
+    try:
+        keras.utils.set_random_seed(3)
+        got, got_gradients = outputs_and_gradients(fused, x, training=case == "dropout")
+    finally:
+        kernels.run_masked = original
+    keras.utils.set_random_seed(3)
+    want, want_gradients = outputs_and_gradients(reference, x, training=case == "dropout")
+    return {
+        "packed_calls": len(calls),
+        "outputs": max(relative_difference(a, b) for a, b in zip(got, want)),
+        "gradients": max(relative_difference(a, b) for a, b in zip(got_gradients, want_gradients)),
+    }
+
+
 def fallback_cases() -> dict:
     """Configurations the fused kernel must leave to Keras: each is counted, none may call the kernel."""
     x = RNG.normal(size=(2, 5, 3)).astype("float32")
     with kernel_calls("lstm") as calls:
         for options in ({"recurrent_dropout": 0.2}, {"unroll": True}, {"activation": "relu"}, {"use_cudnn": False}):
             layers.LSTM(4, **options)(x, training=True)
-        layers.LSTM(4)(x, mask=np.array([[True] * 5, [True, True, True, False, False]]))
+        layers.LSTM(4)(x, mask=np.array([[True] * 5, [True, False, True, False, False]]))  # a gap: Keras' loop
         layers.LSTM(4, dtype="float64")(x.astype("float64"))
     with kernel_calls("gru") as gru_calls:
         layers.GRU(4, reset_after=False)(x)
@@ -183,6 +234,8 @@ if __name__ == "__main__":
     }
     report.update({f"{cell} float64 backwards={b}": float64_mapping(cell, b) for cell in ("lstm", "gru") for b in (False, True)})
     report["fallbacks"] = fallback_cases()
+    report.update({f"{cell} masked {case}": masked_case(cell, case) for cell in ("lstm", "gru")
+                   for case in [*MASKED_CASES, "bidirectional"]})  # fmt: skip
     report["bfloat16 units"] = precision.bfloat16_units()
     report.update(
         {

@@ -28,6 +28,7 @@ from kerasrnn.torch import step as torch_step  # noqa: E402
 from kerasrnn.training import precision  # noqa: E402
 from kerasrnn.training.fitting import compile_model  # noqa: E402
 
+DATA = tempfile.mkdtemp()  # the sequences task's training files: short multivariate, long univariate
 STEPS_PER_EPOCH = 30  # the cosine schedule decays over epochs x this: it moves within 20 steps
 CASES = {
     "mnist lstm": ("mnist", {"cell": "lstm", "units": 12}),
@@ -44,6 +45,12 @@ CASES = {
     "recall gru": ("recall", {"cell": "gru", "units": 5, "dropout": 0.1}),
     "mnist lstm bfloat16": ("mnist", {"cell": "lstm", "units": 12, "precision": "bfloat16"}),
     "mnist gru bidirectional bfloat16": ("mnist", {"cell": "gru", "units": 8, "bidirectional": True, "precision": "bfloat16"}),
+    "sequences masked bidirectional gru": ("sequences", {"train": f"{DATA}/short.npz", "units": 6, "dropout": 0.2}),
+    "sequences masked stacked lstm": ("sequences", {"train": f"{DATA}/short.npz", "cell": "lstm", "units": 5, "layers": 2,
+                                                    "bidirectional": False}),
+    "sequences masked rnn regression": ("sequences", {"train": f"{DATA}/short.npz", "cell": "rnn", "units": 5,
+                                                      "target": "value", "bidirectional": False}),
+    "sequences masked folded gru": ("sequences", {"train": f"{DATA}/long.npz", "units": 4}),
 }  # fmt: skip
 REFUSED = {
     "recurrent dropout": ("recall", {"recurrent_dropout": 0.2}),
@@ -54,7 +61,31 @@ REFUSED = {
 }
 
 
+def write_sequences() -> None:
+    """Training files for the sequences cases: 40 sequences of 3-12 steps and 3 features, 40 of 100-130 steps and 1."""
+    rng = np.random.default_rng(3)
+    for name, low, high, channels in (("short", 3, 13, 3), ("long", 100, 131, 1)):
+        x = [rng.normal(size=(int(rng.integers(low, high)), channels)).astype(np.float32) for _ in range(40)]
+        np.savez(f"{DATA}/{name}.npz", x=np.array(x, dtype=object), y=np.arange(40) % 3)
+
+
+write_sequences()
+
+
+def sequence_batch(config: dict, rng) -> tuple:
+    """32 NaN-padded sequences of mixed lengths (one of the longest), as the task's batches are."""
+    from kerasrnn.tasks.sequences import pad
+
+    low, high = (100, 131) if config["fold_width"] > 1 else (3, 13)
+    channels = len(config["feature_names"])
+    x = [rng.normal(size=(int(rng.integers(low, high)), channels)).astype(np.float32) for _ in range(32)]
+    y = rng.integers(0, 3, 32)
+    return pad(x, channels, high - 1), (y[:, None].astype(np.float32) if config["kind"] == "value" else y.astype(np.int32))
+
+
 def batches(task_name: str, config: dict, count: int, rng) -> list:
+    if task_name == "sequences":
+        return [sequence_batch(config, rng) for _ in range(count)]
     if task_name == "mnist":
         return [(rng.random((32, 28, 28), dtype=np.float32), rng.integers(0, 10, 32).astype(np.int32)) for _ in range(count)]
     if task_name == "adder":

@@ -49,12 +49,13 @@ def input_dropout(layer, sequences, training):
 def fused_kernel_applies(layer, mask) -> bool:
     """Whether PyTorch's fused kernel computes exactly what Keras' loop would (kerasrnn.torch.kernels).
 
-    Keras' own loop stays in charge of everything else: other backends, masks, recurrent dropout,
+    A mask applies where it keeps each sequence's first steps (right padding: `kernels.run_masked`). Keras'
+    own loop stays in charge of everything else: other backends, masks with gaps, recurrent dropout,
     unrolling, other activations or precisions, layers without biases, and use_cudnn=False.
     """
     return (
         keras.backend.backend() == "torch"
-        and mask is None
+        and (mask is None or masked_lengths(mask) is not None)
         and not layer.recurrent_dropout
         and not layer.unroll
         and layer.use_cudnn in ("auto", True)
@@ -64,6 +65,13 @@ def fused_kernel_applies(layer, mask) -> bool:
         and layer.compute_dtype == "float32"
         and layer.cell.kernel.dtype == "float32"
     )
+
+
+def masked_lengths(mask):
+    """The lengths of right-padded sequences under `mask`, or None (kerasrnn.torch.kernels.prefix_lengths)."""
+    from kerasrnn.torch.kernels import prefix_lengths
+
+    return prefix_lengths(mask)
 
 
 @keras.saving.register_keras_serializable(package="kerasrnn")
@@ -76,10 +84,13 @@ class LSTM(keras.layers.LSTM):
         mask = mask[0] if isinstance(mask, (list, tuple)) else mask
         if not fused_kernel_applies(self, mask):
             return super().inner_loop(sequences, initial_state, mask=mask, training=training)
-        from kerasrnn.torch.kernels import run_lstm
+        from kerasrnn.torch.kernels import lstm_parameters, run_lstm, run_masked
 
         sequences = input_dropout(self, sequences, training)
         kernels = (self.cell.kernel.value, self.cell.recurrent_kernel.value, self.cell.bias.value)
+        if mask is not None:
+            return run_masked("lstm", sequences, masked_lengths(mask), list(initial_state), lstm_parameters(*kernels),
+                              self.go_backwards, self.zero_output_for_mask, self.kernel_precision)  # fmt: skip
         return run_lstm(
             sequences,
             initial_state[0],
@@ -100,11 +111,14 @@ class GRU(keras.layers.GRU):
         mask = mask[0] if isinstance(mask, (list, tuple)) else mask
         if not (fused_kernel_applies(self, mask) and self.cell.reset_after):
             return super().inner_loop(sequences, initial_state, mask=mask, training=training)
-        from kerasrnn.torch.kernels import run_gru
+        from kerasrnn.torch.kernels import gru_parameters, run_gru, run_masked
 
         state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
         sequences = input_dropout(self, sequences, training)
         kernels = (self.cell.kernel.value, self.cell.recurrent_kernel.value, self.cell.bias.value)
+        if mask is not None:
+            return run_masked("gru", sequences, masked_lengths(mask), [state], gru_parameters(*kernels), self.go_backwards,
+                              self.zero_output_for_mask, self.kernel_precision)  # fmt: skip
         return run_gru(sequences, state, *kernels, go_backwards=self.go_backwards, precision=self.kernel_precision)
 
 

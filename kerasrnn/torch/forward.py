@@ -2,7 +2,9 @@
 
 PyTorch's fused LSTM, GRU and tanh-RNN kernels (kerasrnn.torch.kernels), Dense and TimeDistributed(Dense)
 heads, bidirectional and stacked layers, input dropout with the masks Keras' cells draw (the same random
-numbers). The LSTM and tanh-RNN kernels are kept in memory in PyTorch's order (the same values, stored
+numbers), and the sequences task's first layers (FoldSteps, SequenceInput): their NaN padding becomes each
+sequence's length, and every recurrent layer after them runs the packed kernels (Keras' masked loop's results).
+Each step of the chain maps (inputs, lengths) to (outputs, lengths); lengths None: no padding. The LSTM and tanh-RNN kernels are kept in memory in PyTorch's order (the same values, stored
 transposed), so that neither the kernels nor their gradients and Adam slots are copied between layouts every
 step. Anything else raises `Unsupported`, whose message the fit log prints; Keras' own path runs it then.
 """
@@ -53,7 +55,7 @@ def recurrent_kind(layer) -> str:
 
 def run_rnn_tanh(inputs, state, kernel, recurrent_kernel, bias, go_backwards: bool):
     """(last output, every output) of Keras' SimpleRNN (tanh) through PyTorch's fused tanh-RNN kernel."""
-    weights = [kernel.T, recurrent_kernel.T, bias, torch.zeros_like(bias)]
+    weights = rnn_parameters(kernel, recurrent_kernel, bias)
     outputs, _ = torch._VF.rnn_tanh(
         kernels.as_sequence_input(inputs, go_backwards), state.unsqueeze(0), weights,
         True, 1, 0.0, torch.is_grad_enabled(), False, True,
@@ -77,7 +79,7 @@ def recurrent_forward(layer):
         transposed_storage(cell.kernel)
         transposed_storage(cell.recurrent_kernel)
 
-    def forward(inputs, training):
+    def forward(inputs, training, lengths=None):
         # Keras draws the input dropout mask from the first step before every call (the random
         # numbers are consumed even when the mask is not applied): draw it the same way.
         mask = cell.get_dropout_mask(inputs[:, 0, :]) if cell.dropout else None
@@ -86,7 +88,12 @@ def recurrent_forward(layer):
             inputs = inputs * mask.unsqueeze(1)
         state = inputs.new_zeros((inputs.shape[0], cell.units))
         weights = (cell.kernel.value, cell.recurrent_kernel.value, cell.bias.value)
-        if kind == "lstm":
+        if lengths is not None:
+            parameters = {"lstm": kernels.lstm_parameters, "gru": kernels.gru_parameters, "rnn": rnn_parameters}[kind](*weights)
+            states = [state, state] if kind == "lstm" else [state]
+            last, outputs, _ = kernels.run_masked(kind, inputs, lengths, states, parameters, layer.go_backwards,
+                                                  layer.zero_output_for_mask, getattr(layer, "kernel_precision", "float32"))  # fmt: skip
+        elif kind == "lstm":
             last, outputs, _ = kernels.run_lstm(
                 inputs, state, state, *weights, go_backwards=layer.go_backwards, precision=layer.kernel_precision
             )
@@ -96,7 +103,7 @@ def recurrent_forward(layer):
             )
         else:
             last, outputs = run_rnn_tanh(inputs, state, *weights, go_backwards=layer.go_backwards)
-        return outputs if layer.return_sequences else last
+        return (outputs if layer.return_sequences else last), lengths
 
     return forward
 
@@ -106,11 +113,11 @@ def bidirectional_forward(layer):
         raise Unsupported(f"layer {layer.name}: merge mode {layer.merge_mode!r} (concat is reproduced)")
     forward_pass, backward_pass = recurrent_forward(layer.forward_layer), recurrent_forward(layer.backward_layer)
 
-    def forward(inputs, training):
-        ahead, behind = forward_pass(inputs, training), backward_pass(inputs, training)
+    def forward(inputs, training, lengths=None):
+        (ahead, _), (behind, _) = forward_pass(inputs, training, lengths), backward_pass(inputs, training, lengths)
         if layer.return_sequences:
             behind = torch.flip(behind, dims=[1])  # Keras lines the backward outputs up with the input steps
-        return torch.cat([ahead, behind], dim=-1)
+        return torch.cat([ahead, behind], dim=-1), lengths
 
     return forward
 
@@ -126,16 +133,52 @@ def dense_forward(layer, softmax: bool = True):
     if activation is None or not layer.use_bias:
         raise Unsupported(f"layer {layer.name}: activation {layer.activation.__name__} or no bias")
 
-    def forward(inputs, training):
-        return activation(torch.matmul(inputs, layer.kernel.value) + layer.bias.value)
+    def forward(inputs, training, lengths=None):
+        return activation(torch.matmul(inputs, layer.kernel.value) + layer.bias.value), lengths
 
     return forward
+
+
+def sequence_input_forward(layer):
+    """SequenceInput: NaN padding to each sequence's length (None where no sequence is padded), then standardised."""
+
+    def forward(inputs, training, lengths=None):
+        missing = torch.isnan(inputs)
+        steps = (~missing.all(dim=-1)).sum(dim=1)
+        if int(steps.min()) < inputs.shape[1]:
+            lengths = kernels.prefix_lengths(~missing.all(dim=-1))
+            if lengths is None:
+                raise ValueError("a batch padded other than after each sequence's steps (kerasrnn pads at the end)")
+        values = torch.where(missing, torch.zeros_like(inputs), inputs)
+        return (values - layer.mean.value) * layer.scale.value, lengths
+
+    return forward
+
+
+def fold_forward(layer):
+    """FoldSteps: (batch, steps, 1) as rows of `width` values, the last row padded with NaN."""
+
+    def forward(inputs, training, lengths=None):
+        batch, steps, _ = inputs.shape
+        rows = -(-steps // layer.width)
+        padding = inputs.new_full((batch, rows * layer.width - steps, 1), float("nan"))
+        return torch.cat([inputs, padding], dim=1).reshape(batch, rows, layer.width), lengths
+
+    return forward
+
+
+def rnn_parameters(kernel, recurrent_kernel, bias) -> list:
+    return [kernel.T, recurrent_kernel.T, bias, torch.zeros_like(bias)]
 
 
 def layer_forward(layer, softmax: bool = True):
     """The torch function of one layer of the model, or Unsupported; `softmax=False`: logits of a softmax Dense."""
     if isinstance(layer, keras_layers.InputLayer):
         return None
+    if type(layer) is kerasrnn_layers.SequenceInput:
+        return sequence_input_forward(layer)
+    if type(layer) is kerasrnn_layers.FoldSteps:
+        return fold_forward(layer)
     if isinstance(layer, keras_layers.Bidirectional):
         return bidirectional_forward(layer)
     if isinstance(layer, keras_layers.RNN):
@@ -145,23 +188,36 @@ def layer_forward(layer, softmax: bool = True):
     return dense_forward(layer, softmax)
 
 
+def reads_the_layer_before(layer, previous, masked: bool) -> bool:
+    """Whether `layer` reads `previous`'s output alone (after SequenceInput, Keras' graph also lists the mask it
+    hands a recurrent layer: [tensor, mask])."""
+    given = layer.input
+    if masked and isinstance(given, list | tuple) and len(given) == 2:
+        given = given[0]
+    return given is previous.output
+
+
 def model_forward(model, softmax: bool = True):
     """(the model's forward pass as a chain of torch functions, its last layer); Unsupported for anything but a
     chain of known layers. `softmax=False`: the last layer's softmax left out (logits)."""
     if len(model.inputs) != 1 or len(model.outputs) != 1 or model.losses:
         raise Unsupported("a model with several inputs, outputs or added losses")
-    chain, previous = [], None
+    chain, previous, masked = [], None, False
     for position, layer in enumerate(model.layers):
-        if previous is not None and layer.input is not previous.output:
+        if previous is not None and not reads_the_layer_before(layer, previous, masked):
             raise Unsupported(f"layer {layer.name} does not read the layer before it")
+        masked = masked or type(layer) is kerasrnn_layers.SequenceInput
+        if masked and type(layer) is kerasrnn_layers.TimeDistributed:
+            raise Unsupported("per-step targets of padded sequences (Keras masks their loss and metrics)")
         function = layer_forward(layer, softmax or position < len(model.layers) - 1)
         if function is not None:
             chain.append(function)
         previous = layer
 
     def forward(inputs, training=True):
+        lengths = None
         for function in chain:
-            inputs = function(inputs, training)
+            inputs, lengths = function(inputs, training, lengths)
         return inputs
 
     last = previous.layer if type(previous) is kerasrnn_layers.TimeDistributed else previous

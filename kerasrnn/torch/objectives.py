@@ -3,6 +3,8 @@ clipped to [epsilon, 1 - epsilon], a mean over the batch), per sample, for the l
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from keras import backend as keras_backend
@@ -72,8 +74,26 @@ def whole_answer_right(y_true, y_pred):
     return 1.0 - wrong.reshape(wrong.shape[0], -1).any(dim=1).float()
 
 
+def squared_error(y_true, y_pred):
+    return torch.mean(torch.square(y_pred - y_true.reshape(y_pred.shape)), dim=-1)
+
+
+def absolute_error(y_true, y_pred):
+    return torch.mean(torch.abs(y_pred - y_true.reshape(y_pred.shape)), dim=-1)
+
+
+def metric_result(metric):
+    """What Keras reports of the mean of `metric_function`'s values: the mean itself, or its square root (RMSE)."""
+    return math.sqrt if isinstance(metric, metrics.RootMeanSquaredError) else float
+
+
 def metric_function(metric):
-    """The per-sample values of a Keras metric the step reproduces (a Mean of them is what Keras reports)."""
+    """The per-sample values of a Keras metric the step reproduces (a Mean of them is what Keras reports, or its
+    square root: `metric_result`)."""
+    if isinstance(metric, metrics.RootMeanSquaredError):
+        return squared_error
+    if isinstance(metric, metrics.MeanAbsoluteError):
+        return absolute_error
     if isinstance(metric, metrics.SparseCategoricalAccuracy):
         return sparse_accuracy
     if isinstance(metric, metrics.BinaryAccuracy) and metric._fn_kwargs.get("threshold", 0.5) == 0.5:

@@ -22,6 +22,7 @@ from kerasrnn.torch.objectives import (
     compiled_metrics,
     loss_function,
     metric_function,
+    metric_result,
     sparse_crossentropy,
     sparse_crossentropy_of_logits,
 )
@@ -66,6 +67,7 @@ class TorchStep:
         self.values = [variable.value for variable in variables]
         self.means = [model._loss_tracker, *compiled_metrics(model)]  # Keras' Mean metrics, loss first
         self.metric_values = [metric_function(metric) for metric in self.means[1:]]
+        self.results = [float, *(metric_result(metric) for metric in self.means[1:])]
         self.names = ["loss", *(metric.name for metric in self.means[1:])]
         self.reset()
 
@@ -121,7 +123,8 @@ class TorchStep:
 
     def logs(self) -> dict:
         """The loss and metrics over the epoch so far, as Keras' `metric.result()` gives them."""
-        return {name: total / self.count if self.count else 0.0 for name, total in zip(self.names, self.totals)}
+        return {name: result(total / self.count) if self.count else 0.0
+                for name, total, result in zip(self.names, self.totals, self.results)}  # fmt: skip
 
     def write_metrics(self) -> None:
         """The running sums into Keras' metric variables (Mean: total and count)."""
