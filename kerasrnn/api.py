@@ -63,6 +63,8 @@ def fit(task=None, *, config: str | Path | None = None, out: str | Path | None =
     where only process 0 writes the run and gets a Run back (the others get None). docs/distributed.md.
     `score_test=False`: the test set is not read (metrics.json's `test` is null; its `validation` holds what a
     search chooses by) until `Run.score_test()`.
+    `x=`, `y=` (and `x_validation`, `y_validation`, `x_test`, `y_test`): the sequences task's data as arrays,
+    kept as NPZ files in an `arrays` folder beside the run (docs/sequences.md).
     """
     if resume and out is None:
         raise UserError(f"{option('resume', 'True')} needs {option('out')}: the run directory to continue")
@@ -73,6 +75,10 @@ def fit(task=None, *, config: str | Path | None = None, out: str | Path | None =
         resume = False  # so that the same command, with --resume, is right after a kill at any moment
     devices = distribution.parse_devices(devices)
     cluster = distribution.parse_cluster(coordinator, num_processes, process_id)
+    if any(name in options for name in ("x", "y", "x_validation", "y_validation", "x_test", "y_test")):
+        from kerasrnn.sequences.readers import arrays_as_files
+
+        options = arrays_as_files(options, (Path(out).parent if out is not None else runs.DEFAULT_ROOT) / "arrays")
     resolved = resolve_config(task, config, backend, log=log, **options)
     asked = distribution.device_count(devices, cluster)
     if asked:  # refused before any device starts; "all" is checked once the devices are known

@@ -321,3 +321,24 @@ def test_a_label_per_step_is_learnt_and_answered_per_step(tmp_path):
     assert run.metrics["test"]["accuracy"] > 0.85
     answers = run.predict([str(tmp_path / "train.npz")])["predictions"]
     assert [len(answer["labels"]) for answer in answers[:5]] == [len(x) for x in xs[:5]]
+
+
+def test_arrays_in_memory_train_a_run_that_keeps_them_as_files(tmp_path):
+    """`kerasrnn.fit("sequences", x=..., y=...)`: the arrays kept as NPZ files named by their content beside the
+    run (the same arrays: the same file), read back as the same sequences; a y of the wrong length is one line."""
+    import kerasrnn
+
+    xs, ys = peak_sequences(6, 200)
+    quiet = {"units": 16, "epochs": 12, "verbose": 0, "log": lambda line: None}
+    run = kerasrnn.fit("sequences", x=xs[:160], y=ys[:160], x_test=xs[160:], y_test=ys[160:], out=tmp_path / "run", **quiet)
+    config = run.metrics["config"]
+    assert Path(config["train"]).parent == (tmp_path / "arrays").resolve() and Path(config["test"]).is_file()
+    again = read_sequences(config["train"])
+    assert all(np.array_equal(a, b) for a, b in zip(again.x, xs[:160])) and list(again.y) == ys[:160]
+    assert run.metrics["test"]["accuracy"] > 0.6 and run.metrics["test"]["samples"] == 40  # chance: 1/3
+    assert run.evaluate()["test"] == pytest.approx(run.metrics["test"])  # a later command finds the arrays
+    second = kerasrnn.fit("sequences", x=xs[:160], y=ys[:160], out=tmp_path / "second", **{**quiet, "epochs": 1})
+    assert second.metrics["config"]["train"] == config["train"]
+    with pytest.raises(UserError, match="y has 3 entries for 160 sequences"):
+        kerasrnn.fit("sequences", x=xs[:160], y=ys[:3], out=tmp_path / "bad", **quiet)
+    assert not (tmp_path / "bad").exists()

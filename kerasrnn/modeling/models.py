@@ -19,7 +19,7 @@ from kerasrnn.modeling.spec import RecurrentSpec, should_unroll
 CELLS = dict(zip(CELL_NAMES, (keras.layers.SimpleRNN, layers.LSTM, layers.GRU)))
 
 
-def recurrent_body(x, spec: RecurrentSpec, return_sequences: bool):
+def recurrent_body(x, spec: RecurrentSpec, return_sequences: bool, prefix: str = ""):
     """Stack `spec.layers` recurrent layers on `x`.
 
     Inner layers always return sequences (the next layer reads every step);
@@ -35,10 +35,10 @@ def recurrent_body(x, spec: RecurrentSpec, return_sequences: bool):
             dropout=spec.dropout,
             recurrent_dropout=spec.recurrent_dropout,
             unroll=unroll,
-            name=f"{spec.cell}_{index + 1}",
+            name=f"{prefix}{spec.cell}_{index + 1}",
         )
         if spec.bidirectional:
-            layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{spec.cell}_{index + 1}")
+            layer = keras.layers.Bidirectional(layer, name=f"{prefix}bidirectional_{spec.cell}_{index + 1}")
         x = layer(x)
     return x
 

@@ -475,3 +475,57 @@ def check_recorded(path: Path, recorded: Recorded, needs_label: bool) -> None:
 def label_missing(y) -> bool:
     values = np.atleast_1d(np.asarray(y, dtype=object))
     return any(value is None or value == "" or (isinstance(value, float) and np.isnan(value)) for value in values)
+
+
+ARRAY_OPTIONS = {"x": ("y", "train"), "x_validation": ("y_validation", "validation"), "x_test": ("y_test", "test")}
+
+
+def arrays_as_files(options: dict, folder: Path) -> dict:
+    """`kerasrnn.fit("sequences", x=..., y=...)`: arrays in memory (x: (N, T, C) or a list of (T, C) arrays, y: a
+    label or number a sequence, or a label a step; x_validation/y_validation, x_test/y_test the same) written to
+    NPZ files named by their content under `folder` (the same arrays: the same file), which the run then reads as
+    `train`, `validation` and `test`: every later command finds them."""
+    import hashlib
+
+    options = dict(options)
+    for x_name, (y_name, file_option) in ARRAY_OPTIONS.items():
+        if x_name not in options:
+            if y_name in options:
+                raise UserError(f"{y_name} needs {x_name}: the sequences it labels")
+            continue
+        if options.get(file_option) is not None:
+            raise UserError(f"give {x_name}= or {file_option}= (a file), not both")
+        x, y = options.pop(x_name), options.pop(y_name, None)
+        if y is None:
+            raise UserError(f"{x_name} needs {y_name}: a label, number or per-step labels for each sequence")
+        sequences = [np.asarray(item, dtype=np.float32) for item in x]
+        sequences = [item[:, None] if item.ndim == 1 else item for item in sequences]
+        if not sequences or any(item.ndim != 2 for item in sequences) or len({item.shape[1] for item in sequences}) > 1:
+            raise UserError(f"{x_name} must be sequences of (steps, channels), every one with the same channels")
+        lengths = np.asarray([len(item) for item in sequences])
+        padded = np.zeros((len(sequences), max(lengths.max(), 1), sequences[0].shape[1]), dtype=np.float32)
+        for index, item in enumerate(sequences):
+            padded[index, : len(item)] = item
+        labels = np.asarray(y) if np.ndim(y[0]) == 0 else pad_labels(y, padded.shape[1])
+        if len(labels) != len(sequences):
+            raise UserError(f"{y_name} has {len(labels)} entries for {len(sequences)} sequences in {x_name}")
+        digest = hashlib.sha256()
+        for part in (padded, lengths, labels.astype(str) if labels.dtype.kind in "OU" else labels):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        path = Path(folder).resolve() / f"{file_option}-{digest.hexdigest()[:16]}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            partial = path.with_suffix(".partial.npz")
+            np.savez(partial, x=padded, lengths=lengths, y=labels.astype(str) if labels.dtype == object else labels)
+            partial.replace(path)  # whole or absent, never half written
+        options[file_option] = str(path)
+    return options
+
+
+def pad_labels(y, steps: int) -> np.ndarray:
+    """Per-step labels of sequences of different lengths as one (N, steps) array (the readers cut each to its length)."""
+    rows = [np.asarray(item) for item in y]
+    out = np.zeros((len(rows), steps), dtype=np.result_type(*rows))
+    for index, row in enumerate(rows):
+        out[index, : len(row)] = row
+    return out

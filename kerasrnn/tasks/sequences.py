@@ -114,6 +114,8 @@ class SequencesTask(Task):
         # The model and its training: measured in docs/sequences.md.
         "cell": "gru", "units": 128, "bidirectional": True, "dropout": 0.2, "epochs": 200, "batch_size": 16, "lr": 2e-3,
         "clipnorm": 1.0, "patience": 40,
+        "members": 1,  # recurrent branches side by side, their answers averaged
+        "pool": "last",  # what a sequence's answer reads: the recurrent layer's last state, or the mean of its steps
         "noise": 0.0,  # Gaussian noise added to the standardised features while training (0: none)
         # A long univariate series read as rows of this many values a step ("auto": the square root of the
         # median length, from 100 steps on; 1: as recorded). The course's trick for mnist's 784 pixels.
@@ -292,8 +294,7 @@ class SequencesTask(Task):
     def build_model(self, config: dict):
         import keras
 
-        from kerasrnn.modeling.layers import FoldSteps, SequenceInput, TimeDistributed
-        from kerasrnn.modeling.models import recurrent_body
+        from kerasrnn.modeling.layers import FoldSteps, SequenceInput
 
         split = self.split_of(config)
         frames = np.concatenate(split.x_train)
@@ -305,12 +306,25 @@ class SequencesTask(Task):
         features = SequenceInput(mean.tolist(), variance.tolist(), name="standardise")(features)
         if config["noise"]:
             features = keras.layers.GaussianNoise(config["noise"], seed=config["seed"], name="noise")(features)
-        features = recurrent_body(features, RecurrentSpec.from_config(config), return_sequences=config["per_step"])
+        answers = [self.member(config, features, f"m{index}_" if config["members"] > 1 else "")
+                   for index in range(config["members"])]  # fmt: skip
+        outputs = keras.layers.Average(name="answer_of_members")(answers) if len(answers) > 1 else answers[0]
+        return keras.Model(inputs, outputs, name="sequences")
+
+    def member(self, config: dict, features, prefix: str):
+        import keras
+
+        from kerasrnn.modeling.layers import TimeDistributed
+        from kerasrnn.modeling.models import recurrent_body
+
+        pooled = config["pool"] == "mean" and not config["per_step"]
+        features = recurrent_body(features, RecurrentSpec.from_config(config), config["per_step"] or pooled, prefix)
+        if pooled:  # the mean over each sequence's own steps (the mask leaves the padding out)
+            features = keras.layers.GlobalAveragePooling1D(name=f"{prefix}mean_of_steps")(features)
         units = len(config["classes"]) if config["kind"] == "class" else 1
         activation = "softmax" if config["kind"] == "class" else "linear"
-        dense = keras.layers.Dense(units, activation=activation, name="answer")
-        outputs = TimeDistributed(dense, name="answer_per_step")(features) if config["per_step"] else dense(features)
-        return keras.Model(inputs, outputs, name="sequences")
+        dense = keras.layers.Dense(units, activation=activation, name=f"{prefix}answer")
+        return TimeDistributed(dense, name=f"{prefix}answer_per_step")(features) if config["per_step"] else dense(features)
 
     def loss_and_metrics(self, config: dict):
         import keras
