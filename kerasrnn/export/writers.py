@@ -76,6 +76,11 @@ def recurrent_layers_and_head(model):
                 "a bidirectional model reads each sequence backwards from its end, so it cannot stream one step "
                 "at a time through LiteRT: export it as savedmodel or keras instead"
             )
+        if isinstance(layer, keras.layers.GlobalAveragePooling1D | keras.layers.Average):
+            raise UserError(
+                f"this model's answer reads all its steps at once (layer {layer.name}), so it cannot stream one step "
+                "at a time through LiteRT: export it as savedmodel or onnx instead"
+            )
         if isinstance(layer, keras.layers.RNN):
             require(not head, f"layer {layer.name} follows the head: this model is not a toolkit sequence model")
             recurrent.append(layer)
