@@ -109,6 +109,11 @@ def task_flag_parameters() -> list[signatures.Parameter]:
     return parameters
 
 
+def flag_values(task_flags: dict) -> dict:
+    """The task flags given, paths as text (options are JSON-able)."""
+    return {key: str(value) if isinstance(value, Path) else value for key, value in task_flags.items() if value is not None}
+
+
 def with_task_flags(command):
     """`command` with the tasks' flags in place of its **task_flags (Typer reads the signature)."""
     signature = signatures.signature(command, eval_str=True)  # the annotations themselves: Typer reads their options
@@ -292,6 +297,7 @@ def describe_probe(name: str, probe: dict) -> str:
 
 
 @app.command()
+@with_task_flags
 def tune(
     task: Annotated[str, typer.Argument(help=TASK_ARGUMENT)],
     search: Annotated[str | None, typer.Option(help="Options to vary, e.g. lr,batch_size (default: the task's set).")] = None,
@@ -314,6 +320,7 @@ def tune(
     option: Annotated[list[str], typer.Option("--option", "-o", help="Any other task option, KEY=VALUE.")] = [],
     backend: BackendOption = None,
     as_json: JsonOption = False,
+    **task_flags,
 ):
     """Search a task's options with KerasTuner; every trial is a run.
 
@@ -321,7 +328,8 @@ def tune(
     """
     from kerasrnn.studies import search as tuning
 
-    options = task_options(option, dict(cell=cell.value if cell else None, units=units, epochs=epochs, seed=seed))
+    options = task_options(option, dict(cell=cell.value if cell else None, units=units, epochs=epochs, seed=seed,
+                                        **flag_values(task_flags)))  # fmt: skip
     document = kerasrnn.tune(task, out=out, search=search, backend=backend.value if backend else None, max_trials=max_trials, algorithm=algorithm, resume=resume,
                              chief=chief, worker=worker, worker_id=worker_id, log=lambda line: typer.echo(line, err=True),
                              verbose=0 if as_json else 1, **options)  # fmt: skip
@@ -402,6 +410,7 @@ def export(
 
 
 @app.command()
+@with_task_flags
 def sweep(
     task: Annotated[str | None, typer.Argument(help=f"{TASK_ARGUMENT}; may come from --config.")] = None,
     config: ConfigOption = None,
@@ -420,6 +429,7 @@ def sweep(
     chief: ChiefOption = None,
     worker: WorkerOption = None,
     worker_id: WorkerIdOption = None,
+    **task_flags,
 ):
     """Fit every combination of options: one table, overlaid figures.
 
@@ -439,7 +449,7 @@ def sweep(
         "layers": sweeping.parse_list(layers, int), "bidirectional": sweeping.parse_directions(directions),
         "loss": sweeping.parse_list(losses), "train_length": sweeping.parse_list(train_lengths, int),
     }  # fmt: skip
-    options = {**file_options, **parse_option_pairs(option), **({"epochs": epochs} if epochs else {})}
+    options = {**file_options, **task_options(option, flag_values(task_flags)), **({"epochs": epochs} if epochs else {})}
     folder = out or runs.DEFAULT_ROOT / f"sweep-{task}"
     document = sweeping.sweep(task, grid, options, folder, parse_lengths(lengths), verbose=0 if quiet else "auto",
                               log=lambda line: typer.echo(line, err=True), chief=chief, worker=worker, worker_id=worker_id)  # fmt: skip
@@ -450,6 +460,7 @@ def sweep(
 
 
 @app.command()
+@with_task_flags
 def bench(
     task: Annotated[str, typer.Argument(help=f"{TASK_ARGUMENT}.")],
     backends: Annotated[str, typer.Option(help="Comma-separated backends.")] = "tensorflow,jax,torch",
@@ -467,6 +478,7 @@ def bench(
         int, typer.Option(help="Runs of every row, taking turns; the table shows each row's median and range.")
     ] = 1,
     as_json: JsonOption = False,
+    **task_flags,
 ):
     """Time the same fit on each backend, in one table.
 
@@ -480,7 +492,7 @@ def bench(
 
     folder = out or runs.DEFAULT_ROOT / f"bench-{get_task(task).name}"
     counts = benching.parse_device_counts(devices)
-    document = benching.bench(task, names, parse_option_pairs(option), folder, reference=reference,
+    document = benching.bench(task, names, task_options(option, flag_values(task_flags)), folder, reference=reference,
                               log=lambda line: typer.echo(line, err=True), devices=counts, repeat=repeat)  # fmt: skip
     if as_json:
         typer.echo(json.dumps(document, indent=2))

@@ -281,9 +281,12 @@ def best_weights(run_dir: Path) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / BEST_WEIGHTS
 
 
-def headline_accuracy(test: dict) -> float:
-    """The one accuracy to quote: whole answers right (the adder's whole sums, not its bits)."""
-    return test.get("exact_accuracy", test["accuracy"])
+def headline_accuracy(test: dict | None) -> float | None:
+    """The one accuracy to quote: whole answers right (the adder's whole sums, not its bits); None for a run with
+    no test file or a regression (its rmse and mae are the figures)."""
+    if not test:
+        return None
+    return test.get("exact_accuracy", test.get("accuracy"))
 
 
 def describe_test(test: dict) -> str:

@@ -342,3 +342,30 @@ def test_arrays_in_memory_train_a_run_that_keeps_them_as_files(tmp_path):
     with pytest.raises(UserError, match="y has 3 entries for 160 sequences"):
         kerasrnn.fit("sequences", x=xs[:160], y=ys[:3], out=tmp_path / "bad", **quiet)
     assert not (tmp_path / "bad").exists()
+
+
+def test_tune_sweep_and_resume_work_on_a_file_of_sequences(peaks_run, tmp_path):
+    """The searches on a person's own file: trials chosen on validation, the test file read once, for the chosen
+    trial; a sweep's table; a finished run refuses --resume in one line, and `--resume` of a run never begun starts it."""
+    _, folder = peaks_run
+    files = ["--train", str(folder / "train.csv"), "--test", str(folder / "test.csv"), "--id", "seq", "--order", "t",
+             "--label", "label", "-o", "units=8", "--epochs", "3"]  # fmt: skip
+    done = run_cli("tune", "sequences", *files, "--max-trials", "2", "--out", str(tmp_path / "search"), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads(done.stdout)
+    assert document["chosen_on"] == "validation" and len(document["trials"]) == 2
+    tested = [
+        trial["id"] for trial in document["trials"] if json.loads((Path(trial["run"]) / "metrics.json").read_text())["test"]
+    ]
+    assert tested == [document["best"]["id"]] and document["best"]["test"]["samples"] == 80
+    swept = run_cli("sweep", "sequences", *files, "--cells", "gru,lstm", "--out", str(tmp_path / "sweep"))
+    assert swept.returncode == 0, swept.stderr[-2000:]
+    assert "lstm" in swept.stdout and "validation" in swept.stdout
+    untested = [*files[:2], *files[4:-2], "-o", "epochs=1"]  # no test file; bench takes epochs as an option
+    benched = run_cli("bench", "sequences", *untested, "--backends", "tensorflow", "--out", str(tmp_path / "bench"), "--json")
+    assert benched.returncode == 0, benched.stderr[-2000:]
+    assert json.loads(benched.stdout)["results"][0]["test_accuracy"] is None
+    fresh = run_cli("fit", "sequences", *files, "--out", str(tmp_path / "run"), "--resume")
+    assert fresh.returncode == 0 and "starting it" in fresh.stdout + fresh.stderr
+    again = run_cli("fit", "sequences", *files, "--out", str(tmp_path / "run"), "--resume")
+    assert again.returncode == 2 and "finished run" in again.stderr and len(again.stderr.strip().splitlines()) == 1

@@ -111,7 +111,7 @@ def row_from_metrics(name: str, metrics: dict, wall: float, memory: float) -> di
         "predict_samples_per_second": metrics.get("predict_samples_per_second"),
         "peak_memory_mb": round(memory, 1),
         "test_accuracy": runs.headline_accuracy(metrics["test"]),
-        "test_loss": metrics["test"]["loss"],
+        "test_loss": (metrics["test"] or {}).get("loss"),
         "wall_seconds": round(wall, 1),
         "test": metrics["test"],
     }

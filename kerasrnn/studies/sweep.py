@@ -195,10 +195,10 @@ def table_row(name: str, config: dict, metrics: dict, task) -> dict:
         train_seconds=metrics["train_seconds"],
         train_samples_per_second=metrics["train_samples_per_second"],
         validation=validation_objective(task, metrics),
-        test_loss=metrics["test"]["loss"],
+        test_loss=(metrics["test"] or {}).get("loss"),  # None: a run with no test file
         test_accuracy=runs.headline_accuracy(metrics["test"]),
     )
-    if "bit_accuracy" in metrics["test"]:
+    if "bit_accuracy" in (metrics["test"] or {}):
         row["test_bit_accuracy"] = metrics["test"]["bit_accuracy"]
     by_length = metrics.get("by_length")
     if by_length:
