@@ -4,9 +4,9 @@ PyTorch's fused LSTM, GRU and tanh-RNN kernels (kerasrnn.torch.kernels), Dense a
 heads, bidirectional and stacked layers, input dropout with the masks Keras' cells draw (the same random
 numbers), and the sequences task's first layers (FoldSteps, SequenceInput): their NaN padding becomes each
 sequence's length, and every recurrent layer after them runs the packed kernels (Keras' masked loop's results).
-Each step of the chain maps (inputs, lengths) to (outputs, lengths); lengths None: no padding. The LSTM and tanh-RNN kernels are kept in memory in PyTorch's order (the same values, stored
-transposed), so that neither the kernels nor their gradients and Adam slots are copied between layouts every
-step. Anything else raises `Unsupported`, whose message the fit log prints; Keras' own path runs it then.
+Each step of the chain maps (inputs, lengths) to (outputs, lengths); lengths None: no padding. The LSTM and
+tanh-RNN kernels are kept in memory in PyTorch's order (the same values, stored transposed), so that neither
+the kernels nor their gradients and Adam slots are copied between layouts every step. Anything else raises `Unsupported`, whose message the fit log prints; Keras' own path runs it then.
 """
 
 from __future__ import annotations
