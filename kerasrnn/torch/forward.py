@@ -6,7 +6,8 @@ numbers), and the sequences task's first layers (FoldSteps, SequenceInput): thei
 sequence's length, and every recurrent layer after them runs the packed kernels (Keras' masked loop's results).
 Each step of the chain maps (inputs, lengths) to (outputs, lengths); lengths None: no padding. The LSTM and
 tanh-RNN kernels are kept in memory in PyTorch's order (the same values, stored transposed), so that neither
-the kernels nor their gradients and Adam slots are copied between layouts every step. Anything else raises `Unsupported`, whose message the fit log prints; Keras' own path runs it then.
+the kernels nor their gradients and Adam slots are copied between layouts every step. Anything else raises
+`Unsupported`, whose message the fit log prints; Keras' own path runs it then.
 """
 
 from __future__ import annotations
