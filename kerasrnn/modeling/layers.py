@@ -46,16 +46,16 @@ def input_dropout(layer, sequences, training):
     return sequences * ops.broadcast_to(mask, ops.shape(sequences))
 
 
-def fused_kernel_applies(layer, mask) -> bool:
+def fused_kernel_applies(layer) -> bool:
     """Whether PyTorch's fused kernel computes exactly what Keras' loop would (kerasrnn.torch.kernels).
 
-    A mask applies where it keeps each sequence's first steps (right padding: `kernels.run_masked`). Keras'
-    own loop stays in charge of everything else: other backends, masks with gaps, recurrent dropout,
-    unrolling, other activations or precisions, layers without biases, and use_cudnn=False.
+    A mask applies where it keeps each sequence's first steps (right padding: `kernels.run_masked`; the layers
+    check it, `fused_lengths`). Keras' own loop stays in charge of everything else: other backends, masks with
+    gaps, recurrent dropout, unrolling, other activations or precisions, layers without biases, and
+    use_cudnn=False.
     """
     return (
         keras.backend.backend() == "torch"
-        and (mask is None or masked_lengths(mask) is not None)
         and not layer.recurrent_dropout
         and not layer.unroll
         and layer.use_cudnn in ("auto", True)
@@ -67,11 +67,17 @@ def fused_kernel_applies(layer, mask) -> bool:
     )
 
 
-def masked_lengths(mask):
-    """The lengths of right-padded sequences under `mask`, or None (kerasrnn.torch.kernels.prefix_lengths)."""
+def fused_lengths(layer, mask) -> tuple[bool, object]:
+    """(whether the fused kernel runs this call, the sequences' lengths under `mask` or None for no mask): a
+    mask runs fused where it keeps each sequence's first steps (kerasrnn.torch.kernels.prefix_lengths)."""
+    if not fused_kernel_applies(layer):
+        return False, None
+    if mask is None:
+        return True, None
     from kerasrnn.torch.kernels import prefix_lengths
 
-    return prefix_lengths(mask)
+    lengths = prefix_lengths(mask)
+    return lengths is not None, lengths
 
 
 @keras.saving.register_keras_serializable(package="kerasrnn")
@@ -82,14 +88,15 @@ class LSTM(keras.layers.LSTM):
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         mask = mask[0] if isinstance(mask, (list, tuple)) else mask
-        if not fused_kernel_applies(self, mask):
+        fused, lengths = fused_lengths(self, mask)
+        if not fused:
             return super().inner_loop(sequences, initial_state, mask=mask, training=training)
         from kerasrnn.torch.kernels import lstm_parameters, run_lstm, run_masked
 
         sequences = input_dropout(self, sequences, training)
         kernels = (self.cell.kernel.value, self.cell.recurrent_kernel.value, self.cell.bias.value)
-        if mask is not None:
-            return run_masked("lstm", sequences, masked_lengths(mask), list(initial_state), lstm_parameters(*kernels),
+        if lengths is not None:
+            return run_masked("lstm", sequences, lengths, list(initial_state), lstm_parameters(*kernels),
                               self.go_backwards, self.zero_output_for_mask, self.kernel_precision)  # fmt: skip
         return run_lstm(
             sequences,
@@ -109,15 +116,16 @@ class GRU(keras.layers.GRU):
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         mask = mask[0] if isinstance(mask, (list, tuple)) else mask
-        if not (fused_kernel_applies(self, mask) and self.cell.reset_after):
+        fused, lengths = fused_lengths(self, mask)
+        if not (fused and self.cell.reset_after):
             return super().inner_loop(sequences, initial_state, mask=mask, training=training)
         from kerasrnn.torch.kernels import gru_parameters, run_gru, run_masked
 
         state = initial_state[0] if isinstance(initial_state, (list, tuple)) else initial_state
         sequences = input_dropout(self, sequences, training)
         kernels = (self.cell.kernel.value, self.cell.recurrent_kernel.value, self.cell.bias.value)
-        if mask is not None:
-            return run_masked("gru", sequences, masked_lengths(mask), [state], gru_parameters(*kernels), self.go_backwards,
+        if lengths is not None:
+            return run_masked("gru", sequences, lengths, [state], gru_parameters(*kernels), self.go_backwards,
                               self.zero_output_for_mask, self.kernel_precision)  # fmt: skip
         return run_gru(sequences, state, *kernels, go_backwards=self.go_backwards, precision=self.kernel_precision)
 

@@ -507,16 +507,17 @@ def arrays_as_files(options: dict, folder: Path) -> dict:
         for index, item in enumerate(sequences):
             padded[index, : len(item)] = item
         labels = np.asarray(y) if np.ndim(y[0]) == 0 else pad_labels(y, padded.shape[1])
+        labels = labels.astype(str) if labels.dtype == object else labels  # saved without pickling
         if len(labels) != len(sequences):
             raise UserError(f"{y_name} has {len(labels)} entries for {len(sequences)} sequences in {x_name}")
         digest = hashlib.sha256()
-        for part in (padded, lengths, labels.astype(str) if labels.dtype.kind in "OU" else labels):
+        for part in (padded, lengths, labels):
             digest.update(np.ascontiguousarray(part).tobytes())
         path = Path(folder).resolve() / f"{file_option}-{digest.hexdigest()[:16]}.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             partial = path.with_suffix(".partial.npz")
-            np.savez(partial, x=padded, lengths=lengths, y=labels.astype(str) if labels.dtype == object else labels)
+            np.savez(partial, x=padded, lengths=lengths, y=labels)
             partial.replace(path)  # whole or absent, never half written
         options[file_option] = str(path)
     return options

@@ -38,9 +38,9 @@ class Unsupported(Exception):
 
 def recurrent_kind(layer) -> str:
     """'lstm', 'gru' or 'rnn' for a recurrent layer the fused kernels compute exactly; else Unsupported."""
-    if isinstance(layer, kerasrnn_layers.LSTM) and kerasrnn_layers.fused_kernel_applies(layer, None):
+    if isinstance(layer, kerasrnn_layers.LSTM) and kerasrnn_layers.fused_kernel_applies(layer):
         kind = "lstm"
-    elif isinstance(layer, kerasrnn_layers.GRU) and kerasrnn_layers.fused_kernel_applies(layer, None) and layer.cell.reset_after:
+    elif isinstance(layer, kerasrnn_layers.GRU) and kerasrnn_layers.fused_kernel_applies(layer) and layer.cell.reset_after:
         kind = "gru"
     elif type(layer) is keras_layers.SimpleRNN:
         cell = layer.cell
@@ -56,7 +56,7 @@ def recurrent_kind(layer) -> str:
 
 def run_rnn_tanh(inputs, state, kernel, recurrent_kernel, bias, go_backwards: bool):
     """(last output, every output) of Keras' SimpleRNN (tanh) through PyTorch's fused tanh-RNN kernel."""
-    weights = rnn_parameters(kernel, recurrent_kernel, bias)
+    weights = kernels.rnn_parameters(kernel, recurrent_kernel, bias)
     outputs, _ = torch._VF.rnn_tanh(
         kernels.as_sequence_input(inputs, go_backwards), state.unsqueeze(0), weights,
         True, 1, 0.0, torch.is_grad_enabled(), False, True,
@@ -90,7 +90,7 @@ def recurrent_forward(layer):
         state = inputs.new_zeros((inputs.shape[0], cell.units))
         weights = (cell.kernel.value, cell.recurrent_kernel.value, cell.bias.value)
         if lengths is not None:
-            parameters = {"lstm": kernels.lstm_parameters, "gru": kernels.gru_parameters, "rnn": rnn_parameters}[kind](*weights)
+            parameters = kernels.PARAMETERS[kind](*weights)
             states = [state, state] if kind == "lstm" else [state]
             last, outputs, _ = kernels.run_masked(kind, inputs, lengths, states, parameters, layer.go_backwards,
                                                   layer.zero_output_for_mask, getattr(layer, "kernel_precision", "float32"))  # fmt: skip
@@ -145,9 +145,9 @@ def sequence_input_forward(layer):
 
     def forward(inputs, training, lengths=None):
         missing = torch.isnan(inputs)
-        steps = (~missing.all(dim=-1)).sum(dim=1)
-        if int(steps.min()) < inputs.shape[1]:
-            lengths = kernels.prefix_lengths(~missing.all(dim=-1))
+        present = ~missing.all(dim=-1)
+        if not bool(present.all()):
+            lengths = kernels.prefix_lengths(present)
             if lengths is None:
                 raise ValueError("a batch padded other than after each sequence's steps (kerasrnn pads at the end)")
         values = torch.where(missing, torch.zeros_like(inputs), inputs)
@@ -166,10 +166,6 @@ def fold_forward(layer):
         return torch.cat([inputs, padding], dim=1).reshape(batch, rows, layer.width), lengths
 
     return forward
-
-
-def rnn_parameters(kernel, recurrent_kernel, bias) -> list:
-    return [kernel.T, recurrent_kernel.T, bias, torch.zeros_like(bias)]
 
 
 def layer_forward(layer, softmax: bool = True):

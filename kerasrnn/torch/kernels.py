@@ -33,6 +33,11 @@ def lstm_parameters(kernel, recurrent_kernel, bias) -> list:
     return [kernel.T, recurrent_kernel.T, bias, torch.zeros_like(bias)]
 
 
+def rnn_parameters(kernel, recurrent_kernel, bias) -> list:
+    """[weight_ih, weight_hh, bias_ih, bias_hh] for torch._VF.rnn_tanh from Keras' SimpleRNN weights (as the LSTM's)."""
+    return lstm_parameters(kernel, recurrent_kernel, bias)
+
+
 def gru_parameters(kernel, recurrent_kernel, bias) -> list:
     """[weight_ih, weight_hh, bias_ih, bias_hh] for torch._VF.gru from Keras' GRU weights (reset_after=True)."""
 
@@ -113,6 +118,7 @@ def reversed_within(sequences, lengths):
 
 
 KERNELS = {"lstm": torch._VF.lstm, "gru": torch._VF.gru, "rnn": torch._VF.rnn_tanh}
+PARAMETERS = {"lstm": lstm_parameters, "gru": gru_parameters, "rnn": rnn_parameters}
 
 
 def run_masked(kind: str, inputs, lengths, states: list, parameters: list, go_backwards: bool,

@@ -75,7 +75,7 @@ def whole_answer_right(y_true, y_pred):
 
 
 def squared_error(y_true, y_pred):
-    return torch.mean(torch.square(y_pred - y_true.reshape(y_pred.shape)), dim=-1)
+    return mean_squared_error(y_true.reshape(y_pred.shape), y_pred)
 
 
 def absolute_error(y_true, y_pred):
