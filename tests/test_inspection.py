@@ -44,6 +44,24 @@ def layer_outputs_from_traces(layer, traces: list, return_sequences: bool) -> np
     return np.concatenate(ends, axis=-1)
 
 
+@pytest.mark.parametrize("cell, layers, bidirectional", BODIES)
+def test_the_state_probed_at_a_step_has_read_that_step_and_nothing_after(cell, layers, bidirectional):
+    """states_by_step at step t: unchanged when the steps after t change, changed when step t does; for a model
+    reading forward only, the states as traced."""
+    tracer = inspection.Tracer(body_model(cell, layers, bidirectional, return_sequences=False))
+    x = np.random.default_rng(2).normal(size=(4, 6, 3)).astype("float32")
+    states = inspection.states_by_step(tracer, x)
+    assert states.shape[:2] == (4, 6)
+    for t in range(6):
+        changed = x.copy()
+        changed[:, t:] += 1.0
+        again = inspection.states_by_step(tracer, changed)
+        np.testing.assert_allclose(again[:, :t], states[:, :t], atol=1e-6)
+        assert np.abs(again[:, t] - states[:, t]).max() > 1e-3
+    if not bidirectional:
+        np.testing.assert_allclose(states, np.concatenate([trace.state() for trace in tracer.trace(x)], axis=-1))
+
+
 @pytest.mark.parametrize("return_sequences", [True, False])
 @pytest.mark.parametrize("cell, layers, bidirectional", BODIES)
 def test_recomputed_states_equal_the_layers_own_outputs(cell, layers, bidirectional, return_sequences):

@@ -172,3 +172,40 @@ def test_adder_page_answers_step_by_step(served, browser, tmp_path):
     page.click("form button")
     page.wait_for_function("document.getElementById('error').textContent.includes('not a binary number')", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "page-adder.png"), full_page=True)
+
+
+def test_sequences_page_answers_numbers_and_files_step_by_step(served, browser, tmp_path):
+    """A bidirectional sequences run: numbers typed and a file uploaded are answered; the first sequence's answer
+    after each step ends on the answer itself; what is not JSON numbers is one line on the page."""
+    import json
+
+    import numpy as np
+    from test_sequences import LONG, peak_sequences, write_long
+
+    import kerasrnn
+
+    xs, ys = peak_sequences(8, 60)
+    write_long(tmp_path / "train.csv", xs, ys)
+    run = kerasrnn.fit("sequences", train=str(tmp_path / "train.csv"), **LONG, units=8, epochs=2, out=tmp_path / "run",
+                       verbose=0, log=lambda line: None)  # fmt: skip
+    page = browser.new_page()
+    page.goto(served(run.path))
+    assert page.locator("#task").text_content() == "sequences"
+    numbers = [np.round(xs[0], 4).tolist(), np.round(xs[1], 4).tolist()]
+    page.fill("#numbers", json.dumps(numbers))
+    page.click("#sequence-form button")
+    page.wait_for_function("document.getElementById('answers').rows.length === 3", timeout=30_000)
+    last = page.locator("#answers tr").nth(1).locator("td").nth(1).text_content()
+    steps = page.locator("#sequence-steps tr")
+    assert steps.count() == 1 + len(xs[0])  # a header and one row per step
+    assert steps.nth(len(xs[0])).locator("td").nth(1).text_content().split(" ")[0] == last.split(" ")[0]
+    assert last.split(" ")[0] in {"c0", "c1", "c2"}
+    write_long(tmp_path / "mine.csv", xs[:5], ys[:5])
+    page.set_input_files("#sequence-file", str(tmp_path / "mine.csv"))
+    page.click("#sequence-form button")
+    page.wait_for_function("document.getElementById('answers').rows.length === 6", timeout=30_000)
+    page.set_input_files("#sequence-file", [])
+    page.fill("#numbers", "[[1, 2], [3")
+    page.click("#sequence-form button")
+    page.wait_for_function("document.getElementById('error').textContent.includes('not JSON numbers')", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "page-sequences.png"), full_page=True)

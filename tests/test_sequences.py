@@ -111,6 +111,52 @@ def test_the_archives_ts_file_reads_as_its_csv_conversion():
     assert {len(x) for x in from_ts.x} == set(range(7, 27)) - {8, 25} or min(len(x) for x in from_ts.x) == 7
 
 
+def archive_ts_files(folder: Path) -> dict:
+    """{name: (path, regression)}: .ts files as the archive writes them: univariate and multivariate, equal and
+    unequal length, class and target labels, missing values."""
+    rng = np.random.default_rng(7)
+    cases = {"univariate equal": (1, [24] * 12, False), "multivariate unequal": (3, list(rng.integers(5, 30, 12)), False),
+             "regression equal": (2, [16] * 12, True), "univariate unequal with gaps": (1, list(rng.integers(8, 40, 12)), False)}  # fmt: skip
+    files = {}
+    for name, (channels, lengths, regression) in cases.items():
+        equal = len(set(lengths)) == 1
+        labels = [f"{v:.3f}" for v in rng.normal(size=len(lengths))] if regression else [str(i % 3) for i in range(len(lengths))]
+        header = [f"@problemName {name.replace(' ', '_')}", "@timeStamps false", f"@missing {'gaps' in name}".lower(),
+                  f"@univariate {channels == 1}".lower(), f"@dimensions {channels}", f"@equalLength {equal}".lower()]  # fmt: skip
+        header += [f"@seriesLength {lengths[0]}"] if equal else []
+        header += ["@targetLabel true"] if regression else ["@classLabel true 0 1 2"]
+        rows = []
+        for length, label in zip(lengths, labels):
+            values = np.round(rng.normal(size=(channels, length)), 5).astype(str)
+            if "gaps" in name:
+                values[0, rng.integers(1, length)] = "?"
+            rows.append(":".join(",".join(channel) for channel in values) + f":{label}")
+        path = folder / f"{name.replace(' ', '_')}.ts"
+        path.write_text("\n".join(header + ["@data", *rows]) + "\n")
+        files[name] = (path, regression)
+    if VOWELS.exists():
+        files["Japanese Vowels (the archive's)"] = (VOWELS / "JapaneseVowels_TRAIN.ts", False)
+    return files
+
+
+def test_ts_files_read_as_sktimes_own_loader_reads_them(tmp_path):
+    """Our .ts reader against sktime's load_from_tsfile (the reference loader of the archive's format)."""
+    sktime = pytest.importorskip("sktime.datasets")
+    for name, (path, regression) in archive_ts_files(tmp_path).items():
+        series, labels, header = read_ts(path)
+        frame, expected = sktime.load_from_tsfile(str(path), return_data_type="nested_univ",
+                                                  y_dtype="float" if regression else "str")  # fmt: skip
+        assert len(series) == len(frame), name
+        for index, values in enumerate(series):
+            reference = np.stack([frame.iloc[index, c].to_numpy(np.float32) for c in range(frame.shape[1])], axis=1)
+            np.testing.assert_array_equal(values, reference, err_msg=f"{name}, series {index}")
+        if regression:
+            np.testing.assert_allclose(labels, expected.astype(float), err_msg=name)
+        else:
+            assert [str(label) for label in labels] == list(expected), name
+        assert header["kind"] == ("value" if regression else "class"), name
+
+
 def test_ts_headers_in_any_case_missing_values_and_regression(tmp_path):
     (tmp_path / "r.ts").write_text("#c\n@problemName R\n@targetLabel true\n@data\n1,2,?,4:0.5\n3,4:1.25\n")
     series, labels, header = read_ts(tmp_path / "r.ts")
@@ -212,6 +258,24 @@ def test_evaluate_and_predict_read_a_file(peaks_run, tmp_path):
     assert all(0 < answer["confidence"] <= 1 for answer in answers)
 
 
+def test_inspect_shows_a_persons_sequence_and_probes_the_label_by_step(peaks_run, tmp_path):
+    """The label (which channel peaked first) is probed in the forward states after each step: unknown before
+    any peak, known once most sequences have had one; the backward direction (it has read ahead) is left out."""
+    run, folder = peaks_run
+    xs, ys = peak_sequences(6, 2)
+    write_long(tmp_path / "mine.csv", xs, ys)
+    done = run_cli("inspect", str(run.path), str(tmp_path / "mine.csv"), "--json")
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["steps"] == len(xs[1])  # the file's first sequence (rows are written last sequence first)
+    assert [layer["name"] for layer in found["layers"]] == ["bidirectional_gru_1 forward", "bidirectional_gru_1 backward"]
+    probe = found["probes"]["label"]
+    lengths = [len(x) for x in peak_sequences(3, 320)[0][:240]]
+    assert len(probe["by_step"]) == int(np.median(lengths))
+    assert probe["by_step"][0] < 0.6 and probe["by_step"][-1] > 0.85, probe
+    assert probe["fit_sequences"] + probe["scored_sequences"] == sum(n >= np.median(lengths) for n in lengths)
+
+
 @pytest.mark.slow
 def test_a_regression_target_reports_rmse_and_mae(tmp_path):
     import kerasrnn
@@ -277,6 +341,27 @@ def test_serve_answers_json_numbers_and_uploads_and_never_reads_a_path(peaks_run
     with open(tmp_path / "pickled.npz", "rb") as handle:
         pickled = client.post("/predict", files={"file": ("p.npz", handle, "application/octet-stream")})
     assert pickled.status_code == 422 and "not a list of arrays" in pickled.json()["detail"]
+
+
+def test_serve_steps_answer_a_bidirectional_run_after_each_step_from_that_prefix_alone(peaks_run):
+    """/steps of a bidirectional run: at step t, the answer to the first t steps alone (nothing after t read);
+    at the last step, the answer itself."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from kerasrnn.serving import server
+
+    run, _ = peaks_run
+    client = TestClient(server.create_app(run.path))
+    x = peak_sequences(9, 1)[0][0]
+    steps = client.post("/steps", json={"sequences": [x.tolist()]})
+    assert steps.status_code == 200, steps.text
+    found = steps.json()
+    assert len(found["steps"]) == len(x) and found["classes"] == ["c0", "c1", "c2"] and found["length"] == len(x)
+    for t in (1, len(x) // 2, len(x)):
+        alone = client.post("/predict", json={"sequences": [x[:t].tolist()]}).json()["predictions"][0]
+        assert np.argmax(found["steps"][t - 1]) == ["c0", "c1", "c2"].index(alone["label"])
+        assert abs(max(found["steps"][t - 1]) - alone["confidence"]) < 1e-4
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ fitted on one set of sequences and scored on another, at every step.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ class Trace:
     cell: str
     hidden: np.ndarray
     gates: dict[str, np.ndarray] = field(default_factory=dict)
+    backward: bool = False  # a backward direction: its state at step t has read steps t..end
 
     def state(self) -> np.ndarray:
         """What the layer carries to the next step: h, and the cell state c of an LSTM."""
@@ -71,6 +73,8 @@ class Tracer:
         self.layers = recurrent_layers(model)
         require(self.layers, "this model has no recurrent layer to look inside")
         self.feeding = keras.Model(model.inputs, [layer.input for layer in self.layers])
+        # Whether a state at step t may have read steps after t (a backward direction, or a layer above one).
+        self.reads_ahead = any(isinstance(layer, keras.layers.Bidirectional) or layer.go_backwards for layer in self.layers)
 
     def trace(self, x: np.ndarray) -> list[Trace]:
         inputs = self.feeding.predict_on_batch(np.asarray(x, dtype="float32"))
@@ -103,7 +107,7 @@ def trace_layer(layer, x: np.ndarray, name: str) -> Trace:
     if layer.go_backwards:
         arrays = {key: np.ascontiguousarray(np.flip(value, axis=1)) for key, value in arrays.items()}
     hidden = arrays.pop("hidden")
-    return Trace(name, kind, hidden, arrays)
+    return Trace(name, kind, hidden, arrays, layer.go_backwards)
 
 
 def bias_part(cell, index: int | None = None):
@@ -179,6 +183,24 @@ def answers_by_step(model, x: np.ndarray) -> np.ndarray | None:
 
 
 # ---- probes ------------------------------------------------------------------------------------------
+def states_by_step(tracer: Tracer, x: np.ndarray) -> np.ndarray:
+    """(batch, steps, features): every direction's state once it has read steps 1..t of `x` and nothing after.
+
+    A model that reads forward only has them in one trace. A bidirectional one is traced on each prefix: the
+    forward direction's last state and the backward direction's state at the first step (it read the prefix
+    from its end), so the probe at step t never sees what comes after t."""
+    traces = tracer.trace(x)
+    if not tracer.reads_ahead:
+        return np.concatenate([trace.state() for trace in traces], axis=-1)
+    steps = traces[0].hidden.shape[1]
+    per_step = math.ceil(x.shape[1] / steps)  # input values a model step reads (a folded series: a row)
+    states = []
+    for t in range(1, steps + 1):
+        prefix = tracer.trace(x[:, : min(t * per_step, x.shape[1])])
+        states.append(np.concatenate([trace.state()[:, 0 if trace.backward else -1] for trace in prefix], axis=-1))
+    return np.stack(states, axis=1)
+
+
 def probe_accuracy_by_step(states_fit, targets_fit, states_scored, targets_scored) -> list[float]:
     """At every step, a logistic regression from the state to the target, fitted on one set, its accuracy on
     the other. A step whose fitting targets are all one value predicts that value."""
@@ -210,14 +232,15 @@ def majority_by_step(targets_fit, targets_scored) -> list[float]:
 def run_probes(task, config: dict, tracer: Tracer, length: int | None) -> dict:
     """{probe name: {"what", "by_step", "chance_by_step", "fit_sequences", "scored_sequences"}}; {} for a task
     that declares no probes. The examples are shuffled (seeded) before half fit the read-out and half score it:
-    a task's examples in order (a test file sorted by class) would otherwise fit on some classes, score on others."""
+    a task's examples in order (a test file sorted by class) would otherwise fit on some classes, score on others.
+    The state probed at step t has read steps 1..t only (states_by_step)."""
     if not task.probes:
         return {}
     x, targets = task.inspection_examples(config, PROBE_SEQUENCES, length)
     order = np.random.default_rng(config.get("seed", 0)).permutation(len(x))
     x, targets = x[order], {name: np.asarray(values)[order] for name, values in targets.items()}
     half = len(x) // 2
-    states = np.concatenate([trace.state() for trace in tracer.trace(x)], axis=-1)
+    states = states_by_step(tracer, x)
     results = {}
     for name, what in task.probes.items():
         values = targets[name]

@@ -50,16 +50,19 @@ class Predictor:
 
     def steps(self, inputs: list[str]) -> dict:
         """Per time step: the model's answer had the sequence ended there, and the last recurrent layer's hidden
-        state (mnist: the 28x28 it read, too)."""
-        if self.stepwise is None:
-            raise UserError("this model cannot show its answer step by step (bidirectional, or an exported artifact)")
+        state where the model is a Keras one (mnist: the 28x28 it read, too)."""
         with self.lock:
             x, extra = self.task.model_input(self.config, inputs)
-            outputs = np.asarray(self.stepwise.predict_on_batch(x))[0]
-            states = self.tracer.trace(x[:1])[-1].hidden[0]
+            if self.stepwise is not None:
+                outputs = np.asarray(self.stepwise.predict_on_batch(x))[0]
+            else:
+                outputs = self.task.answers_by_prefix(self.model, self.config, x)
+            if outputs is None:
+                raise UserError("this model cannot show its answer step by step (bidirectional, or an exported artifact)")
+            states = self.tracer.trace(x[:1])[-1].hidden[0] if self.tracer is not None else None
         return {
             "steps": [[round(float(v), 5) for v in np.atleast_1d(step)] for step in outputs],
-            "states": np.round(states, 3).tolist(),
+            **({"states": np.round(states, 3).tolist()} if states is not None else {}),
             **extra,
         }
 

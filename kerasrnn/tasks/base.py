@@ -258,6 +258,11 @@ class Task:
         """What one input holds at each step, for the figures' step axis."""
         return [str(step + 1) for step in range(len(x))]
 
+    def answers_by_prefix(self, model, config: dict, x: np.ndarray) -> np.ndarray | None:
+        """(steps, outputs): the answer had the one input `x` (1, steps, ...) ended at each step, for a model that
+        reads ahead (bidirectional) or an artifact; None: the task cannot cut its inputs (serve's /steps)."""
+        return None
+
     def inspection_extras(self, model, config: dict, x: np.ndarray) -> dict:
         """Task-specific findings for the inputs `x`, added to the inspection's JSON (keys with _: figures only)."""
         return {}

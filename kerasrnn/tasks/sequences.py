@@ -116,6 +116,7 @@ class SequencesTask(Task):
         "clipnorm": 1.0, "patience": 40,
         "members": 1,  # recurrent branches side by side, their answers averaged
         "pool": "last",  # what a sequence's answer reads: the recurrent layer's last state, or the mean of its steps
+        "summary": False,  # the answer also reads each feature's mean over the sequence's steps
         "noise": 0.0,  # Gaussian noise added to the standardised features while training (0: none)
         # A long univariate series read as rows of this many values a step ("auto": the square root of the
         # median length, from 100 steps on; 1: as recorded). The course's trick for mnist's 784 pixels.
@@ -318,9 +319,13 @@ class SequencesTask(Task):
         from kerasrnn.modeling.models import recurrent_body
 
         pooled = config["pool"] == "mean" and not config["per_step"]
+        inputs = features
         features = recurrent_body(features, RecurrentSpec.from_config(config), config["per_step"] or pooled, prefix)
         if pooled:  # the mean over each sequence's own steps (the mask leaves the padding out)
             features = keras.layers.GlobalAveragePooling1D(name=f"{prefix}mean_of_steps")(features)
+        if config["summary"] and not config["per_step"]:
+            means = keras.layers.GlobalAveragePooling1D(name=f"{prefix}mean_of_features")(inputs)
+            features = keras.layers.Concatenate(name=f"{prefix}state_and_means")([features, means])
         units = len(config["classes"]) if config["kind"] == "class" else 1
         activation = "softmax" if config["kind"] == "class" else "linear"
         dense = keras.layers.Dense(units, activation=activation, name=f"{prefix}answer")
@@ -416,9 +421,34 @@ class SequencesTask(Task):
         return recorded
 
     def model_input(self, config: dict, inputs: list[str]) -> tuple[np.ndarray, dict]:
-        """The file's first sequence (for `inspect` of a person's own sequence)."""
+        """The file's first sequence (for `inspect` and serve's /steps), its id and the run's class names."""
         recorded = self.read_inputs(config, inputs)
-        return recorded.x[0][None], {"id": recorded.ids[0], "steps": len(recorded.x[0])}
+        return recorded.x[0][None], {"id": recorded.ids[0], "length": len(recorded.x[0]), "classes": config["classes"]}
+
+    # The label of a sequence, probed in the states after each step (a number's: its quartile).
+    probes = {"label": "the sequence's label (a number: its quartile; per-step labels: the step's), after each step"}
+
+    def inspection_examples(self, config: dict, count: int, length: int | None) -> tuple[np.ndarray, dict]:
+        """The training file's sequences of at least the median length, cut to it (the test file is never read):
+        one length, so every probe's step has every sequence."""
+        require(length is None, "sequences are inspected at their own lengths: leave out --length (or give a file)")
+        recorded = read(config, config["train"])
+        lengths = np.asarray([len(x) for x in recorded.x])
+        steps = int(np.median(lengths))
+        chosen = np.flatnonzero(lengths >= steps)[:count]
+        x = np.stack([recorded.x[index][:steps] for index in chosen])
+        labels = self.encode(config, recorded, "training")
+        model_steps = math.ceil(steps / config["fold_width"])
+        if config["per_step"]:
+            targets = np.stack([np.asarray(labels[index])[:steps] for index in chosen])
+        else:
+            targets = np.repeat(np.asarray([labels[index] for index in chosen]).reshape(-1, 1), model_steps, axis=1)
+        if config["kind"] == "value":  # a logistic read-out needs classes: the value's quartile
+            targets = np.digitize(targets, np.quantile(targets, [0.25, 0.5, 0.75]))
+        return x, {"label": targets.astype(np.int64)}
+
+    def describe_inspection_input(self, x: np.ndarray) -> str:
+        return f"a training sequence, its first {len(x)} steps"
 
     def predict(self, model, config: dict, inputs: list[str], show: str | None = None) -> dict:
         """Every sequence in the file answered; sequences of one length go together (no padding reaches an
@@ -436,6 +466,17 @@ class SequencesTask(Task):
                 self.describe_answer(config, sequence_id, answer) for sequence_id, answer in zip(recorded.ids, answers)
             ]
         }
+
+    def answers_by_prefix(self, model, config: dict, x: np.ndarray) -> np.ndarray:
+        """One batch of the sequence's prefixes (a model step each: a folded series' row), the rest NaN padding
+        that SequenceInput masks: each answer has read its prefix only, a bidirectional model's too."""
+        width, values = config["fold_width"], x.shape[1]
+        rows = math.ceil(values / width)
+        prefixes = np.full((rows, values, x.shape[2]), PAD, dtype=np.float32)
+        for row in range(rows):
+            prefixes[row, : (row + 1) * width] = x[0, : (row + 1) * width]
+        outputs = np.asarray(model.predict(prefixes, verbose=0))
+        return outputs[np.arange(rows), np.arange(rows)] if config["per_step"] else outputs
 
     def describe_answer(self, config: dict, sequence_id: str, answer: np.ndarray) -> dict:
         if config["kind"] == "class" and config["per_step"]:
