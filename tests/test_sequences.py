@@ -365,6 +365,25 @@ def test_serve_steps_answer_a_bidirectional_run_after_each_step_from_that_prefix
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_a_fit_of_sequences_on_two_devices(backend, tmp_path):
+    """--devices 2 on mixed lengths: 125 training sequences, so the last batch (13) splits unevenly."""
+    pytest.importorskip(backend)
+    xs, ys = peak_sequences(10, 197)
+    write_long(tmp_path / "train.csv", xs[:157], ys[:157])
+    write_long(tmp_path / "test.csv", xs[157:], ys[157:])
+    run = tmp_path / "run"
+    done = run_cli("fit", "sequences", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv"),
+                   "--id", "seq", "--order", "t", "--label", "label", "--devices", "2", "--backend", backend,
+                   "--epochs", "2", "-o", "units=8", "--out", str(run), "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "train on 125" in done.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert len(metrics["distribution"]["devices"]) == 2 and metrics["test"]["samples"] == 40
+    assert metrics["epochs_run"] == 2
+
+
+@pytest.mark.slow
 def test_a_long_univariate_series_is_read_as_rows_and_learns(tmp_path):
     import kerasrnn
 

@@ -116,6 +116,7 @@ class SequencesTask(Task):
         "clipnorm": 1.0, "patience": 40,
         "members": 1,  # recurrent branches side by side, their answers averaged
         "pool": "last",  # what a sequence's answer reads: the recurrent layer's last state, or the mean of its steps
+        "crop": 1.0,  # training sequences cut, each epoch, to a random stretch of at least this part of their steps
         "summary": False,  # the answer also reads each feature's mean over the sequence's steps
         "noise": 0.0,  # Gaussian noise added to the standardised features while training (0: none)
         # A long univariate series read as rows of this many values a step ("auto": the square root of the
@@ -233,6 +234,8 @@ class SequencesTask(Task):
 
     def epoch_batches(self, config: dict, x: list, y: list, epoch: int | None) -> list:
         rng = seeded_rng(config["seed"], TRAIN_STREAM, epoch) if epoch is not None else None
+        if rng is not None and config["crop"] < 1 and not config["per_step"]:
+            x = [cropped(item, config["crop"], rng) for item in x]
         lengths = np.asarray([len(item) for item in x])
         return [self.batch(config, x, y, indices) for indices in length_batches(lengths, config["batch_size"], rng)]
 
@@ -516,6 +519,14 @@ def fold_width(asked, recorded) -> int:
     if len(recorded.features) != 1 or recorded.per_step or median < 100:
         return 1
     return int(math.ceil(math.sqrt(median)))
+
+
+def cropped(x: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """A random stretch of `x`, at least `fraction` of its steps (one step at least)."""
+    shortest = max(1, math.ceil(fraction * len(x)))
+    length = int(rng.integers(shortest, len(x) + 1))
+    start = int(rng.integers(0, len(x) - length + 1))
+    return x[start : start + length]
 
 
 def natural_key(name: str):

@@ -4,10 +4,9 @@ checkpoints, backup) in the same order with the same logs, in-memory batches, va
 
 from __future__ import annotations
 
-import torch
 from keras.callbacks import CallbackList
 
-from kerasrnn.torch.step import TorchStep, batch_listeners
+from kerasrnn.torch.step import TorchStep, as_tensor, batch_listeners
 from kerasrnn.torch.threads import ThreadGovernor
 
 
@@ -33,7 +32,7 @@ def fit(model, step: TorchStep, batches, epochs: int, steps_per_epoch: int, vali
         for index, (x, y) in enumerate(batches(epoch)):
             for callback in begin:
                 callback.on_train_batch_begin(index)
-            logs = step(torch.from_numpy(x), torch.from_numpy(y))
+            logs = step(as_tensor(x), as_tensor(y))
             threads.tick()
             for callback in end:
                 callback.on_train_batch_end(index, logs)

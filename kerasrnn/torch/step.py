@@ -13,6 +13,7 @@ and the evaluation against Keras' `evaluate`, for every supported case.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import torch
 from keras import activations
 from keras.callbacks import Callback, CallbackList
@@ -111,7 +112,7 @@ class TorchStep:
             for index, (x, y) in enumerate(batches):
                 for callback in test_begin:
                     callback.on_test_batch_begin(index)
-                x, y = torch.from_numpy(x), torch.from_numpy(y)
+                x, y = as_tensor(x), as_tensor(y)
                 y_pred = self.forward(x, training=False)
                 self.add_batch(self.mean_loss(y, y_pred), y, y_pred)
                 for callback in test_end:
@@ -163,3 +164,9 @@ def toolkit_step(model, config: dict, distributed: bool):
         return TorchStep(model), None
     except Unsupported as reason:
         return None, str(reason)
+
+
+def as_tensor(array):
+    """A batch as a tensor on its memory; a read-only array (tf.data's) is copied first (torch writes nowhere
+    in it, but warns of it)."""
+    return torch.from_numpy(np.require(array, requirements="W"))
