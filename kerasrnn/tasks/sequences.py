@@ -278,9 +278,8 @@ class SequencesTask(Task):
         lines = [f"kerasrnn: sequences: {len(recorded.x)} in {config['train']}, {lengths.min()}-{lengths.max()} steps "
                  f"(median {int(np.median(lengths))}), {len(config['feature_names'])} features a step"]  # fmt: skip
         if config["kind"] == "class":
-            counts = np.bincount(
-                np.concatenate([np.atleast_1d(y) for y in split.y_train + split.y_val]), minlength=len(config["classes"])
-            )
+            labels = self.encode(config, recorded, "training")  # the training file's own: a --validation file apart
+            counts = np.bincount(np.concatenate([np.atleast_1d(y) for y in labels]), minlength=len(config["classes"]))
             shown = ", ".join(f"{name}: {count}" for name, count in zip(config["classes"], counts))
             lines.append(
                 f"kerasrnn: sequences: {len(config['classes'])} classes{' per step' if config['per_step'] else ''} ({shown})"
