@@ -44,6 +44,7 @@ def layer_outputs_from_traces(layer, traces: list, return_sequences: bool) -> np
     return np.concatenate(ends, axis=-1)
 
 
+@pytest.mark.slow  # the default suite's time
 @pytest.mark.parametrize("cell, layers, bidirectional", BODIES)
 def test_the_state_probed_at_a_step_has_read_that_step_and_nothing_after(cell, layers, bidirectional):
     """states_by_step at step t: unchanged when the steps after t change, changed when step t does; for a model

@@ -174,6 +174,7 @@ def test_adder_page_answers_step_by_step(served, browser, tmp_path):
     page.screenshot(path=str(ARTIFACTS / "page-adder.png"), full_page=True)
 
 
+@pytest.mark.slow  # the default suite's time
 def test_sequences_page_answers_numbers_and_files_step_by_step(served, browser, tmp_path):
     """A bidirectional sequences run: numbers typed and a file uploaded are answered; the first sequence's answer
     after each step ends on the answer itself; what is not JSON numbers is one line on the page."""

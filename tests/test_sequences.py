@@ -258,6 +258,7 @@ def test_evaluate_and_predict_read_a_file(peaks_run, tmp_path):
     assert all(0 < answer["confidence"] <= 1 for answer in answers)
 
 
+@pytest.mark.slow  # the default suite's time
 def test_inspect_shows_a_persons_sequence_and_probes_the_label_by_step(peaks_run, tmp_path):
     """The label (which channel peaked first) is probed in the forward states after each step: unknown before
     any peak, known once most sequences have had one; the backward direction (it has read ahead) is left out."""
