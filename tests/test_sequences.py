@@ -296,7 +296,7 @@ def test_artifacts_of_a_masked_run_answer_as_the_run_does_at_three_lengths(peaks
 
     _, folder = peaks_run
     run = kerasrnn.fit("sequences", train=str(folder / "train.csv"), **LONG, units=8, epochs=1, bidirectional=False,
-                       out=tmp_path / "run", verbose=0, log=lambda line: None)  # fmt: skip
+                       conv_filters=[], conv_widths=[], out=tmp_path / "run", verbose=0, log=lambda line: None)  # fmt: skip
     xs, ys = peak_sequences(6, 30)
     lengths = {len(x) for x in xs}
     assert len(lengths) >= 3
@@ -309,6 +309,34 @@ def test_artifacts_of_a_masked_run_answer_as_the_run_does_at_three_lengths(peaks
         assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(got, expected)) < 1e-5, fmt
     metadata = json.loads((tmp_path / "m.tflite.json").read_text())
     assert metadata["interface"]["mode"] == "streaming"
+
+
+@pytest.mark.parametrize("per_step", [False, True])
+def test_the_convolution_branch_reads_each_sequence_alone_whatever_pads_it(per_step):
+    """Padding zeroed before each convolution, batch normalisation and the mean over the real steps only: a
+    sequence in a NaN-padded batch gets what it gets alone (a prefix padded with NaN answers as the prefix)."""
+    import keras
+
+    from kerasrnn.modeling.layers import SequenceInput
+    from kerasrnn.tasks.sequences import convolution_branch, pad
+
+    inputs = keras.Input((None, 3))
+    features = SequenceInput([0.5, 0.0, -0.5], [1.0, 2.0, 0.5])(inputs)
+    config = {"conv_filters": [4, 5], "conv_widths": [3, 2], "per_step": per_step}
+    model = keras.Model(inputs, convolution_branch(config, features, ""))
+    rng = np.random.default_rng(1)
+    for layer in model.layers:  # moving statistics away from 0 and 1, so that they count
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.uniform(-0.2, 0.2, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, layer.moving_variance.shape))
+    xs, _ = peak_sequences(7, 6)
+    together = model.predict(pad(xs, 3), verbose=0)
+    for row, x in enumerate(xs):
+        alone = model.predict(x[None], verbose=0)[0]
+        got = together[row, : len(x)] if per_step else together[row]
+        np.testing.assert_allclose(got, alone, atol=1e-5)
+    if not per_step:  # the padding changes nothing, and the sequence does: the branch reads it
+        assert np.abs(together[0] - together[1]).max() > 1e-3
 
 
 def test_serve_answers_json_numbers_and_uploads_and_never_reads_a_path(peaks_run, tmp_path):

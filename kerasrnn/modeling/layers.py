@@ -168,6 +168,26 @@ class SequenceInput(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="kerasrnn")
+class StepConvolution(keras.layers.Conv1D):
+    """A Conv1D ("same" padding) over each sequence's own steps: the padded steps are zeroed before the
+    convolution and stay masked after it, so a sequence's outputs are what the sequence alone would give,
+    whatever the padding beside it in a batch (and a prefix padded with NaN answers as the prefix alone)."""
+
+    def __init__(self, filters, kernel_size, **kwargs):
+        kwargs["padding"] = "same"
+        super().__init__(filters, kernel_size, **kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is not None:
+            inputs = inputs * ops.cast(mask, inputs.dtype)[..., None]
+        return super().call(inputs)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+
+@keras.saving.register_keras_serializable(package="kerasrnn")
 class FoldSteps(keras.layers.Layer):
     """A long univariate series read as rows of `width` values a step, as the course reads a 784-pixel digit as
     28 rows of 28: (batch, steps, 1) -> (batch, ceil(steps / width), width), the last row padded with NaN

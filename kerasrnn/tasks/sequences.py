@@ -32,6 +32,7 @@ FLAGS = {
 }
 PREDICT_INPUTS = "a file of sequences in the run's format (every sequence in it is answered)"
 TARGETS = ("auto", "class", "value")
+POOLS = ("last", "mean")  # what a sequence's answer reads: the last state, or the mean of the steps' outputs
 MOST_CLASSES = 50  # whole-number labels with at most this many values (and repeats) are classes, else values
 PAD = float("nan")  # what pads a shorter sequence in a batch: SequenceInput masks those steps
 
@@ -119,6 +120,9 @@ class SequencesTask(Task):
         "crop": 1.0,  # training sequences cut, each epoch, to a random stretch of at least this part of their steps
         "summary": False,  # the answer also reads each feature's mean over the sequence's steps
         "noise": 0.0,  # Gaussian noise added to the standardised features while training (0: none)
+        # A convolution branch beside the recurrent layers (the answer reads both): its layers' filters and widths
+        # (steps read), each convolution batch-normalised; [] for none. Measured in docs/sequences.md.
+        "conv_filters": [128, 256, 128], "conv_widths": [8, 5, 3],
         # A long univariate series read as rows of this many values a step ("auto": the square root of the
         # median length, from 100 steps on; 1: as recorded). The course's trick for mnist's 784 pixels.
         "fold": "auto",
@@ -135,6 +139,14 @@ class SequencesTask(Task):
         )
         require(isinstance(config["patience"], int) and config["patience"] >= 1, "patience must be a whole number >= 1")
         require(isinstance(config["noise"], float | int) and config["noise"] >= 0, f"noise must be >= 0, got {config['noise']!r}")
+        require(isinstance(config["crop"], float | int) and 0 < config["crop"] <= 1, f"crop must be in (0, 1], got {config['crop']!r}")
+        require(isinstance(config["summary"], bool), f"summary must be true or false, got {config['summary']!r}")
+        require(config["pool"] in POOLS, f"pool must be one of {', '.join(POOLS)}, got {config['pool']!r}")
+        require(whole(config["members"]) and config["members"] >= 1, f"members must be a whole number >= 1, got {config['members']!r}")
+        for key in ("conv_filters", "conv_widths"):
+            require(isinstance(config[key], list) and all(whole(n) and n >= 1 for n in config[key]),
+                    f"{key} must be a list of whole numbers >= 1 (e.g. [128,256,128]), got {config[key]!r}")  # fmt: skip
+        require(len(config["conv_filters"]) == len(config["conv_widths"]), "conv_filters and conv_widths must be as long")
         recorded = read(config, config["train"])
         kind = target_kind(recorded.y, config["target"])
         classes = sorted({class_name(value) for y in recorded.y for value in np.atleast_1d(np.asarray(y, dtype=object))},
@@ -325,6 +337,10 @@ class SequencesTask(Task):
         features = recurrent_body(features, RecurrentSpec.from_config(config), config["per_step"] or pooled, prefix)
         if pooled:  # the mean over each sequence's own steps (the mask leaves the padding out)
             features = keras.layers.GlobalAveragePooling1D(name=f"{prefix}mean_of_steps")(features)
+        if config["conv_filters"]:
+            features = keras.layers.Concatenate(name=f"{prefix}recurrent_and_convolution")(
+                [features, convolution_branch(config, inputs, prefix)]
+            )
         if config["summary"] and not config["per_step"]:
             means = keras.layers.GlobalAveragePooling1D(name=f"{prefix}mean_of_features")(inputs)
             features = keras.layers.Concatenate(name=f"{prefix}state_and_means")([features, means])
@@ -506,6 +522,22 @@ class SequencesTask(Task):
         return "\n".join(lines)
 
 
+def convolution_branch(config: dict, features, prefix: str):
+    """Convolutions over each sequence's own steps (batch-normalised over the real steps only, ReLU), as a fully
+    convolutional classifier reads a series: their mean over the steps, or each step's for per-step labels."""
+    import keras
+
+    from kerasrnn.modeling.layers import StepConvolution
+
+    for index, (filters, width) in enumerate(zip(config["conv_filters"], config["conv_widths"])):
+        features = StepConvolution(filters, width, name=f"{prefix}convolution_{index}")(features)
+        features = keras.layers.BatchNormalization(name=f"{prefix}convolution_{index}_normalised")(features)
+        features = keras.layers.Activation("relu", name=f"{prefix}convolution_{index}_relu")(features)
+    if config["per_step"]:
+        return features
+    return keras.layers.GlobalAveragePooling1D(name=f"{prefix}convolution_mean")(features)
+
+
 def fold_width(asked, recorded) -> int:
     """How many values of a univariate series make one step: `asked`, or for "auto" the square root of the
     median length from 100 steps on (a 1,500-step series: 39 rows of 39); 1 for several channels or per-step labels."""
@@ -518,6 +550,10 @@ def fold_width(asked, recorded) -> int:
     if len(recorded.features) != 1 or recorded.per_step or median < 100:
         return 1
     return int(math.ceil(math.sqrt(median)))
+
+
+def whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def cropped(x: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
