@@ -6,7 +6,7 @@ training mean for regression) and a plain Keras script (standardise, pad and mas
 stratified 20% of the training file, the test file read once).
 
     python scripts/sequences_archive.py [--problems GunPoint,BasicMotions,...] [--seeds 0] [--backend tensorflow]
-                                        [--plain] [--options KEY=VALUE,...]
+                                        [--plain] [--options "KEY=VALUE KEY=VALUE"]
 
 Each fit is a `kerasrnn fit sequences --train ... --test ... --seed S` process (the command a person types);
 prints one JSON line a fit on stderr and a markdown table on stdout.
@@ -74,7 +74,7 @@ def nearest_neighbour(problem: str) -> float | None:
     return float(np.mean(predicted == np.asarray([str(y) for y in test.y])))
 
 
-PLAIN_KERAS = r'''
+PLAIN_KERAS = r"""
 import os, sys, json
 import numpy as np
 import keras
@@ -109,7 +109,7 @@ if regression:
     print(json.dumps({"rmse": float(np.sqrt(np.mean((answer[:, 0] - yt) ** 2)))}))
 else:
     print(json.dumps({"accuracy": float(np.mean(answer.argmax(1) == yt))}))
-'''
+"""
 
 
 def plain_keras(problem: str, seed: int, backend: str, kind: str) -> dict:
@@ -127,9 +127,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--backend", default="tensorflow")
     parser.add_argument("--plain", action="store_true", help="also fit the plain Keras script")
-    parser.add_argument("--options", default="", help="task options for every fit, KEY=VALUE,... (a recipe)")
+    parser.add_argument("--options", default="", help="task options for every fit, 'KEY=VALUE KEY=VALUE' (a recipe)")
     args = parser.parse_args()
-    options = [option for option in args.options.split(",") if option]
+    options = args.options.split()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for problem in args.problems.split(","):

@@ -2,6 +2,7 @@
 a fit on small mixed-length sequences learns a rule that needs memory, and its artifacts answer as the run does."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -217,6 +218,24 @@ def test_each_bad_input_is_one_line_and_leaves_no_run(tmp_path):
         assert not out.exists(), case
 
 
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"crop": 2}, "crop must be in (0, 1], got 2"),
+        ({"summary": "yes"}, "summary must be true or false"),
+        ({"pool": "max"}, "pool must be one of last, mean"),
+        ({"members": 0}, "members must be a whole number >= 1"),
+        ({"conv_filters": [64, 0]}, "conv_filters must be a list of whole numbers >= 1"),
+        ({"conv_filters": [64], "conv_widths": [8, 5]}, "conv_filters and conv_widths must be as long"),
+    ],
+)
+def test_each_bad_option_is_refused_before_the_file_is_read(options, message, tmp_path):
+    from kerasrnn.tasks import get_task
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        get_task("sequences").make_config({"train": str(tmp_path / "never-read.csv"), **options})
+
+
 def test_a_file_too_large_for_memory_is_refused_saying_how_big(tmp_path, monkeypatch):
     xs, ys = peak_sequences(2, 10)
     write_long(tmp_path / "big.csv", xs, ys)
@@ -309,6 +328,9 @@ def test_artifacts_of_a_masked_run_answer_as_the_run_does_at_three_lengths(peaks
         assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(got, expected)) < 1e-5, fmt
     metadata = json.loads((tmp_path / "m.tflite.json").read_text())
     assert metadata["interface"]["mode"] == "streaming"
+    default_run, _ = peaks_run  # the default model's convolution branch reads the steps around each step
+    with pytest.raises(UserError, match="convolutions .* read the steps around each step, so it cannot stream"):
+        default_run.export("tflite", out=tmp_path / "default.tflite")
 
 
 @pytest.mark.parametrize("per_step", [False, True])

@@ -76,6 +76,11 @@ def recurrent_layers_and_head(model):
                 "a bidirectional model reads each sequence backwards from its end, so it cannot stream one step "
                 "at a time through LiteRT: export it as savedmodel or keras instead"
             )
+        if isinstance(layer, keras.layers.Conv1D):
+            raise UserError(
+                f"this model's convolutions (layer {layer.name}) read the steps around each step, so it cannot stream one "
+                "step at a time through LiteRT: export it as savedmodel or onnx instead (or fit it with -o conv_filters=[])"
+            )
         if isinstance(layer, keras.layers.GlobalAveragePooling1D | keras.layers.Average):
             raise UserError(
                 f"this model's answer reads all its steps at once (layer {layer.name}), so it cannot stream one step "

@@ -113,7 +113,7 @@ class SequencesTask(Task):
         # Found in the training file (set at the start of a fit; config.json keeps them for every later command).
         "kind": None, "classes": None, "feature_names": None, "per_step": None, "fold_width": None,
         # The model and its training: measured in docs/sequences.md.
-        "cell": "gru", "units": 128, "bidirectional": True, "dropout": 0.2, "epochs": 200, "batch_size": 16, "lr": 2e-3,
+        "cell": "gru", "units": 128, "bidirectional": True, "dropout": 0.2, "epochs": 200, "batch_size": 16, "lr": 1e-3,
         "clipnorm": 1.0, "patience": 40,
         "members": 1,  # recurrent branches side by side, their answers averaged
         "pool": "last",  # what a sequence's answer reads: the recurrent layer's last state, or the mean of its steps
@@ -132,21 +132,7 @@ class SequencesTask(Task):
     # ---- configuration ---------------------------------------------------------------------------
     def validate(self, config: dict) -> dict:
         require(config["train"] is not None, "sequences needs its training file: --train FILE (docs/sequences.md)")
-        require(config["target"] in TARGETS, f"target must be one of {', '.join(TARGETS)}, got {config['target']!r}")
-        fraction = config["validation_fraction"]
-        require(
-            isinstance(fraction, float | int) and 0 < fraction < 1, f"validation fraction must be in (0, 1), got {fraction!r}"
-        )
-        require(isinstance(config["patience"], int) and config["patience"] >= 1, "patience must be a whole number >= 1")
-        require(isinstance(config["noise"], float | int) and config["noise"] >= 0, f"noise must be >= 0, got {config['noise']!r}")
-        require(isinstance(config["crop"], float | int) and 0 < config["crop"] <= 1, f"crop must be in (0, 1], got {config['crop']!r}")
-        require(isinstance(config["summary"], bool), f"summary must be true or false, got {config['summary']!r}")
-        require(config["pool"] in POOLS, f"pool must be one of {', '.join(POOLS)}, got {config['pool']!r}")
-        require(whole(config["members"]) and config["members"] >= 1, f"members must be a whole number >= 1, got {config['members']!r}")
-        for key in ("conv_filters", "conv_widths"):
-            require(isinstance(config[key], list) and all(whole(n) and n >= 1 for n in config[key]),
-                    f"{key} must be a list of whole numbers >= 1 (e.g. [128,256,128]), got {config[key]!r}")  # fmt: skip
-        require(len(config["conv_filters"]) == len(config["conv_widths"]), "conv_filters and conv_widths must be as long")
+        check_options(config)
         recorded = read(config, config["train"])
         kind = target_kind(recorded.y, config["target"])
         classes = sorted({class_name(value) for y in recorded.y for value in np.atleast_1d(np.asarray(y, dtype=object))},
@@ -522,6 +508,24 @@ class SequencesTask(Task):
         return "\n".join(lines)
 
 
+def check_options(config: dict) -> None:
+    """The model and training options, each refused in one line before any file is read."""
+    require(config["target"] in TARGETS, f"target must be one of {', '.join(TARGETS)}, got {config['target']!r}")
+    fraction, crop = config["validation_fraction"], config["crop"]
+    require(isinstance(fraction, float | int) and 0 < fraction < 1, f"validation fraction must be in (0, 1), got {fraction!r}")
+    require(isinstance(crop, float | int) and 0 < crop <= 1, f"crop must be in (0, 1], got {crop!r}")
+    require(isinstance(config["noise"], float | int) and config["noise"] >= 0, f"noise must be >= 0, got {config['noise']!r}")
+    for key in ("patience", "members"):
+        require(whole(config[key]) and config[key] >= 1, f"{key} must be a whole number >= 1, got {config[key]!r}")
+    require(isinstance(config["summary"], bool), f"summary must be true or false, got {config['summary']!r}")
+    require(config["pool"] in POOLS, f"pool must be one of {', '.join(POOLS)}, got {config['pool']!r}")
+    for key in ("conv_filters", "conv_widths"):
+        require(isinstance(config[key], list) and all(whole(n) and n >= 1 for n in config[key]),
+                f"{key} must be a list of whole numbers >= 1 (e.g. [128,256,128]), got {config[key]!r}")  # fmt: skip
+    require(len(config["conv_filters"]) == len(config["conv_widths"]),
+            f"conv_filters and conv_widths must be as long, got {config['conv_filters']} and {config['conv_widths']}")  # fmt: skip
+
+
 def convolution_branch(config: dict, features, prefix: str):
     """Convolutions over each sequence's own steps (batch-normalised over the real steps only, ReLU), as a fully
     convolutional classifier reads a series: their mean over the steps, or each step's for per-step labels."""
@@ -530,7 +534,8 @@ def convolution_branch(config: dict, features, prefix: str):
     from kerasrnn.modeling.layers import StepConvolution
 
     for index, (filters, width) in enumerate(zip(config["conv_filters"], config["conv_widths"])):
-        features = StepConvolution(filters, width, name=f"{prefix}convolution_{index}")(features)
+        # No bias: the normalisation after it takes out any constant (a bias would train on rounding noise alone).
+        features = StepConvolution(filters, width, use_bias=False, name=f"{prefix}convolution_{index}")(features)
         features = keras.layers.BatchNormalization(name=f"{prefix}convolution_{index}_normalised")(features)
         features = keras.layers.Activation("relu", name=f"{prefix}convolution_{index}_relu")(features)
     if config["per_step"]:

@@ -3,8 +3,10 @@
 PyTorch's fused LSTM, GRU and tanh-RNN kernels (kerasrnn.torch.kernels), Dense and TimeDistributed(Dense)
 heads, bidirectional and stacked layers, input dropout with the masks Keras' cells draw (the same random
 numbers), and the sequences task's first layers (FoldSteps, SequenceInput): their NaN padding becomes each
-sequence's length, and every recurrent layer after them runs the packed kernels (Keras' masked loop's results).
-Each step of the chain maps (inputs, lengths) to (outputs, lengths); lengths None: no padding. The LSTM and
+sequence's length, and every recurrent layer after them runs the packed kernels (Keras' masked loop's results);
+beside them, the convolution branch (StepConvolution, BatchNormalization, ReLU, the mean over the real steps)
+and the Concatenate that joins it. The model's graph is walked layer by layer; each layer's function maps
+(inputs, lengths) to (outputs, lengths); lengths None: no padding. The LSTM and
 tanh-RNN kernels are kept in memory in PyTorch's order (the same values, stored transposed), so that neither
 the kernels nor their gradients and Adam slots are copied between layouts every step. Anything else raises
 `Unsupported`, whose message the fit log prints; Keras' own path runs it then.
@@ -168,57 +170,156 @@ def fold_forward(layer):
     return forward
 
 
+def step_mask(inputs, lengths):
+    """(batch, steps, 1) ones on each sequence's own steps, zeros on its padding (None: no padding)."""
+    if lengths is None:
+        return None
+    steps = torch.arange(inputs.shape[1], device=inputs.device)
+    return (steps[None, :] < lengths[:, None]).unsqueeze(-1).to(inputs.dtype)
+
+
+def convolution_forward(layer):
+    """StepConvolution: the padding zeroed, then Keras' "same" convolution (the odd step of padding at the end)."""
+    activation = ACTIVATIONS.get(layer.activation)
+    if activation is None or layer.strides != (1,) or layer.dilation_rate != (1,) or layer.groups != 1:
+        raise Unsupported(f"layer {layer.name}: a convolution other than stride 1, no dilation, one group")
+    before = (layer.kernel_size[0] - 1) // 2
+    after = layer.kernel_size[0] - 1 - before
+
+    def forward(inputs, training, lengths=None):
+        mask = step_mask(inputs, lengths)
+        if mask is not None:
+            inputs = inputs * mask
+        padded = torch.nn.functional.pad(inputs.transpose(1, 2), (before, after))
+        kernel = layer.kernel.value.permute(2, 1, 0)  # Keras' (width, inputs, filters) as torch's (filters, inputs, width)
+        bias = layer.bias.value if layer.use_bias else None
+        return activation(torch.nn.functional.conv1d(padded, kernel, bias).transpose(1, 2)), lengths
+
+    return forward
+
+
+def batch_normalization_forward(layer):
+    """BatchNormalization over the last axis: training, the batch's moments over the real steps only (Keras'
+    masked moments) and the moving statistics updated as Keras updates them; else the moving statistics."""
+    if layer.axis != -1 and layer.axis != len(layer.input.shape) - 1 or layer.renorm or layer.synchronized:
+        raise Unsupported(f"layer {layer.name}: batch normalisation other than over the last axis, or with renorm")
+    tiny = keras_backend.epsilon()
+
+    def forward(inputs, training, lengths=None):
+        if training and layer.trainable:
+            weights = step_mask(inputs, lengths)
+            weights = torch.ones_like(inputs[..., :1]) if weights is None else weights
+            axes = tuple(range(inputs.dim() - 1))
+            count = torch.sum(weights.expand_as(inputs), dim=axes)
+            mean = torch.sum(inputs * weights, dim=axes) / (count + tiny)
+            variance = torch.sum(torch.square((inputs - mean) * weights), dim=axes) / (count + tiny)
+            with torch.no_grad():
+                momentum = layer.momentum
+                layer.moving_mean.assign(layer.moving_mean.value * momentum + mean.detach() * (1.0 - momentum))
+                layer.moving_variance.assign(layer.moving_variance.value * momentum + variance.detach() * (1.0 - momentum))
+        else:
+            mean, variance = layer.moving_mean.value, layer.moving_variance.value
+        outputs = (inputs - mean) * torch.rsqrt(variance + layer.epsilon)
+        if layer.scale:
+            outputs = outputs * layer.gamma.value
+        if layer.center:
+            outputs = outputs + layer.beta.value
+        return outputs, lengths
+
+    return forward
+
+
+def activation_forward(layer):
+    activation = ACTIVATIONS.get(layer.activation)
+    if activation is None:
+        raise Unsupported(f"layer {layer.name}: activation {layer.activation.__name__}")
+    return lambda inputs, training, lengths=None: (activation(inputs), lengths)
+
+
+def mean_of_steps_forward(layer):
+    """GlobalAveragePooling1D: the mean over each sequence's own steps."""
+    if layer.data_format != "channels_last" or layer.keepdims:
+        raise Unsupported(f"layer {layer.name}: pooling other than channels last, without keepdims")
+
+    def forward(inputs, training, lengths=None):
+        mask = step_mask(inputs, lengths)
+        if mask is None:
+            return torch.mean(inputs, dim=1), lengths
+        return torch.sum(inputs * mask, dim=1) / torch.sum(mask, dim=1), lengths
+
+    return forward
+
+
+def concatenate_forward(layer):
+    if layer.axis != -1:
+        raise Unsupported(f"layer {layer.name}: concatenation other than on the last axis")
+    return lambda inputs, training, lengths=None: (torch.cat(list(inputs), dim=-1), lengths)
+
+
+LAYERS = {
+    kerasrnn_layers.SequenceInput: lambda layer, softmax: sequence_input_forward(layer),
+    kerasrnn_layers.FoldSteps: lambda layer, softmax: fold_forward(layer),
+    kerasrnn_layers.StepConvolution: lambda layer, softmax: convolution_forward(layer),
+    keras_layers.BatchNormalization: lambda layer, softmax: batch_normalization_forward(layer),
+    keras_layers.Activation: lambda layer, softmax: activation_forward(layer),
+    keras_layers.GlobalAveragePooling1D: lambda layer, softmax: mean_of_steps_forward(layer),
+    keras_layers.Concatenate: lambda layer, softmax: concatenate_forward(layer),
+    # A Dense on (batch, time, features) is the same matmul.
+    kerasrnn_layers.TimeDistributed: lambda layer, softmax: dense_forward(layer.layer, softmax),
+}
+
+
 def layer_forward(layer, softmax: bool = True):
     """The torch function of one layer of the model, or Unsupported; `softmax=False`: logits of a softmax Dense."""
     if isinstance(layer, keras_layers.InputLayer):
         return None
-    if type(layer) is kerasrnn_layers.SequenceInput:
-        return sequence_input_forward(layer)
-    if type(layer) is kerasrnn_layers.FoldSteps:
-        return fold_forward(layer)
+    if type(layer) in LAYERS:
+        return LAYERS[type(layer)](layer, softmax)
     if isinstance(layer, keras_layers.Bidirectional):
         return bidirectional_forward(layer)
     if isinstance(layer, keras_layers.RNN):
         return recurrent_forward(layer)
-    if type(layer) is kerasrnn_layers.TimeDistributed:
-        return dense_forward(layer.layer, softmax)  # a Dense on (batch, time, features) is the same matmul
     return dense_forward(layer, softmax)
 
 
-def reads_the_layer_before(layer, previous, masked: bool) -> bool:
-    """Whether `layer` reads `previous`'s output alone (after SequenceInput, Keras' graph also lists the mask it
-    hands a recurrent layer: [tensor, mask])."""
-    given = layer.input
-    if masked and isinstance(given, list | tuple) and len(given) == 2:
-        given = given[0]
-    return given is previous.output
+def layer_reads(layer):
+    """The ids of the tensors `layer` reads (a list for a layer of several inputs: Concatenate), or Unsupported.
+    A mask handed along beside them is SequenceInput's, which the lengths carry."""
+    if len(layer._inbound_nodes) != 1:
+        raise Unsupported(f"layer {layer.name} is called more than once")
+    arguments = layer._inbound_nodes[0].arguments
+    if len(arguments.args) != 1 or set(arguments.kwargs) - {"mask", "training"}:
+        raise Unsupported(f"layer {layer.name} reads other arguments than its input and the mask")
+    given = arguments.args[0]
+    return [id(tensor) for tensor in given] if isinstance(given, list | tuple) else id(given)
 
 
 def model_forward(model, softmax: bool = True):
-    """(the model's forward pass as a chain of torch functions, its last layer); Unsupported for anything but a
-    chain of known layers. `softmax=False`: the last layer's softmax left out (logits)."""
+    """(the model's forward pass as torch functions on its graph, its last layer); Unsupported for anything but
+    a graph of known layers from one input to one output. `softmax=False`: the last layer's softmax left out
+    (logits). Every layer after SequenceInput shares its lengths (one mask a model)."""
     if len(model.inputs) != 1 or len(model.outputs) != 1 or model.losses:
         raise Unsupported("a model with several inputs, outputs or added losses")
-    chain, previous, masked = [], None, False
+    steps, masked = [], False
     for position, layer in enumerate(model.layers):
-        if previous is not None and not reads_the_layer_before(layer, previous, masked):
-            raise Unsupported(f"layer {layer.name} does not read the layer before it")
         masked = masked or type(layer) is kerasrnn_layers.SequenceInput
         if masked and type(layer) is kerasrnn_layers.TimeDistributed:
             raise Unsupported("per-step targets of padded sequences (Keras masks their loss and metrics)")
         function = layer_forward(layer, softmax or position < len(model.layers) - 1)
         if function is not None:
-            chain.append(function)
-        previous = layer
+            steps.append((function, layer_reads(layer), id(layer.output)))
+    first, last = id(model.inputs[0]), model.layers[-1]
+    if id(last.output) != id(model.outputs[0]):
+        raise Unsupported("a model whose last layer is not its output")
 
     def forward(inputs, training=True):
-        lengths = None
-        for function in chain:
-            inputs, lengths = function(inputs, training, lengths)
-        return inputs
+        values, lengths = {first: inputs}, None
+        for function, reads, writes in steps:
+            given = [values[read] for read in reads] if isinstance(reads, list) else values[reads]
+            values[writes], lengths = function(given, training, lengths)
+        return values[writes]
 
-    last = previous.layer if type(previous) is kerasrnn_layers.TimeDistributed else previous
-    return forward, last
+    return forward, last.layer if type(last) is kerasrnn_layers.TimeDistributed else last
 
 
 _INFERENCE = weakref.WeakKeyDictionary()
