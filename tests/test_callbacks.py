@@ -50,3 +50,30 @@ def test_a_resumed_log_continues_its_iteration_count(tmp_path):
 def test_steady_throughput_leaves_out_the_first_epoch():
     assert steady_samples_per_second([10.0, 2.0, 2.0], 100) == 50.0
     assert steady_samples_per_second([4.0], 100) == 25.0
+
+
+class Stoppable:
+    stop_training = False
+
+
+def epochs_until_stopped(losses, fraction=0.01, patience=3):
+    """The epoch at which RelativeEarlyStopping stops a fit with these validation losses (None: it runs on)."""
+    from kerasrnn.training.callbacks import RelativeEarlyStopping
+
+    stopping, model = RelativeEarlyStopping(fraction, patience=patience), Stoppable()
+    stopping.set_model(model)
+    stopping.on_train_begin()
+    for epoch, loss in enumerate(losses):
+        stopping.on_epoch_end(epoch, {"val_loss": loss})
+        if model.stop_training:
+            return epoch
+    return None
+
+
+def test_a_loss_creeping_down_by_less_than_the_fraction_stops_the_fit():
+    creeping = [0.0113 * 0.998**epoch for epoch in range(30)]  # 0.2% better each epoch: Keras' EarlyStopping runs on
+    assert epochs_until_stopped(creeping, fraction=0.0) is None
+    assert epochs_until_stopped(creeping) == 3  # the first epoch sets the best; three epochs short of 1% below it
+    falling = [0.5 * 0.95**epoch for epoch in range(30)]  # 5% better each epoch, whatever the scale
+    assert epochs_until_stopped(falling) is None and epochs_until_stopped([value * 1e-4 for value in falling]) is None
+    assert epochs_until_stopped([1.0, 0.5, 0.6, 0.7, 0.8]) == 4  # worse for three epochs

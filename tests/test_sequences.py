@@ -310,7 +310,8 @@ def test_a_regression_target_reports_rmse_and_mae(tmp_path):
 
 
 def test_artifacts_of_a_masked_run_answer_as_the_run_does_at_three_lengths(peaks_run, tmp_path):
-    """A unidirectional masked run: SavedModel, LiteRT (streaming) and ONNX on one file of sequences of 3 lengths."""
+    """A unidirectional masked run: SavedModel, LiteRT (streaming) and ONNX on one file of sequences of 3 lengths;
+    the default run (bidirectional, with the convolution branch): SavedModel and ONNX, and LiteRT refused."""
     import kerasrnn
 
     _, folder = peaks_run
@@ -328,7 +329,13 @@ def test_artifacts_of_a_masked_run_answer_as_the_run_does_at_three_lengths(peaks
         assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(got, expected)) < 1e-5, fmt
     metadata = json.loads((tmp_path / "m.tflite.json").read_text())
     assert metadata["interface"]["mode"] == "streaming"
-    default_run, _ = peaks_run  # the default model's convolution branch reads the steps around each step
+    default_run, _ = peaks_run  # the default model (bidirectional, the convolution branch): SavedModel and ONNX
+    expected = default_run.predict([str(tmp_path / "mixed.csv")])["predictions"]
+    for fmt in ("savedmodel", "onnx"):
+        artifact = default_run.export(fmt, out=tmp_path / {"savedmodel": "default-sm", "onnx": "default.onnx"}[fmt])
+        got = kerasrnn.load(artifact).predict([str(tmp_path / "mixed.csv")])["predictions"]
+        assert [a["label"] for a in got] == [a["label"] for a in expected], fmt
+        assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(got, expected)) < 1e-5, fmt
     with pytest.raises(UserError, match="convolutions .* read the steps around each step, so it cannot stream"):
         default_run.export("tflite", out=tmp_path / "default.tflite")
 

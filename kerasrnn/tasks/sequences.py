@@ -114,7 +114,9 @@ class SequencesTask(Task):
         "kind": None, "classes": None, "feature_names": None, "per_step": None, "fold_width": None,
         # The model and its training: measured in docs/sequences.md.
         "cell": "gru", "units": 128, "bidirectional": True, "dropout": 0.2, "epochs": 200, "batch_size": 16, "lr": 1e-3,
-        "clipnorm": 1.0, "patience": 40,
+        "clipnorm": 1.0,
+        # The fit stops after `patience` epochs without a validation loss below the best by this fraction of it.
+        "patience": 40, "min_improvement": 0.01,
         "members": 1,  # recurrent branches side by side, their answers averaged
         "pool": "last",  # what a sequence's answer reads: the recurrent layer's last state, or the mean of its steps
         "crop": 1.0,  # training sequences cut, each epoch, to a random stretch of at least this part of their steps
@@ -346,9 +348,9 @@ class SequencesTask(Task):
         ]
 
     def callbacks(self, config: dict) -> list:
-        import keras
+        from kerasrnn.training.callbacks import RelativeEarlyStopping
 
-        return [keras.callbacks.EarlyStopping(monitor="val_loss", patience=config["patience"])]
+        return [RelativeEarlyStopping(config["min_improvement"], patience=config["patience"])]
 
     def typical_steps(self, config: dict) -> int:
         return int(np.median([len(x) for x in read(config, config["train"]).x]))
@@ -514,7 +516,8 @@ def check_options(config: dict) -> None:
     fraction, crop = config["validation_fraction"], config["crop"]
     require(isinstance(fraction, float | int) and 0 < fraction < 1, f"validation fraction must be in (0, 1), got {fraction!r}")
     require(isinstance(crop, float | int) and 0 < crop <= 1, f"crop must be in (0, 1], got {crop!r}")
-    require(isinstance(config["noise"], float | int) and config["noise"] >= 0, f"noise must be >= 0, got {config['noise']!r}")
+    for key in ("noise", "min_improvement"):
+        require(isinstance(config[key], float | int) and config[key] >= 0, f"{key} must be >= 0, got {config[key]!r}")
     for key in ("patience", "members"):
         require(whole(config[key]) and config[key] >= 1, f"{key} must be a whole number >= 1, got {config[key]!r}")
     require(isinstance(config["summary"], bool), f"summary must be true or false, got {config['summary']!r}")

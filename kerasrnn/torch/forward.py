@@ -201,7 +201,8 @@ def convolution_forward(layer):
 def batch_normalization_forward(layer):
     """BatchNormalization over the last axis: training, the batch's moments over the real steps only (Keras'
     masked moments) and the moving statistics updated as Keras updates them; else the moving statistics."""
-    if layer.axis != -1 and layer.axis != len(layer.input.shape) - 1 or layer.renorm or layer.synchronized:
+    last_axis = layer.axis in (-1, len(layer.output.shape) - 1)
+    if not last_axis or layer.renorm or layer.synchronized:
         raise Unsupported(f"layer {layer.name}: batch normalisation other than over the last axis, or with renorm")
     tiny = keras_backend.epsilon()
 
@@ -256,16 +257,15 @@ def concatenate_forward(layer):
     return lambda inputs, training, lengths=None: (torch.cat(list(inputs), dim=-1), lengths)
 
 
+# The layers computed here by type (the recurrent ones and Dense below, by kind).
 LAYERS = {
-    kerasrnn_layers.SequenceInput: lambda layer, softmax: sequence_input_forward(layer),
-    kerasrnn_layers.FoldSteps: lambda layer, softmax: fold_forward(layer),
-    kerasrnn_layers.StepConvolution: lambda layer, softmax: convolution_forward(layer),
-    keras_layers.BatchNormalization: lambda layer, softmax: batch_normalization_forward(layer),
-    keras_layers.Activation: lambda layer, softmax: activation_forward(layer),
-    keras_layers.GlobalAveragePooling1D: lambda layer, softmax: mean_of_steps_forward(layer),
-    keras_layers.Concatenate: lambda layer, softmax: concatenate_forward(layer),
-    # A Dense on (batch, time, features) is the same matmul.
-    kerasrnn_layers.TimeDistributed: lambda layer, softmax: dense_forward(layer.layer, softmax),
+    kerasrnn_layers.SequenceInput: sequence_input_forward,
+    kerasrnn_layers.FoldSteps: fold_forward,
+    kerasrnn_layers.StepConvolution: convolution_forward,
+    keras_layers.BatchNormalization: batch_normalization_forward,
+    keras_layers.Activation: activation_forward,
+    keras_layers.GlobalAveragePooling1D: mean_of_steps_forward,
+    keras_layers.Concatenate: concatenate_forward,
 }
 
 
@@ -274,11 +274,13 @@ def layer_forward(layer, softmax: bool = True):
     if isinstance(layer, keras_layers.InputLayer):
         return None
     if type(layer) in LAYERS:
-        return LAYERS[type(layer)](layer, softmax)
+        return LAYERS[type(layer)](layer)
     if isinstance(layer, keras_layers.Bidirectional):
         return bidirectional_forward(layer)
     if isinstance(layer, keras_layers.RNN):
         return recurrent_forward(layer)
+    if type(layer) is kerasrnn_layers.TimeDistributed:
+        return dense_forward(layer.layer, softmax)  # a Dense on (batch, time, features) is the same matmul
     return dense_forward(layer, softmax)
 
 

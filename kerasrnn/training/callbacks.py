@@ -1,5 +1,6 @@
-"""The toolkit's Keras callbacks: per-iteration loss, training time, Ctrl-C between steps, and the resumable
-state and best weights written so that a process killed at any moment leaves only whole files."""
+"""The toolkit's Keras callbacks: per-iteration loss, training time, Ctrl-C between steps, early stopping on a
+relative improvement, and the resumable state and best weights written so that a process killed at any moment
+leaves only whole files."""
 
 from __future__ import annotations
 
@@ -152,6 +153,22 @@ class StopOnCtrlC(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
     on_epoch_begin = on_train_batch_end = on_test_batch_end = stop_if_requested
+
+
+class RelativeEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping on a loss, where a better value must be below the best so far by `fraction` of it
+    (Keras' `min_delta` is absolute, and a loss's scale is the data's): a validation loss creeping down by a
+    fraction of a percent an epoch (a model already right on every validation sequence) stops the fit after
+    `patience` epochs instead of running to the last epoch. The epoch kept is still the lowest (the checkpoint's)."""
+
+    def __init__(self, fraction: float, monitor: str = "val_loss", **kwargs):
+        super().__init__(monitor=monitor, mode="min", **kwargs)
+        self.fraction = fraction
+
+    def _is_improvement(self, monitor_value, reference_value):
+        if reference_value is None:
+            return True
+        return float(monitor_value) < float(reference_value) - self.fraction * abs(float(reference_value))
 
 
 class KillSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
