@@ -71,9 +71,10 @@ def epochs_until_stopped(losses, fraction=0.01, patience=3):
 
 
 def test_a_loss_creeping_down_by_less_than_the_fraction_stops_the_fit():
-    creeping = [0.0113 * 0.998**epoch for epoch in range(30)]  # 0.2% better each epoch: Keras' EarlyStopping runs on
-    assert epochs_until_stopped(creeping, fraction=0.0) is None
-    assert epochs_until_stopped(creeping) == 3  # the first epoch sets the best; three epochs short of 1% below it
-    falling = [0.5 * 0.95**epoch for epoch in range(30)]  # 5% better each epoch, whatever the scale
+    """A better value counts only below the best by 1% of the first epoch's: the scale is the fit's own."""
+    creeping = [1.0, 0.5, 0.1] + [0.02 * 0.99**epoch for epoch in range(30)]  # 1% better each epoch, 0.0002 a step
+    assert epochs_until_stopped(creeping, fraction=0.0) is None  # Keras' EarlyStopping runs on
+    assert epochs_until_stopped(creeping) == 6  # the last step counted: to 0.02 (epoch 3), then 3 epochs' patience
+    falling = [0.5 * 0.9**epoch for epoch in range(20)]  # 10% better each epoch, from whatever scale
     assert epochs_until_stopped(falling) is None and epochs_until_stopped([value * 1e-4 for value in falling]) is None
     assert epochs_until_stopped([1.0, 0.5, 0.6, 0.7, 0.8]) == 4  # worse for three epochs

@@ -531,3 +531,24 @@ def test_tune_sweep_and_resume_work_on_a_file_of_sequences(peaks_run, tmp_path):
     assert fresh.returncode == 0 and "starting it" in fresh.stdout + fresh.stderr
     again = run_cli("fit", "sequences", *files, "--out", str(tmp_path / "run"), "--resume")
     assert again.returncode == 2 and "finished run" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+
+def test_on_jax_a_batch_is_padded_to_a_power_of_two_steps_and_the_padding_is_masked(monkeypatch):
+    """JAX compiles a step for every batch shape: there batches of lengths 6-20 take 8, 16 or 32 steps."""
+    import keras
+
+    from kerasrnn.tasks.sequences import TASK
+
+    xs, _ = peak_sequences(5, 30)
+    config = {"feature_names": ["f0", "f1", "f2"], "per_step": False, "kind": "class"}
+    y = [0] * len(xs)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    for start in range(0, 30, 5):
+        indices = list(range(start, start + 5))
+        inputs, _ = TASK.batch(config, xs, y, indices)
+        longest = max(len(xs[i]) for i in indices)
+        assert inputs.shape[1] in (8, 16, 32) and longest <= inputs.shape[1] < 2 * longest
+        assert np.isnan(inputs[:, longest:]).all()  # padding, which SequenceInput masks
+    monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
+    inputs, _ = TASK.batch(config, xs, y, [0, 1])
+    assert inputs.shape[1] == max(len(xs[0]), len(xs[1]))

@@ -82,6 +82,15 @@ def pad(sequences: list, channels: int, steps: int | None = None) -> np.ndarray:
     return out
 
 
+def compiled_steps(longest: int) -> int | None:
+    """JAX compiles a step for every batch shape (a fit of lengths 7-29 compiled 23 of them): there a batch's
+    length is rounded up to a power of two, a handful of shapes, the extra steps NaN padding that SequenceInput
+    masks. None (the longest sequence's length) on TensorFlow and torch, which need no fixed shapes."""
+    import keras
+
+    return 1 << (longest - 1).bit_length() if keras.backend.backend() == "jax" else None
+
+
 def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
     """Indices in batches of similar length (sorted, then cut): little padding. With `rng`, the sequences of one
     length are shuffled and the batches come in a random order (one epoch's)."""
@@ -115,7 +124,8 @@ class SequencesTask(Task):
         # The model and its training: measured in docs/sequences.md.
         "cell": "gru", "units": 128, "bidirectional": True, "dropout": 0.2, "epochs": 200, "batch_size": 16, "lr": 1e-3,
         "clipnorm": 1.0,
-        # The fit stops after `patience` epochs without a validation loss below the best by this fraction of it.
+        # The fit stops after `patience` epochs without a validation loss below the best by this fraction of the
+        # first epoch's (smaller steps: a model growing surer of what it already gets right).
         "patience": 40, "min_improvement": 0.01,
         "members": 1,  # recurrent branches side by side, their answers averaged
         "pool": "last",  # what a sequence's answer reads: the recurrent layer's last state, or the mean of its steps
@@ -221,7 +231,7 @@ class SequencesTask(Task):
 
     def batch(self, config: dict, x: list, y: list, indices) -> tuple[np.ndarray, np.ndarray]:
         chosen = [x[i] for i in indices]
-        inputs = pad(chosen, len(config["feature_names"]))
+        inputs = pad(chosen, len(config["feature_names"]), compiled_steps(max(len(item) for item in chosen)))
         if config["per_step"]:
             fill = -1 if config["kind"] == "class" else 0.0
             targets = np.full(inputs.shape[:2], fill, dtype=np.int32 if config["kind"] == "class" else np.float32)

@@ -156,19 +156,25 @@ class StopOnCtrlC(keras.callbacks.Callback):
 
 
 class RelativeEarlyStopping(keras.callbacks.EarlyStopping):
-    """Keras' EarlyStopping on a loss, where a better value must be below the best so far by `fraction` of it
-    (Keras' `min_delta` is absolute, and a loss's scale is the data's): a validation loss creeping down by a
-    fraction of a percent an epoch (a model already right on every validation sequence) stops the fit after
-    `patience` epochs instead of running to the last epoch. The epoch kept is still the lowest (the checkpoint's)."""
+    """Keras' EarlyStopping on a loss, where a better value counts only if it is below the best so far by
+    `fraction` of the first epoch's value (Keras' `min_delta` is absolute, and a loss's scale is the data's):
+    once a fit has learnt what it can, its validation loss creeping down by hundredths (the model growing
+    surer of what it already gets right) no longer runs it to the last epoch. The epoch kept is still the one
+    with the lowest value (the checkpoint's)."""
 
     def __init__(self, fraction: float, monitor: str = "val_loss", **kwargs):
         super().__init__(monitor=monitor, mode="min", **kwargs)
-        self.fraction = fraction
+        self.fraction, self.scale = fraction, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.scale is None and logs and self.monitor in logs:
+            self.scale = abs(float(logs[self.monitor]))
+        super().on_epoch_end(epoch, logs)
 
     def _is_improvement(self, monitor_value, reference_value):
         if reference_value is None:
             return True
-        return float(monitor_value) < float(reference_value) - self.fraction * abs(float(reference_value))
+        return float(monitor_value) < float(reference_value) - self.fraction * (self.scale or 0.0)
 
 
 class KillSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
