@@ -138,6 +138,9 @@ class SequencesTask(Task):
         # A long univariate series read as rows of this many values a step ("auto": the square root of the
         # median length, from 100 steps on; 1: as recorded). The course's trick for mnist's 784 pixels.
         "fold": "auto",
+        # On torch, masked sequences run PyTorch's packed kernels: float32 trained faster there than bfloat16
+        # (docs/sequences.md), unlike the unmasked kernels behind precision=auto's choice.
+        "precision": "float32",
         "steps_per_execution": 1,  # batches differ in length: one a call (several a call ran past the data in Keras 3.15)
     }  # fmt: skip
 
