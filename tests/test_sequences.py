@@ -552,3 +552,19 @@ def test_on_jax_a_batch_is_padded_to_a_power_of_two_steps_and_the_padding_is_mas
     monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
     inputs, _ = TASK.batch(config, xs, y, [0, 1])
     assert inputs.shape[1] == max(len(xs[0]), len(xs[1]))
+
+
+def test_one_channel_keeps_the_recurrent_model_alone_and_the_log_says_so(files, tmp_path):
+    """The convolution branch is the default for several channels; a univariate file's recipe leaves it out
+    (docs/sequences.md measured both), and an option given wins over the recipe."""
+    from kerasrnn.tasks import get_task
+
+    folder, xs, ys = files
+    np.savez(tmp_path / "one.npz", x=np.array([x[:, :1] for x in xs], dtype=object), y=np.array(ys))
+    task, heard = get_task("sequences"), []
+    several = task.make_config({"train": str(folder / "listed.npz")}, log=heard.append)
+    assert several["conv_filters"] == [128, 256, 128] and several["lr"] == 1e-3 and not heard
+    one = task.make_config({"train": str(tmp_path / "one.npz")}, log=heard.append)
+    assert one["conv_filters"] == [] and one["lr"] == 2e-3 and "one channel: the recurrent model alone" in heard[0]
+    asked = task.make_config({"train": str(tmp_path / "one.npz"), "conv_filters": [8], "conv_widths": [3]})
+    assert asked["conv_filters"] == [8] and asked["lr"] == 2e-3

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kerasrnn.config import Recipe
 from kerasrnn.errors import UserError, require
 from kerasrnn.modeling.spec import RecurrentSpec
 from kerasrnn.tasks.base import TRAIN_STREAM, Task, predict_batches, seeded_rng
@@ -143,6 +144,17 @@ class SequencesTask(Task):
         "precision": "float32",
         "steps_per_execution": 1,  # batches differ in length: one a call (several a call ran past the data in Keras 3.15)
     }  # fmt: skip
+
+    # Measured in docs/sequences.md: the convolution branch (and its rate and stopping) helped Japanese Vowels'
+    # 12 channels; on univariate archive problems it lost on two of three, so one channel keeps the recurrent
+    # model alone, as it was before the branch.
+    recipes = (
+        Recipe(
+            "one channel: the recurrent model alone",
+            lambda options: options.get("train") is not None and len(read(options, options["train"]).features) == 1,
+            {"conv_filters": [], "conv_widths": [], "lr": 2e-3, "min_improvement": 0.0},
+        ),
+    )
 
     # ---- configuration ---------------------------------------------------------------------------
     def validate(self, config: dict) -> dict:
