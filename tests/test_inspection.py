@@ -145,6 +145,7 @@ def test_a_probe_cannot_read_what_the_network_has_not_seen_yet(tmp_path):
     assert kth["by_step"][3] >= 0.5  # the step that reads it: even a barely trained state holds the input
 
 
+@pytest.mark.slow  # the default suite's time (docs/performance.md)
 def test_what_cannot_be_inspected_says_so_in_one_line(adder_run, tmp_path, cli):
     tflite = adder_run.export("tflite", out=tmp_path / "adder.tflite")
     cases = [

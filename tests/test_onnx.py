@@ -78,7 +78,7 @@ TRAINED = {  # runs trained on the other backends, briefly: their .keras files e
     "torch-mnist-rnn-bidirectional": ("torch", ["mnist", "--cell", "rnn", "--units", "4", "--bidirectional", "--limit", "640"]),
     "jax-adder-rnn": ("jax", ["adder", "--cell", "rnn", "--units", "4", "-o", "steps_per_epoch=5"]),
 }
-TRAINED_DEFAULT = {"torch-adder-gru"}
+TRAINED_DEFAULT = set()  # all with -m slow: the default suite's time (the sequences tests export ONNX by default)
 
 
 @pytest.mark.parametrize(

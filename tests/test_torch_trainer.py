@@ -119,6 +119,7 @@ def fit_adder(tmp_path, name: str, *options: str) -> tuple[dict, str]:
     return json.loads((run_dir / "metrics.json").read_text()), done.stdout + done.stderr
 
 
+@pytest.mark.slow  # the default suite's time (docs/performance.md)
 def test_a_fit_on_each_path_learns_alike_and_says_which_step_ran(tmp_path):
     toolkit, toolkit_log = fit_adder(tmp_path, "toolkit")
     keras_step, keras_log = fit_adder(tmp_path, "keras", "-o", "train_step=keras")

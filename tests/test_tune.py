@@ -18,6 +18,7 @@ QUICK = ["-o", "steps_per_epoch=20", "--epochs", "2", "-o", "train_length=6", "-
          "-o", "test_samples=200", "-o", "validation_samples=200"]  # fmt: skip
 
 
+@pytest.mark.slow  # the default suite's time (docs/performance.md)
 def test_a_search_starts_from_the_defaults_and_every_trial_is_a_run(tmp_path):
     out = tmp_path / "search"
     done = run_cli("tune", "adder", *QUICK, "--max-trials", "3", "--search", "lr,batch_size", "--out", str(out), "--json")
