@@ -296,6 +296,8 @@ def describe_test(test: dict) -> str:
             f"test loss {test['loss']:.4g}, exact accuracy {test['exact_accuracy']:.4f} (whole sums right), "
             f"bit accuracy {test['bit_accuracy']:.4f}"
         )
+    if "rmse" in test:  # a number to predict (sequences' regression)
+        return f"test loss {test['loss']:.4g} (MSE), RMSE {test['rmse']:.4g}, MAE {test['mae']:.4g}"
     return f"test loss {test['loss']:.4g}, accuracy {test['accuracy']:.4f}"
 
 

@@ -309,6 +309,20 @@ def test_a_regression_target_reports_rmse_and_mae(tmp_path):
     assert set(run.metrics["validation"]) == {"loss", "rmse", "mae"} and run.metrics["objective"]["name"] == "loss"
 
 
+def test_a_regression_run_with_a_test_file_reports_rmse_and_mae_on_the_command_line(tmp_path):
+    from kerasrnn.runs import describe_test
+
+    assert describe_test({"loss": 0.25, "rmse": 0.5, "mae": 0.4}) == "test loss 0.25 (MSE), RMSE 0.5, MAE 0.4"
+    rng = np.random.default_rng(6)
+    xs = [rng.normal(0, 1, (int(rng.integers(4, 9)), 2)).astype(np.float32) for _ in range(60)]
+    np.savez(tmp_path / "train.npz", x=np.array(xs, dtype=object), y=np.array([x[:, 0].sum() for x in xs]))
+    done = run_cli("fit", "sequences", "--train", str(tmp_path / "train.npz"), "--test", str(tmp_path / "train.npz"),
+                   "--units", "4", "--epochs", "1", "-o", "conv_filters=[4]", "-o", "conv_widths=[2]",
+                   "--out", str(tmp_path / "run"), "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert "RMSE" in done.stdout + done.stderr and (tmp_path / "run" / "metrics.json").exists()
+
+
 def test_artifacts_of_a_masked_run_answer_as_the_run_does_at_three_lengths(peaks_run, tmp_path):
     """A unidirectional masked run: SavedModel, LiteRT (streaming) and ONNX on one file of sequences of 3 lengths;
     the default run (bidirectional, with the convolution branch): SavedModel and ONNX, and LiteRT refused."""
