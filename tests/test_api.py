@@ -94,6 +94,7 @@ print(sorted(scores))
     assert done.stdout.strip().splitlines()[-1] == "['bit_accuracy', 'exact_accuracy', 'loss']"
 
 
+@pytest.mark.slow  # the default suite's time (docs/performance.md)
 def test_a_run_config_reproduces_the_run(adder_run, capfd, tmp_path):
     again = tmp_path / "again"
     status, _, err = run_cli_here(capfd, "fit", "--config", str(adder_run.path / "config.json"), "--out", str(again), "--quiet")

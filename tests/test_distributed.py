@@ -27,7 +27,8 @@ def needs(backend: str):
         pytest.skip(f"{backend} is not installed (pip install 'kerasrnn[{backend}]')")
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.slow)])
+@pytest.mark.slow  # the default suite's time (docs/performance.md)
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_one_step_on_two_devices_equals_one_step_on_one(backend):
     needs(backend)
     done = subprocess.run(

@@ -77,6 +77,7 @@ def test_shadows_and_uneven_light_do_not_become_ink():
 
 
 @pytest.mark.skipif(not (PRETRAINED / "metrics.json").exists(), reason="no pretrained run shipped")
+@pytest.mark.slow  # the default suite's time (docs/performance.md)
 def test_the_pretrained_model_reads_other_writers():
     from kerasrnn.serving import prediction
 

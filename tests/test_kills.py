@@ -36,11 +36,12 @@ def assert_same_run(resumed, whole):
 @pytest.mark.parametrize(
     "point",
     [
-        # Two points in the default suite, three more with -m slow (time: docs/performance.md).
+        # One point in the default suite, four more with -m slow (time: docs/performance.md).
         pytest.param("epoch-begin:1", marks=pytest.mark.slow),  # the first epoch: history.csv opened, nothing in it yet
         # epoch 2's weights written, its record not yet: resumes from epoch 1's
         pytest.param("backup-weights-written:2", marks=pytest.mark.slow),
-        "best-weights-written:3",  # mid-epoch-end: the best weights renamed in, history and backup not yet
+        # mid-epoch-end: the best weights renamed in, history and backup not yet
+        pytest.param("best-weights-written:3", marks=pytest.mark.slow),
         pytest.param("model-saved", marks=pytest.mark.slow),  # training done, model.keras written, nothing evaluated
         "evaluated",  # during the final evaluation, before the figures and metrics.json
     ],

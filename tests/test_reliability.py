@@ -20,6 +20,7 @@ def history_rows(run_dir) -> int:
     return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
 
 
+@pytest.mark.slow  # the default suite's time (docs/performance.md)
 def test_fit_interrupted_by_a_signal_resumes_to_the_same_epoch_count(tmp_path):
     run_dir = tmp_path / "run"
     options = [part for key, value in SMALL_ADDER.items() for part in ("-o", f"{key}={value}")]

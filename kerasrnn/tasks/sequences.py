@@ -53,6 +53,15 @@ def read(config: dict, path, needs_label: bool = True):
                        config["missing"], needs_label)  # fmt: skip
 
 
+def channels_of(options: dict) -> int | None:
+    """The training file's features a step, for a recipe; None where it cannot be read yet (validate says why,
+    after the options are checked)."""
+    try:
+        return len(read(options, options["train"]).features) if options.get("train") is not None else None
+    except UserError:
+        return None
+
+
 def class_name(value) -> str:
     """A label as a class name: 1.0 and "1" are the same class."""
     if isinstance(value, float | np.floating) and float(value).is_integer():
@@ -151,7 +160,7 @@ class SequencesTask(Task):
     recipes = (
         Recipe(
             "one channel: the recurrent model alone",
-            lambda options: options.get("train") is not None and len(read(options, options["train"]).features) == 1,
+            lambda options: channels_of(options) == 1,
             {"conv_filters": [], "conv_widths": [], "lr": 2e-3, "min_improvement": 0.0},
         ),
     )
