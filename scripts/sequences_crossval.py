@@ -22,27 +22,18 @@ DATA = ROOT.parent / "shared" / "data" / "japanese-vowels"
 FOLDS = 5
 
 
-def parse_options(pairs: list[str]) -> dict:
-    options = {}
-    for pair in pairs:
-        key, value = pair.split("=", 1)
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
-
-
 def main() -> None:
     backend, seed, fold, name = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    options = parse_options(sys.argv[5:])
     os.environ["KERAS_BACKEND"] = backend
     sys.path.insert(0, str(ROOT))
     import numpy as np
+    from kerasrnn_cli.main import parse_option_pairs  # `-o KEY=VALUE` as the command line reads it
     from sklearn.model_selection import StratifiedKFold
 
     import kerasrnn
     from kerasrnn.sequences.readers import read_sequences
+
+    options = parse_option_pairs(sys.argv[5:])
 
     recorded = read_sequences(DATA / "train.csv", id="utterance", order="frame", label="speaker")
     labels = np.asarray([str(y) for y in recorded.y])

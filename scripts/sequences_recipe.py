@@ -22,15 +22,12 @@ DATA = ROOT.parent / "shared" / "data" / "japanese-vowels"
 def main() -> None:
     backend, seed, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     os.environ["KERAS_BACKEND"] = backend
-    options = {}
-    for pair in sys.argv[4:]:
-        key, value = pair.split("=", 1)
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
     sys.path.insert(0, str(ROOT))
+    from kerasrnn_cli.main import parse_option_pairs  # `-o KEY=VALUE` as the command line reads it
+
     import kerasrnn
+
+    options = parse_option_pairs(sys.argv[4:])
 
     started, out = time.perf_counter(), tempfile.mkdtemp()
     run = kerasrnn.fit("sequences", train=str(DATA / "train.csv"), test=str(DATA / "test.csv"), id="utterance",

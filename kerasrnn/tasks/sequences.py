@@ -20,7 +20,7 @@ import numpy as np
 from kerasrnn.config import Recipe
 from kerasrnn.errors import UserError, require
 from kerasrnn.modeling.spec import RecurrentSpec
-from kerasrnn.tasks.base import TRAIN_STREAM, Task, predict_batches, seeded_rng
+from kerasrnn.tasks.base import TRAIN_STREAM, Task, predict_batches, require_whole_numbers, seeded_rng
 
 FLAGS = {
     "train": ("path", "the file of training sequences (.csv, .tsv, .parquet, .npz, .ts)"),
@@ -552,8 +552,7 @@ def check_options(config: dict) -> None:
     require(isinstance(crop, float | int) and 0 < crop <= 1, f"crop must be in (0, 1], got {crop!r}")
     for key in ("noise", "min_improvement"):
         require(isinstance(config[key], float | int) and config[key] >= 0, f"{key} must be >= 0, got {config[key]!r}")
-    for key in ("patience", "members"):
-        require(whole(config[key]) and config[key] >= 1, f"{key} must be a whole number >= 1, got {config[key]!r}")
+    require_whole_numbers(config, ("patience", "members"))
     require(isinstance(config["summary"], bool), f"summary must be true or false, got {config['summary']!r}")
     require(config["pool"] in POOLS, f"pool must be one of {', '.join(POOLS)}, got {config['pool']!r}")
     for key in ("conv_filters", "conv_widths"):
