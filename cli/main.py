@@ -389,6 +389,12 @@ def export(
         str, typer.Option("--format", help="keras, savedmodel, tflite (LiteRT) or onnx (extra: kerasrnn[onnx]).")
     ] = "savedmodel",
     out: Annotated[Path | None, typer.Option(help="Where to write the artifact (default RUN/export/...).")] = None,
+    window: Annotated[
+        int | None,
+        typer.Option(
+            help="LiteRT: the fixed steps of a sequences model that cannot stream (default: twice its longest training sequence)."
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ):
     """Export a trained model to .keras, SavedModel, LiteRT or ONNX.
@@ -396,7 +402,9 @@ def export(
     Each artifact is checked against Keras before it is kept.
     """
     # Exports are TensorFlow's; a .keras file from any backend loads there.
-    artifact = kerasrnn.load(run_dir, "tensorflow").export(format, out, log=lambda line: print(line, file=sys.stderr))
+    artifact = kerasrnn.load(run_dir, "tensorflow").export(
+        format, out, log=lambda line: print(line, file=sys.stderr), window=window
+    )
     metadata = kerasrnn.load(artifact).metrics
     if as_json:
         typer.echo(json.dumps(metadata, indent=2))

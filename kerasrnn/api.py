@@ -107,6 +107,7 @@ def tune(task: str, *, out: str | Path | None = None, search: str | list[str] | 
     task_name = found.name
     searched = tuning.parse_search(task_name, ",".join(search) if isinstance(search, list | tuple) else search)
     tuning.check_search(algorithm, searched, max_trials)
+    tuning.check_distribution(chief, worker, worker_id)
     select_backend(chosen_backend)  # KerasTuner imports TensorFlow: quietly, once the search is known to run
     out = Path(out) if out is not None else runs.DEFAULT_ROOT / f"tune-{task_name}"
     return tuning.tune(task_name, options, out, searched, max_trials, algorithm, resume, chief, worker, worker_id,
@@ -229,7 +230,7 @@ class Run:
         text = task_of(self.config).describe_prediction(result)
         return f"{text}\nfigure saved in {result['figure']}" if result.get("figure") else text
 
-    def export(self, format: str = "savedmodel", out: str | Path | None = None, log=None) -> Path:
+    def export(self, format: str = "savedmodel", out: str | Path | None = None, log=None, window: int | None = None) -> Path:
         """Write the model as keras, savedmodel, tflite or onnx (checked against Keras) and return the artifact's path.
 
         Exports are TensorFlow's: in a process already running Keras on another backend this says so.
@@ -238,7 +239,8 @@ class Run:
         select_backend("tensorflow")
         from kerasrnn.export import writers
 
-        metadata = writers.export_run(self.path, format, Path(out) if out else None, log=log or (lambda line: None))
+        metadata = writers.export_run(self.path, format, Path(out) if out else None, log=log or (lambda line: None),
+                                      window=window)  # fmt: skip
         return Path(metadata["artifact_path"])
 
     def score_test(self, lengths: str | list[int] | None = None) -> dict:

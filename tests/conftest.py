@@ -30,3 +30,16 @@ def run_cli_here(capfd, *args: str) -> tuple[int, str, str]:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture
+def cli_here(capfd):
+    """`kerasrnn ARGS` in this process, answered as `run_cli` answers (returncode, stdout, stderr): for tests
+    of what a command does, not of the process around it (a TensorFlow import spared a call)."""
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        capfd.readouterr()  # what the test printed before: not the command's
+        status, out, err = run_cli_here(capfd, *args)
+        return subprocess.CompletedProcess(args, status, out, err)
+
+    return call

@@ -19,27 +19,27 @@ def adder_run(tmp_path_factory):
     return run_dir
 
 
-def test_round_trip_fit_evaluate_predict(adder_run, cli):
-    evaluated = cli("evaluate", str(adder_run), "--lengths", "1-3,30", "--json")
+def test_round_trip_fit_evaluate_predict(adder_run, cli_here):
+    evaluated = cli_here("evaluate", str(adder_run), "--lengths", "1-3,30", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     document = json.loads(evaluated.stdout)  # stdout is one JSON document and nothing else
     assert document["task"] == "adder" and document["config"]["loss"] == "bce"
     assert set(document["by_length"]) == {"1", "2", "3", "30"}
     assert document["by_length"]["30"]["exact_accuracy"] > 0.9
 
-    predicted = cli("predict", str(adder_run), "1011", "110", "--json")
+    predicted = cli_here("predict", str(adder_run), "1011", "110", "--json")
     assert predicted.returncode == 0, predicted.stderr
     result = json.loads(predicted.stdout)
     assert result["a"] == "1011" and result["b"] == "110" and result["sum"] == "10001"
 
-    text = cli("predict", str(adder_run), "111", "1")
+    text = cli_here("predict", str(adder_run), "111", "1")
     assert "1000" in text.stdout and "7 + 1 = 8" in text.stdout
 
 
-def test_the_adder_leads_with_whole_sums_right_and_names_the_per_bit_accuracy(adder_run, cli):
+def test_the_adder_leads_with_whole_sums_right_and_names_the_per_bit_accuracy(adder_run, cli_here):
     test = json.loads((adder_run / "metrics.json").read_text())["test"]
     assert test["accuracy"] == test["exact_accuracy"] and test["bit_accuracy"] >= test["exact_accuracy"]
-    evaluated = cli("evaluate", str(adder_run), "--lengths", "3")
+    evaluated = cli_here("evaluate", str(adder_run), "--lengths", "3")
     assert evaluated.returncode == 0, evaluated.stderr
     headline = evaluated.stdout.splitlines()[0]
     assert headline.startswith(f"adder: test loss {test['loss']:.4g}, exact accuracy {test['exact_accuracy']:.4f} (whole sums")
@@ -164,8 +164,8 @@ def test_serve_without_its_extra_says_so_before_announcing_anything(monkeypatch,
     assert "serving" not in out + err
 
 
-def test_progress_written_to_a_file_is_one_line_per_epoch(tmp_path, cli):
-    done = cli("fit", "adder", "-o", "epochs=2", "-o", "steps_per_epoch=30", "--out", str(tmp_path / "run"))
+def test_progress_written_to_a_file_is_one_line_per_epoch(tmp_path, cli_here):
+    done = cli_here("fit", "adder", "-o", "epochs=2", "-o", "steps_per_epoch=30", "--out", str(tmp_path / "run"))
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stdout and "\x1b[" not in done.stdout  # no redraws, no colour codes in a log file
     epoch_lines = [line for line in done.stdout.splitlines() if line.startswith("30/30 - ")]

@@ -107,14 +107,14 @@ def test_streaming_tflite_carries_state_across_steps(tmp_path):
     assert metadata["interface"]["state_size"] == 2 * 2 * 3  # h and c for each of two layers
 
 
-def test_predict_through_artifacts_gives_the_runs_answer(tmp_path, cli):
+def test_predict_through_artifacts_gives_the_runs_answer(tmp_path, cli_here):
     run_dir = untrained_run(tmp_path / "run", "recall", cell="gru", units=4)
     expected = prediction.predict_run(run_dir, ["3", "1", "4", "1", "5"])
     saved_model = writers.export_run(run_dir, "savedmodel", log=lambda *_: None)["artifact_path"]
     assert prediction.predict_run(saved_model, ["31415"])["confidence"] == pytest.approx(expected["confidence"], abs=1e-5)
 
     tflite = writers.export_run(run_dir, "tflite", log=lambda *_: None)["artifact_path"]
-    done = cli("predict", tflite, "3", "1", "4", "1", "5", "--json")  # as a user runs it
+    done = cli_here("predict", tflite, "3", "1", "4", "1", "5", "--json")  # as a user runs it
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["digit"] == expected["digit"]

@@ -119,8 +119,8 @@ def test_a_trained_adder_holds_its_carry_at_every_step_and_the_figures_show_it(a
     assert set(example["layers"]["lstm_1"]) == {"hidden", "input gate", "forget gate", "output gate", "cell state"}
 
 
-def test_given_inputs_are_shown_step_by_step_with_the_answer_at_each(adder_run, cli):
-    done = cli("inspect", str(adder_run.path), "1011", "110", "--json")
+def test_given_inputs_are_shown_step_by_step_with_the_answer_at_each(adder_run, cli_here):
+    done = cli_here("inspect", str(adder_run.path), "1011", "110", "--json")
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     [example] = found["examples"]
@@ -129,7 +129,7 @@ def test_given_inputs_are_shown_step_by_step_with_the_answer_at_each(adder_run, 
     bits = [int(step[0] > 0.5) for step in example["answers_by_step"]]
     assert bits == [1, 0, 0, 0, 1]
     assert all(Path(path).parent == adder_run.path / "inspect" for path in found["figures"])
-    text = cli("inspect", str(adder_run.path), "--length", "12")
+    text = cli_here("inspect", str(adder_run.path), "--length", "12")
     assert text.returncode == 0 and "probe carry" in text.stdout and "figure: " in text.stdout
 
 
@@ -146,7 +146,7 @@ def test_a_probe_cannot_read_what_the_network_has_not_seen_yet(tmp_path):
 
 
 @pytest.mark.slow  # the default suite's time (docs/performance.md)
-def test_what_cannot_be_inspected_says_so_in_one_line(adder_run, tmp_path, cli):
+def test_what_cannot_be_inspected_says_so_in_one_line(adder_run, tmp_path, cli_here):
     tflite = adder_run.export("tflite", out=tmp_path / "adder.tflite")
     cases = [
         ([str(tflite)], "is a tflite artifact, which runs the model but cannot show its hidden states"),
@@ -156,7 +156,7 @@ def test_what_cannot_be_inspected_says_so_in_one_line(adder_run, tmp_path, cli):
         ([str(tmp_path / "missing")], "no such run directory"),
     ]
     for args, message in cases:
-        done = cli("inspect", *args)
+        done = cli_here("inspect", *args)
         assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, (args, done.stderr)
 
 

@@ -202,13 +202,13 @@ def tiny_mnist_run(real_mnist, tmp_path_factory):
     return run_dir
 
 
-def test_predict_own_images_through_the_cli(tiny_mnist_run, tmp_path, cli):
+def test_predict_own_images_through_the_cli(tiny_mnist_run, tmp_path, cli_here):
     from PIL import Image, ImageDraw
 
     photo = Image.new("RGB", (120, 160), (240, 235, 220))
     ImageDraw.Draw(photo).line([(60, 20), (60, 140)], fill=(30, 30, 40), width=9)
     photo.save(tmp_path / "one.jpg")
-    done = cli("predict", str(tiny_mnist_run), str(tmp_path / "one.jpg"), "--json", "--show", str(tmp_path / "shown.png"))
+    done = cli_here("predict", str(tiny_mnist_run), str(tmp_path / "one.jpg"), "--json", "--show", str(tmp_path / "shown.png"))
     assert done.returncode == 0, done.stderr
     [prediction] = json.loads(done.stdout)["predictions"]
     assert prediction["input"].endswith("one.jpg") and prediction["label"] in range(10)
@@ -216,7 +216,7 @@ def test_predict_own_images_through_the_cli(tiny_mnist_run, tmp_path, cli):
     assert (tmp_path / "shown.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_one_unreadable_image_among_several_gets_its_own_line_and_the_others_are_answered(tiny_mnist_run, tmp_path, cli):
+def test_one_unreadable_image_among_several_gets_its_own_line_and_the_others_are_answered(tiny_mnist_run, tmp_path, cli_here):
     from PIL import Image, ImageDraw
 
     good = tmp_path / "good.png"
@@ -225,16 +225,16 @@ def test_one_unreadable_image_among_several_gets_its_own_line_and_the_others_are
     image.save(good)
     bad = tmp_path / "unreadable.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-    done = cli("predict", str(tiny_mnist_run), str(good), str(bad), str(good), "--json")
+    done = cli_here("predict", str(tiny_mnist_run), str(good), str(bad), str(good), "--json")
     assert done.returncode == 2
     document = json.loads(done.stdout)
     assert [entry["input"] for entry in document["predictions"]] == [str(good), str(good)]
     message = f"not a readable image: {bad} (UnidentifiedImageError)"
     assert document["errors"] == [{"input": str(bad), "error": message}]
     assert done.stderr == f"error: {message}\n"
-    text = cli("predict", str(tiny_mnist_run), str(bad), str(good))
+    text = cli_here("predict", str(tiny_mnist_run), str(bad), str(good))
     assert text.returncode == 2 and text.stdout.startswith(f"{good}: ") and text.stdout.count("\n") == 1
-    none = cli("predict", str(tiny_mnist_run), str(bad), str(bad))
+    none = cli_here("predict", str(tiny_mnist_run), str(bad), str(bad))
     assert none.returncode == 2 and none.stderr == f"error: none of the 2 images could be read: {message}\n"
 
 
@@ -264,7 +264,7 @@ def test_inspect_shows_each_image_row_by_row_and_which_rows_it_rests_on(tiny_mni
     assert refused.returncode == 2 and "mnist images are always 28 rows" in refused.stderr
 
 
-def test_show_into_a_folder_writes_a_file_inside_it(tiny_mnist_run, tmp_path, cli):
+def test_show_into_a_folder_writes_a_file_inside_it(tiny_mnist_run, tmp_path, cli_here):
     from PIL import Image, ImageDraw
 
     import kerasrnn
@@ -273,7 +273,7 @@ def test_show_into_a_folder_writes_a_file_inside_it(tiny_mnist_run, tmp_path, cl
     image = Image.new("L", (28, 28), 0)
     ImageDraw.Draw(image).line([(14, 4), (14, 24)], fill=255, width=3)
     image.save(digit)
-    done = cli("predict", str(tiny_mnist_run), str(digit), "--show", f"{tmp_path / 'new-folder'}/")
+    done = cli_here("predict", str(tiny_mnist_run), str(digit), "--show", f"{tmp_path / 'new-folder'}/")
     assert done.returncode == 0, done.stderr
     figure = tmp_path / "new-folder" / "predictions.png"
     assert f"figure saved in {figure}" in done.stdout and figure.read_bytes().startswith(b"\x89PNG")
@@ -291,13 +291,13 @@ def test_show_into_a_folder_writes_a_file_inside_it(tiny_mnist_run, tmp_path, cl
     "kind,expected",
     [("missing", "not found: {path} (an mnist model reads image files"), ("empty", "empty"), ("text", "not a readable image")],
 )
-def test_bad_image_files_give_one_clear_line(kind, expected, tiny_mnist_run, tmp_path, cli):
+def test_bad_image_files_give_one_clear_line(kind, expected, tiny_mnist_run, tmp_path, cli_here):
     path = tmp_path / "digit.png"
     if kind == "empty":
         path.write_bytes(b"")
     elif kind == "text":
         path.write_text("hello")
-    done = cli("predict", str(tiny_mnist_run), str(path))
+    done = cli_here("predict", str(tiny_mnist_run), str(path))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expected.format(path=path) in lines[0]

@@ -302,21 +302,24 @@ def test_a_regression_target_reports_rmse_and_mae(tmp_path):
 
     rng = np.random.default_rng(5)
     xs = [rng.normal(0, 1, (int(rng.integers(4, 12)), 2)).astype(np.float32) for _ in range(200)]
-    np.savez(tmp_path / "train.npz", x=np.array(xs, dtype=object), y=np.array([x[:, 0].sum() for x in xs]))
+    y = np.array([1000.0 + 20.0 * x[:, 0].sum() for x in xs])  # far from 0, in units of its own
+    np.savez(tmp_path / "train.npz", x=np.array(xs, dtype=object), y=y)
     run = kerasrnn.fit("sequences", train=str(tmp_path / "train.npz"), units=8, epochs=3, out=tmp_path / "run",
                        verbose=0, log=lambda line: None)  # fmt: skip
     assert run.metrics["config"]["kind"] == "value"
     assert set(run.metrics["validation"]) == {"loss", "rmse", "mae"} and run.metrics["objective"]["name"] == "loss"
+    # The answer is rescaled to the targets' units inside the model: three epochs start from the mean and beat it.
+    assert run.metrics["validation"]["rmse"] < 0.8 * y.std()
 
 
-def test_a_regression_run_with_a_test_file_reports_rmse_and_mae_on_the_command_line(tmp_path):
+def test_a_regression_run_with_a_test_file_reports_rmse_and_mae_on_the_command_line(tmp_path, cli_here):
     from kerasrnn.runs import describe_test
 
     assert describe_test({"loss": 0.25, "rmse": 0.5, "mae": 0.4}) == "test loss 0.25 (MSE), RMSE 0.5, MAE 0.4"
     rng = np.random.default_rng(6)
     xs = [rng.normal(0, 1, (int(rng.integers(4, 9)), 2)).astype(np.float32) for _ in range(60)]
     np.savez(tmp_path / "train.npz", x=np.array(xs, dtype=object), y=np.array([x[:, 0].sum() for x in xs]))
-    done = run_cli("fit", "sequences", "--train", str(tmp_path / "train.npz"), "--test", str(tmp_path / "train.npz"),
+    done = cli_here("fit", "sequences", "--train", str(tmp_path / "train.npz"), "--test", str(tmp_path / "train.npz"),
                    "--units", "4", "--epochs", "1", "-o", "conv_filters=[4]", "-o", "conv_widths=[2]",
                    "--out", str(tmp_path / "run"), "--quiet")  # fmt: skip
     assert done.returncode == 0, done.stderr[-1500:]
@@ -325,7 +328,8 @@ def test_a_regression_run_with_a_test_file_reports_rmse_and_mae_on_the_command_l
 
 def test_artifacts_of_a_masked_run_answer_as_the_run_does_at_three_lengths(peaks_run, tmp_path):
     """A unidirectional masked run: SavedModel, LiteRT (streaming) and ONNX on one file of sequences of 3 lengths;
-    the default run (bidirectional, with the convolution branch): SavedModel and ONNX, and LiteRT refused."""
+    the default run (bidirectional, with the convolution branch): SavedModel, ONNX and LiteRT at a fixed window
+    of NaN-padded steps (a sequence longer than the window refused in one line)."""
     import kerasrnn
 
     _, folder = peaks_run
@@ -343,15 +347,22 @@ def test_artifacts_of_a_masked_run_answer_as_the_run_does_at_three_lengths(peaks
         assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(got, expected)) < 1e-5, fmt
     metadata = json.loads((tmp_path / "m.tflite.json").read_text())
     assert metadata["interface"]["mode"] == "streaming"
-    default_run, _ = peaks_run  # the default model (bidirectional, the convolution branch): SavedModel and ONNX
+    default_run, _ = peaks_run  # the default model (bidirectional, the convolution branch)
     expected = default_run.predict([str(tmp_path / "mixed.csv")])["predictions"]
-    for fmt in ("savedmodel", "onnx"):
-        artifact = default_run.export(fmt, out=tmp_path / {"savedmodel": "default-sm", "onnx": "default.onnx"}[fmt])
+    names = {"savedmodel": "default-sm", "onnx": "default.onnx", "tflite": "default.tflite"}
+    for fmt in ("savedmodel", "onnx", "tflite"):
+        artifact = default_run.export(fmt, out=tmp_path / names[fmt])
         got = kerasrnn.load(artifact).predict([str(tmp_path / "mixed.csv")])["predictions"]
         assert [a["label"] for a in got] == [a["label"] for a in expected], fmt
         assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(got, expected)) < 1e-5, fmt
-    with pytest.raises(UserError, match="convolutions .* read the steps around each step, so it cannot stream"):
-        default_run.export("tflite", out=tmp_path / "default.tflite")
+    with pytest.raises(UserError, match="--window sets a LiteRT artifact's steps: use it with --format tflite"):
+        default_run.export("onnx", out=tmp_path / "other.onnx", window=32)
+    interface = json.loads((tmp_path / "default.tflite.json").read_text())["interface"]
+    assert interface["mode"] == "window" and interface["window"] == 64  # twice the longest (20 steps), at least 64
+    xs, ys = peak_sequences(7, 1)
+    write_long(tmp_path / "long.csv", [np.tile(xs[0], (8, 1))[:70]], ys)  # 70 steps: past the window
+    with pytest.raises(UserError, match="a sequence of 70 steps is longer than this LiteRT artifact's window of 64"):
+        kerasrnn.load(tmp_path / "default.tflite").predict([str(tmp_path / "long.csv")])
 
 
 @pytest.mark.parametrize("per_step", [False, True])
@@ -475,8 +486,11 @@ def test_a_long_univariate_series_is_read_as_rows_and_learns(tmp_path):
                        out=tmp_path / "run", verbose=0, log=lambda line: None)  # fmt: skip
     assert run.metrics["config"]["fold_width"] == 12  # ceil(sqrt(median length))
     assert run.metrics["test"]["accuracy"] > 0.9
-    with pytest.raises(UserError, match="rows of 12 values a step, so it cannot stream"):
-        run.export("tflite", out=tmp_path / "m.tflite")
+    artifact = run.export("tflite", out=tmp_path / "m.tflite")  # folded: a window of raw values (2 x 140 -> 512)
+    assert json.loads((tmp_path / "m.tflite.json").read_text())["interface"]["window"] == 512
+    got = kerasrnn.load(artifact).predict([str(tmp_path / "test.csv")])["predictions"]
+    expected = run.predict([str(tmp_path / "test.csv")])["predictions"]
+    assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(got, expected)) < 1e-5
 
 
 @pytest.mark.slow
@@ -505,7 +519,7 @@ def test_arrays_in_memory_train_a_run_that_keeps_them_as_files(tmp_path):
     import kerasrnn
 
     xs, ys = peak_sequences(6, 200)
-    quiet = {"units": 16, "epochs": 12, "verbose": 0, "log": lambda line: None}
+    quiet = {"units": 16, "epochs": 12, "conv_filters": [16], "conv_widths": [3], "verbose": 0, "log": lambda line: None}
     run = kerasrnn.fit("sequences", x=xs[:160], y=ys[:160], x_test=xs[160:], y_test=ys[160:], out=tmp_path / "run", **quiet)
     config = run.metrics["config"]
     assert Path(config["train"]).parent == (tmp_path / "arrays").resolve() and Path(config["test"]).is_file()
@@ -520,13 +534,13 @@ def test_arrays_in_memory_train_a_run_that_keeps_them_as_files(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
-def test_tune_sweep_and_resume_work_on_a_file_of_sequences(peaks_run, tmp_path):
+def test_tune_sweep_and_resume_work_on_a_file_of_sequences(peaks_run, tmp_path, cli_here):
     """The searches on a person's own file: trials chosen on validation, the test file read once, for the chosen
     trial; a sweep's table; a finished run refuses --resume in one line, and `--resume` of a run never begun starts it."""
     _, folder = peaks_run
     files = ["--train", str(folder / "train.csv"), "--test", str(folder / "test.csv"), "--id", "seq", "--order", "t",
-             "--label", "label", "-o", "units=8", "--epochs", "3"]  # fmt: skip
-    done = run_cli("tune", "sequences", *files, "--max-trials", "2", "--out", str(tmp_path / "search"), "--json")
+             "--label", "label", "-o", "units=8", "-o", "conv_filters=[8]", "-o", "conv_widths=[3]", "--epochs", "2"]  # fmt: skip
+    done = cli_here("tune", "sequences", *files, "--max-trials", "2", "--out", str(tmp_path / "search"), "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     document = json.loads(done.stdout)
     assert document["chosen_on"] == "validation" and len(document["trials"]) == 2
@@ -534,16 +548,16 @@ def test_tune_sweep_and_resume_work_on_a_file_of_sequences(peaks_run, tmp_path):
         trial["id"] for trial in document["trials"] if json.loads((Path(trial["run"]) / "metrics.json").read_text())["test"]
     ]
     assert tested == [document["best"]["id"]] and document["best"]["test"]["samples"] == 80
-    swept = run_cli("sweep", "sequences", *files, "--cells", "gru,lstm", "--out", str(tmp_path / "sweep"))
+    swept = cli_here("sweep", "sequences", *files, "--cells", "lstm", "--out", str(tmp_path / "sweep"))
     assert swept.returncode == 0, swept.stderr[-2000:]
     assert "lstm" in swept.stdout and "validation" in swept.stdout
     untested = [*files[:2], *files[4:-2], "-o", "epochs=1"]  # no test file; bench takes epochs as an option
-    benched = run_cli("bench", "sequences", *untested, "--backends", "tensorflow", "--out", str(tmp_path / "bench"), "--json")
+    benched = cli_here("bench", "sequences", *untested, "--backends", "tensorflow", "--out", str(tmp_path / "bench"), "--json")
     assert benched.returncode == 0, benched.stderr[-2000:]
     assert json.loads(benched.stdout)["results"][0]["test_accuracy"] is None
-    fresh = run_cli("fit", "sequences", *files, "--out", str(tmp_path / "run"), "--resume")
+    fresh = cli_here("fit", "sequences", *files, "--out", str(tmp_path / "run"), "--resume")
     assert fresh.returncode == 0 and "starting it" in fresh.stdout + fresh.stderr
-    again = run_cli("fit", "sequences", *files, "--out", str(tmp_path / "run"), "--resume")
+    again = cli_here("fit", "sequences", *files, "--out", str(tmp_path / "run"), "--resume")
     assert again.returncode == 2 and "finished run" in again.stderr and len(again.stderr.strip().splitlines()) == 1
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
 from PIL import Image, ImageDraw
 
 pytest.importorskip("fastapi")
@@ -45,11 +44,11 @@ def mnist_client():
     return TestClient(create_app(PRETRAINED))
 
 
-def test_adder_predict_is_what_the_command_prints(adder_run):
+def test_adder_predict_is_what_the_command_prints(adder_run, cli_here):
     client = TestClient(create_app(adder_run))
     assert client.get("/health").json() == {"status": "ok", "task": "adder", "model": str(adder_run)}
     served = client.post("/predict", json={"inputs": ["1011", "110"]})
-    printed = run_cli("predict", str(adder_run), "1011", "110", "--json")
+    printed = cli_here("predict", str(adder_run), "1011", "110", "--json")
     assert served.status_code == 200 and served.json() == json.loads(printed.stdout)
     steps = client.post("/steps", json={"inputs": ["1011", "110"]}).json()["steps"]
     bits = "".join("1" if step[0] > 0.5 else "0" for step in steps)[::-1].lstrip("0") or "0"
@@ -105,11 +104,11 @@ def test_bad_input_gets_one_line_and_the_server_keeps_serving(adder_run):
 
 
 @pytest.mark.skipif(not (PRETRAINED / "metrics.json").exists(), reason="no pretrained run shipped")
-def test_mnist_predict_is_what_the_command_prints(mnist_client, tmp_path):
+def test_mnist_predict_is_what_the_command_prints(mnist_client, tmp_path, cli_here):
     path = tmp_path / "one.png"
     drawn_one().save(path)
     served = mnist_client.post("/predict", files=[("images", ("one.png", path.read_bytes(), "image/png"))])
-    printed = run_cli("predict", str(PRETRAINED), str(path), "--json")
+    printed = cli_here("predict", str(PRETRAINED), str(path), "--json")
     expected = json.loads(printed.stdout)
     expected["predictions"][0]["input"] = "one.png"
     assert served.status_code == 200 and served.json() == expected

@@ -94,7 +94,8 @@ class SavedModelRunner:
 
 
 class LiteRTRunner:
-    """A LiteRT flatbuffer behind `predict(x)`: streams each sequence step by step, or runs fixed inputs one by one."""
+    """A LiteRT flatbuffer behind `predict(x)`: streams each sequence step by step, pads it to a fixed window,
+    or runs fixed inputs one by one."""
 
     def __init__(self, path: Path, interface: dict):
         try:
@@ -116,7 +117,25 @@ class LiteRTRunner:
         x = np.asarray(x, dtype=np.float32)
         if self.interface["mode"] == "fixed":
             return np.concatenate([self.runner(x=sample[None])["y"] for sample in x])
+        if self.interface["mode"] == "window":
+            return np.concatenate([self.windowed(sequence) for sequence in x])
         return np.concatenate([self.stream(sequence[None]) for sequence in x])
+
+    def windowed(self, sequence: np.ndarray) -> np.ndarray:
+        """One NaN-padded sequence through a fixed window of steps (its model masks steps of NaN)."""
+        window, steps = self.interface["window"], sequence.shape[0]
+        present = np.flatnonzero(~np.all(np.isnan(sequence), axis=-1))
+        used = int(present[-1]) + 1 if present.size else 0
+        require(used <= window, f"a sequence of {used} steps is longer than this LiteRT artifact's window of {window} "
+                                f"steps: export the run again with --window {used} or more")  # fmt: skip
+        padded = np.full((1, window, *sequence.shape[1:]), np.nan, dtype=np.float32)
+        padded[0, : min(steps, window)] = sequence[:window]
+        y = self.runner(x=padded)["y"]
+        if not self.interface["returns_sequences"]:
+            return y
+        if steps <= window:
+            return y[:, :steps]
+        return np.concatenate([y, np.zeros((1, steps - window, *y.shape[2:]), y.dtype)], axis=1)  # padding's steps
 
     def stream(self, sequence: np.ndarray) -> np.ndarray:
         state = np.zeros((1, self.interface["state_size"]), dtype=np.float32)

@@ -16,6 +16,13 @@ step. A bidirectional layer reads the sequence backwards from its end, so it
 cannot stream: those models export to SavedModel and .keras only. MNIST's
 input is fixed at (1, 28, 28) and is converted whole.
 
+A model of a person's own sequences that cannot stream (bidirectional, the
+convolution branch, a folded series) is converted whole at a fixed *window* of
+steps instead: its first layer masks NaN padding, so a shorter sequence padded
+with NaN to the window answers as it does alone (no resize: the shape is
+fixed). The window is twice the longest training sequence, rounded up to a
+power of two (at least 64), or `window=`; a longer sequence is refused.
+
 ONNX. Keras' own `model.export(path, format="onnx")`, on TensorFlow whichever backend trained the run: traced
 on torch, Keras' ONNX export gave outputs 0.007-0.02 away from Keras, and on JAX it failed (docs/export.md).
 The graph keeps batch and length free; tf2onnx writes Keras' recurrent layers as ONNX's own LSTM, GRU and RNN
@@ -55,6 +62,7 @@ FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 FILE_SUFFIXES = (".keras", ".tflite", ".onnx")  # the formats that are one file
 PARITY_TOLERANCE = 1e-5
 PARITY_LENGTHS = (1, 5, 21, 65)  # time steps tried for sequence tasks
+SMALLEST_WINDOW = 64  # a windowed LiteRT artifact's steps at least (docstring)
 
 
 def default_artifact_path(run_dir: Path, fmt: str) -> Path:
@@ -133,9 +141,12 @@ def streaming_step(model):
 
 
 # ---- writing artifacts ---------------------------------------------------------
-def export_run(run_dir: Path, fmt: str, out: Path | None = None, log=print) -> dict:
-    """Write `run_dir`'s model as `fmt` to `out` (default RUN/export/...), check parity; return the metadata."""
+def export_run(run_dir: Path, fmt: str, out: Path | None = None, log=print, window: int | None = None) -> dict:
+    """Write `run_dir`'s model as `fmt` to `out` (default RUN/export/...), check parity; return the metadata.
+    `window`: a LiteRT artifact's fixed steps, for a sequences model that cannot stream (docstring)."""
     require(fmt in FORMATS, f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    require(window is None or fmt == "tflite", "--window sets a LiteRT artifact's steps: use it with --format tflite")
+    require(window is None or window >= 1, f"--window must be 1 or more steps, got {window}")
     run_dir = Path(run_dir)
     out = Path(out) if out else default_artifact_path(run_dir, fmt)
     require(not (fmt == "keras" and out.suffix != ".keras"), f"a keras export is a .keras file, got {out}")
@@ -157,11 +168,13 @@ def export_run(run_dir: Path, fmt: str, out: Path | None = None, log=print) -> d
         "config": config,
         "source_run": str(run_dir),
     }
-    writer = {"keras": write_keras, "savedmodel": write_saved_model, "tflite": write_tflite, "onnx": write_onnx}[fmt]
-    metadata["interface"] = writer(model, out)
+    if fmt == "tflite":
+        metadata["interface"] = write_tflite(model, out, lite_window(model, config, window))
+    else:
+        metadata["interface"] = {"keras": write_keras, "savedmodel": write_saved_model, "onnx": write_onnx}[fmt](model, out)
     log(f"kerasrnn: wrote {out}; checking it against the Keras model")
     try:
-        metadata["parity"] = check_parity(model, config, load_artifact(out, metadata))
+        metadata["parity"] = check_parity(model, config, load_artifact(out, metadata), metadata["interface"].get("window"))
     except BaseException:
         remove_artifact(out)  # an artifact that could not be checked is not left behind without its metadata
         raise
@@ -227,15 +240,46 @@ def write_saved_model(model, out: Path) -> dict:
     return {"endpoint": "serve", "input_shape": [None, *model.input_shape[1:]]}
 
 
-def write_tflite(model, out: Path) -> dict:
-    """A LiteRT flatbuffer: streaming (one step, explicit state) for sequence inputs, else the fixed input."""
+def masks_nan_padding(model) -> bool:
+    """Whether the model's first layer masks steps of NaN (a sequences model's SequenceInput)."""
+    return any(type(layer).__name__ == "SequenceInput" for layer in model.layers)
+
+
+def lite_window(model, config: dict, window: int | None) -> int | None:
+    """The fixed steps of a windowed LiteRT artifact, or None where the model streams (or has a fixed input)."""
+    if model.input_shape[1] is not None:
+        require(window is None, "this model's input has a fixed length: --window does not apply")
+        return None
+    if window is None:
+        try:
+            recurrent_layers_and_head(model)
+            return None  # it streams: any length through one artifact
+        except UserError:
+            if not masks_nan_padding(model):
+                raise
+    require(masks_nan_padding(model), "--window needs a model that masks NaN padding (a sequences run's)")
+    if window is not None:
+        return window
+    longest = config.get("longest") or SMALLEST_WINDOW // 2  # runs fitted before the config held it
+    return max(SMALLEST_WINDOW, 1 << (2 * longest - 1).bit_length())
+
+
+def write_tflite(model, out: Path, window: int | None = None) -> dict:
+    """A LiteRT flatbuffer: streaming (one step, explicit state) for sequence inputs, a fixed `window` of
+    NaN-padded steps for a sequences model that cannot stream, else the model's fixed input."""
     import keras
     import tensorflow as tf
 
-    streaming = model.input_shape[1] is None
+    streaming = model.input_shape[1] is None and window is None
     archive = keras.export.ExportArchive()
     archive.track(model)
-    if streaming:
+    if window is not None:
+        shape = (1, window, *model.input_shape[2:])
+        archive.add_endpoint("serve", lambda x: {"y": model(x, training=False)},
+                             input_signature=[tf.TensorSpec(shape, tf.float32, name="x")])  # fmt: skip
+        interface = {"mode": "window", "signature": "serve", "window": window, "input_shape": list(shape),
+                     "returns_sequences": len(model.output_shape) == 3}  # fmt: skip
+    elif streaming:
         step, features, state_size = streaming_step(model)
         signature = [tf.TensorSpec((1, features), tf.float32, name="x"), tf.TensorSpec((1, state_size), tf.float32, name="state")]
         archive.add_endpoint("step", step, input_signature=signature)
@@ -289,20 +333,23 @@ def artifact_size(path: Path) -> int:
     return path.stat().st_size
 
 
-def parity_inputs(model, config: dict, samples: int = 4) -> list[np.ndarray]:
-    """Random inputs like the task's own (bits, one-hot digits, pixels), at several lengths where time is free."""
+def parity_inputs(model, config: dict, samples: int = 4, window: int | None = None) -> list[np.ndarray]:
+    """Random inputs like the task's own (bits, one-hot digits, pixels), at several lengths where time is free
+    (those that fit a `window`, and the window's own)."""
     from kerasrnn.tasks import task_of
 
     task, rng = task_of(config), np.random.default_rng(config["seed"])
     shape = model.input_shape[1:]
     lengths = PARITY_LENGTHS if shape[0] is None else (shape[0],)
+    if window is not None:
+        lengths = sorted({length for length in lengths if length < window} | {window})
     return [task.sample_inputs(rng, samples, (length, *shape[1:])) for length in lengths]
 
 
-def check_parity(model, config: dict, artifact) -> dict:
+def check_parity(model, config: dict, artifact, window: int | None = None) -> dict:
     """The largest |artifact - Keras| over random inputs at each length."""
     differences = {}
-    for x in parity_inputs(model, config):
+    for x in parity_inputs(model, config, window=window):
         expected = model.predict(x, verbose=0)
         differences[str(x.shape[1])] = float(np.max(np.abs(artifact.predict(x, verbose=0) - expected)))
     return {"max_abs_difference": max(differences.values()), "by_length": differences}

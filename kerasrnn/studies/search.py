@@ -244,13 +244,18 @@ def trial_dir(out: Path, trial_id: str) -> Path:
     return Path(out) / TRIALS_DIR / f"trial_{trial_id}"
 
 
-def configure_distribution(chief: str | None, worker: str | None, worker_id: str | None) -> str:
-    """Set KerasTuner's KERASTUNER_* variables; the role: 'alone', 'chief' or 'worker'."""
+def check_distribution(chief: str | None, worker: str | None, worker_id: str | None) -> tuple[str | None, str | None]:
+    """Refuse a chief or worker that cannot run, before a backend is imported; (host, port) or (None, None)."""
     require(not (chief and worker), f"a process is {option('chief')} or {option('worker')}, not both")
     if worker:
         require(worker_id, f"{option('worker')} needs {option('worker_id')}: a name of its own, e.g. worker-1")
         require(worker_id != "chief" and "chief" not in worker_id, f"{option('worker_id')} may not contain 'chief'")
-    host, port = parse_address(chief or worker, "chief" if chief else "worker") if (chief or worker) else (None, None)
+    return parse_address(chief or worker, "chief" if chief else "worker") if (chief or worker) else (None, None)
+
+
+def configure_distribution(chief: str | None, worker: str | None, worker_id: str | None) -> str:
+    """Set KerasTuner's KERASTUNER_* variables; the role: 'alone', 'chief' or 'worker'."""
+    host, port = check_distribution(chief, worker, worker_id)
     for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
         os.environ.pop(name, None)
     if host is None:

@@ -92,6 +92,14 @@ def pad(sequences: list, channels: int, steps: int | None = None) -> np.ndarray:
     return out
 
 
+def target_moments(targets: list) -> tuple[float, float]:
+    """(mean, standard deviation) of the training targets: the model answers in standard units, rescaled to
+    the targets' own by its last layer, so a target of any scale starts from its mean and trains at one rate."""
+    values = np.concatenate([np.atleast_1d(np.asarray(y, dtype=np.float64)).ravel() for y in targets])
+    deviation = float(values.std())
+    return float(values.mean()), deviation if deviation > 0 else 1.0
+
+
 def compiled_steps(longest: int) -> int | None:
     """JAX compiles a step for every batch shape (a fit of lengths 7-29 compiled 23 of them): there a batch's
     length is rounded up to a power of two, a handful of shapes, the extra steps NaN padding that SequenceInput
@@ -182,7 +190,7 @@ class SequencesTask(Task):
             values = [float(value) for y in recorded.y for value in np.atleast_1d(np.asarray(y, dtype=object))]
             require(all(math.isfinite(value) for value in values), f"{config['train']}: the targets must be numbers")
         found = {"kind": kind, "classes": classes, "feature_names": recorded.features, "per_step": bool(recorded.per_step),
-                 "fold_width": fold_width(config["fold"], recorded)}  # fmt: skip
+                 "fold_width": fold_width(config["fold"], recorded), "longest": max(len(x) for x in recorded.x)}  # fmt: skip
         given = {key: config[key] for key in found if config.get(key) is not None}
         for key, value in given.items():  # a resumed or reproduced run: the file must still say the same
             require(value == found[key], f"{config['train']}: its {key} ({found[key]}) differs from the run's ({value})")
@@ -346,6 +354,9 @@ class SequencesTask(Task):
         answers = [self.member(config, features, f"m{index}_" if config["members"] > 1 else "")
                    for index in range(config["members"])]  # fmt: skip
         outputs = keras.layers.Average(name="answer_of_members")(answers) if len(answers) > 1 else answers[0]
+        if config["kind"] == "value":
+            mean, scale = target_moments(split.y_train)
+            outputs = keras.layers.Rescaling(scale, offset=mean, name="in_target_units")(outputs)
         return keras.Model(inputs, outputs, name="sequences")
 
     def member(self, config: dict, features, prefix: str):

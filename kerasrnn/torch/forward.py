@@ -257,6 +257,12 @@ def concatenate_forward(layer):
     return lambda inputs, training, lengths=None: (torch.cat(list(inputs), dim=-1), lengths)
 
 
+def rescaling_forward(layer):
+    if not all(isinstance(value, int | float) for value in (layer.scale, layer.offset)):
+        raise Unsupported(f"layer {layer.name}: a rescaling by more than one number")
+    return lambda inputs, training, lengths=None: (inputs * layer.scale + layer.offset, lengths)
+
+
 # The layers computed here by type (the recurrent ones and Dense below, by kind).
 LAYERS = {
     kerasrnn_layers.SequenceInput: sequence_input_forward,
@@ -266,6 +272,7 @@ LAYERS = {
     keras_layers.Activation: activation_forward,
     keras_layers.GlobalAveragePooling1D: mean_of_steps_forward,
     keras_layers.Concatenate: concatenate_forward,
+    keras_layers.Rescaling: rescaling_forward,
 }
 
 
