@@ -151,7 +151,9 @@ def test_a_damaged_onnx_file_is_refused_and_a_mismatch_is_not_kept(tmp_path, mon
     artifact.write_bytes(artifact.read_bytes()[:100])
     with pytest.raises(UserError, match="could not be loaded as an ONNX model"):
         artifacts.load_artifact(artifact)
-    monkeypatch.setattr(writers, "check_parity", lambda model, config, artifact: {"max_abs_difference": 0.5, "by_length": {}})
+    monkeypatch.setattr(
+        writers, "check_parity", lambda model, config, artifact, window=None: {"max_abs_difference": 0.5, "by_length": {}}
+    )
     with pytest.raises(RunError, match="differs from Keras by 0.5"):
         writers.export_run(run_dir, "onnx", tmp_path / "other.onnx", log=lambda line: None)
     assert not (tmp_path / "other.onnx").exists() and not (tmp_path / "other.onnx.json").exists()

@@ -539,7 +539,7 @@ def test_tune_sweep_and_resume_work_on_a_file_of_sequences(peaks_run, tmp_path, 
     trial; a sweep's table; a finished run refuses --resume in one line, and `--resume` of a run never begun starts it."""
     _, folder = peaks_run
     files = ["--train", str(folder / "train.csv"), "--test", str(folder / "test.csv"), "--id", "seq", "--order", "t",
-             "--label", "label", "-o", "units=8", "-o", "conv_filters=[8]", "-o", "conv_widths=[3]", "--epochs", "2"]  # fmt: skip
+             "--label", "label", "-o", "units=8", "-o", "conv_filters=[8]", "-o", "conv_widths=[3]", "--epochs", "1"]  # fmt: skip
     done = cli_here("tune", "sequences", *files, "--max-trials", "2", "--out", str(tmp_path / "search"), "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     document = json.loads(done.stdout)
