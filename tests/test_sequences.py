@@ -596,3 +596,24 @@ def test_one_channel_keeps_the_recurrent_model_alone_and_the_log_says_so(files, 
     assert one["conv_filters"] == [] and one["lr"] == 2e-3 and "one channel: the recurrent model alone" in heard[0]
     asked = task.make_config({"train": str(tmp_path / "one.npz"), "conv_filters": [8], "conv_widths": [3]})
     assert asked["conv_filters"] == [8] and asked["lr"] == 2e-3
+
+
+def test_a_folded_series_branch_reads_its_values_and_each_series_alone(monkeypatch):
+    """A long univariate series: the recurrent layers read its rows, the convolution branch its values one by one
+    (one channel); a series answers the same alone or NaN-padded in a batch of longer ones."""
+    import keras
+
+    from kerasrnn.tasks.sequences import TASK, Split, pad
+
+    rng = np.random.default_rng(2)
+    xs = [rng.normal(size=(int(rng.integers(90, 131)), 1)).astype(np.float32) for _ in range(5)]
+    monkeypatch.setattr(TASK, "split_of", lambda config: Split(xs, [0] * 5, xs, [0] * 5, "all"))
+    config = {**TASK.base_defaults(), **TASK.defaults, "units": 4, "conv_filters": [3, 4], "conv_widths": [5, 3],
+              "kind": "class", "classes": ["a", "b"], "feature_names": ["v"], "per_step": False, "fold_width": 11}  # fmt: skip
+    model = TASK.build_model(config)
+    first = model.get_layer("convolution_0")
+    assert tuple(first.kernel.shape) == (5, 1, 3) and model.get_layer("fold").output.shape[-1] == 11  # one value a step
+    together = model.predict(pad(xs, 1), verbose=0)
+    for row, x in enumerate(xs):
+        np.testing.assert_allclose(together[row], model.predict(x[None], verbose=0)[0], atol=1e-5)
+    assert isinstance(model.get_layer("standardise_values"), keras.layers.Layer)

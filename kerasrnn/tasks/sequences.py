@@ -351,7 +351,10 @@ class SequencesTask(Task):
         features = SequenceInput(mean.tolist(), variance.tolist(), name="standardise")(features)
         if config["noise"]:
             features = keras.layers.GaussianNoise(config["noise"], seed=config["seed"], name="noise")(features)
-        answers = [self.member(config, features, f"m{index}_" if config["members"] > 1 else "")
+        steps = features
+        if width > 1 and config["conv_filters"]:  # the convolutions read a folded series value by value
+            steps = SequenceInput(mean[:1].tolist(), variance[:1].tolist(), name="standardise_values")(inputs)
+        answers = [self.member(config, features, steps, f"m{index}_" if config["members"] > 1 else "")
                    for index in range(config["members"])]  # fmt: skip
         outputs = keras.layers.Average(name="answer_of_members")(answers) if len(answers) > 1 else answers[0]
         if config["kind"] == "value":
@@ -359,7 +362,9 @@ class SequencesTask(Task):
             outputs = keras.layers.Rescaling(scale, offset=mean, name="in_target_units")(outputs)
         return keras.Model(inputs, outputs, name="sequences")
 
-    def member(self, config: dict, features, prefix: str):
+    def member(self, config: dict, features, steps, prefix: str):
+        """One answer: the recurrent layers over `features` (a folded series: its rows) and the convolution
+        branch over `steps` (the sequence as recorded, standardised)."""
         import keras
 
         from kerasrnn.modeling.layers import TimeDistributed
@@ -372,7 +377,7 @@ class SequencesTask(Task):
             features = keras.layers.GlobalAveragePooling1D(name=f"{prefix}mean_of_steps")(features)
         if config["conv_filters"]:
             features = keras.layers.Concatenate(name=f"{prefix}recurrent_and_convolution")(
-                [features, convolution_branch(config, inputs, prefix)]
+                [features, convolution_branch(config, steps, prefix)]
             )
         if config["summary"] and not config["per_step"]:
             means = keras.layers.GlobalAveragePooling1D(name=f"{prefix}mean_of_features")(inputs)

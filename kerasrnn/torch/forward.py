@@ -306,7 +306,8 @@ def layer_reads(layer):
 def model_forward(model, softmax: bool = True):
     """(the model's forward pass as torch functions on its graph, its last layer); Unsupported for anything but
     a graph of known layers from one input to one output. `softmax=False`: the last layer's softmax left out
-    (logits). Every layer after SequenceInput shares its lengths (one mask a model)."""
+    (logits). Each tensor carries its sequences' lengths (SequenceInput finds them; a concatenation takes its
+    first input's)."""
     if len(model.inputs) != 1 or len(model.outputs) != 1 or model.losses:
         raise Unsupported("a model with several inputs, outputs or added losses")
     steps, masked = [], False
@@ -322,11 +323,14 @@ def model_forward(model, softmax: bool = True):
         raise Unsupported("a model whose last layer is not its output")
 
     def forward(inputs, training=True):
-        values, lengths = {first: inputs}, None
+        values = {first: (inputs, None)}  # each tensor with its sequences' lengths (a folded series' rows differ)
         for function, reads, writes in steps:
-            given = [values[read] for read in reads] if isinstance(reads, list) else values[reads]
-            values[writes], lengths = function(given, training, lengths)
-        return values[writes]
+            if isinstance(reads, list):
+                given, lengths = [values[read][0] for read in reads], values[reads[0]][1]
+            else:
+                given, lengths = values[reads]
+            values[writes] = function(given, training, lengths)
+        return values[writes][0]
 
     return forward, last.layer if type(last) is kerasrnn_layers.TimeDistributed else last
 
