@@ -7,15 +7,20 @@ import pytest
 
 @pytest.fixture(scope="module")
 def adder_run(tmp_path_factory):
-    from conftest import run_cli
+    """A run fitted by the command line's entry point, in this process (test_bad_input_in_a_real_process and
+    tests/test_kills.py start real ones)."""
+    import contextlib
+    import io
+
+    from kerasrnn_cli.main import run
 
     run_dir = tmp_path_factory.mktemp("cli") / "adder-run"
-    done = run_cli(
-        "fit", "adder", "--loss", "bce", "-o", "eval_samples=100", "-o", "train_length=10", "--seed", "2",
-        "--out", str(run_dir), "--quiet",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "run saved in" in done.stdout
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), pytest.raises(SystemExit) as status:
+        run(["fit", "adder", "--loss", "bce", "-o", "eval_samples=100", "-o", "train_length=10", "--seed", "2",
+             "--out", str(run_dir), "--quiet"])  # fmt: skip
+    assert status.value.code == 0
+    assert "run saved in" in printed.getvalue()
     return run_dir
 
 

@@ -72,6 +72,7 @@ def test_a_fit_killed_mid_epoch_by_another_process_resumes_to_the_same_run(unint
     assert_same_run(run_dir, uninterrupted)
 
 
+@pytest.mark.slow  # the default suite's time; a sweep's run killed before it saved: tests/test_bench_sweep.py
 def test_the_same_command_with_resume_starts_a_fit_killed_before_it_saved_anything(uninterrupted, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

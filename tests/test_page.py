@@ -95,6 +95,7 @@ def test_drawn_digits_are_read_on_the_page(served, browser):
 FOUR = [[(95, 40), (60, 170), (215, 170)], [(175, 60), (170, 250)]]  # two strokes, as most people write a 4
 
 
+@pytest.mark.slow  # the default suite's time
 def test_clear_resets_the_whole_page_and_the_state_fills_row_by_row(served, browser):
     page = browser.new_page()
     page.goto(served(PRETRAINED))
@@ -144,6 +145,7 @@ def test_a_drawing_is_answered_once_it_pauses_and_never_by_an_older_answer(serve
     page.screenshot(path=str(ARTIFACTS / "page-mnist-4.png"), full_page=True)
 
 
+@pytest.mark.slow  # the default suite's time; the token's refusals without a browser: tests/test_serve.py
 def test_a_server_with_a_token_asks_for_it_once_and_keeps_it_for_the_tab(served, browser):
     page = browser.new_page()
     asked = []

@@ -63,9 +63,10 @@ def test_bfloat16_asked_for_where_it_cannot_run_is_refused_with_the_reason(monke
 
 
 @pytest.mark.skipif(BACKEND == "torch", reason="the refusal is for the other backends")
-def test_a_refused_precision_leaves_no_run_behind(tmp_path):
+def test_a_refused_precision_leaves_no_run_behind(tmp_path, cli_here):
     run_dir = tmp_path / "run"
-    done = run_cli("fit", "adder", "--backend", "tensorflow", "--out", str(run_dir), "-o", "precision=bfloat16")
+    command = cli_here if BACKEND == "tensorflow" else run_cli  # --backend tensorflow: in this process where it runs
+    done = command("fit", "adder", "--backend", "tensorflow", "--out", str(run_dir), "-o", "precision=bfloat16")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "error: precision bfloat16 cannot run here: the tensorflow backend (bfloat16 kernels are the torch backend's "

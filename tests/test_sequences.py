@@ -534,12 +534,11 @@ def test_arrays_in_memory_train_a_run_that_keeps_them_as_files(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
-def test_tune_sweep_and_resume_work_on_a_file_of_sequences(peaks_run, tmp_path, cli_here):
-    """The searches on a person's own file: trials chosen on validation, the test file read once, for the chosen
-    trial; a sweep's table; a finished run refuses --resume in one line, and `--resume` of a run never begun starts it."""
+def test_tune_works_on_a_file_of_sequences_and_a_finished_trial_refuses_resume(peaks_run, tmp_path, cli_here):
+    """A search on a person's own file: trials chosen on validation, the test file read once, for the chosen
+    trial; a finished run refuses --resume in one line."""
     _, folder = peaks_run
-    files = ["--train", str(folder / "train.csv"), "--test", str(folder / "test.csv"), "--id", "seq", "--order", "t",
-             "--label", "label", "-o", "units=8", "-o", "conv_filters=[8]", "-o", "conv_widths=[3]", "--epochs", "1"]  # fmt: skip
+    files = sequence_search_flags(folder)
     done = cli_here("tune", "sequences", *files, "--max-trials", "2", "--out", str(tmp_path / "search"), "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     document = json.loads(done.stdout)
@@ -548,6 +547,20 @@ def test_tune_sweep_and_resume_work_on_a_file_of_sequences(peaks_run, tmp_path, 
         trial["id"] for trial in document["trials"] if json.loads((Path(trial["run"]) / "metrics.json").read_text())["test"]
     ]
     assert tested == [document["best"]["id"]] and document["best"]["test"]["samples"] == 80
+    again = cli_here("fit", "sequences", *files, "--out", document["best"]["run"], "--resume")
+    assert again.returncode == 2 and "finished run" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+
+def sequence_search_flags(folder: Path) -> list[str]:
+    return ["--train", str(folder / "train.csv"), "--test", str(folder / "test.csv"), "--id", "seq", "--order", "t",
+            "--label", "label", "-o", "units=8", "-o", "conv_filters=[8]", "-o", "conv_widths=[3]", "--epochs", "1"]  # fmt: skip
+
+
+@pytest.mark.slow  # the default suite's time (tune on a file of sequences stays in it)
+def test_sweep_bench_and_resume_work_on_a_file_of_sequences(peaks_run, tmp_path, cli_here):
+    """A sweep's table; bench without a test file; `--resume` of a run never begun starts it."""
+    _, folder = peaks_run
+    files = sequence_search_flags(folder)
     swept = cli_here("sweep", "sequences", *files, "--cells", "lstm", "--out", str(tmp_path / "sweep"))
     assert swept.returncode == 0, swept.stderr[-2000:]
     assert "lstm" in swept.stdout and "validation" in swept.stdout
@@ -557,8 +570,6 @@ def test_tune_sweep_and_resume_work_on_a_file_of_sequences(peaks_run, tmp_path, 
     assert json.loads(benched.stdout)["results"][0]["test_accuracy"] is None
     fresh = cli_here("fit", "sequences", *files, "--out", str(tmp_path / "run"), "--resume")
     assert fresh.returncode == 0 and "starting it" in fresh.stdout + fresh.stderr
-    again = cli_here("fit", "sequences", *files, "--out", str(tmp_path / "run"), "--resume")
-    assert again.returncode == 2 and "finished run" in again.stderr and len(again.stderr.strip().splitlines()) == 1
 
 
 def test_on_jax_a_batch_is_padded_to_a_power_of_two_steps_and_the_padding_is_masked(monkeypatch):

@@ -80,6 +80,7 @@ def test_a_run_fitted_with_the_fused_layers_works_on_every_backend(tmp_path):
     assert evaluated["config"]["backend"] == "torch" and set(evaluated["by_length"]) == {"3", "4", "5"}
 
 
+@pytest.mark.slow  # the default suite's time; a fused run on every backend stays in it
 def test_a_run_fitted_here_predicts_alike_on_torch(tmp_path):
     """The other way round: fitted on this process's backend, the same model runs PyTorch's kernels on torch."""
     if BACKEND == "torch":
