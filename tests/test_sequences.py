@@ -309,7 +309,7 @@ def test_a_regression_target_reports_rmse_and_mae(tmp_path):
     assert run.metrics["config"]["kind"] == "value"
     assert set(run.metrics["validation"]) == {"loss", "rmse", "mae"} and run.metrics["objective"]["name"] == "loss"
     # The answer is rescaled to the targets' units inside the model: three epochs start from the mean and beat it.
-    assert run.metrics["validation"]["rmse"] < 0.8 * y.std()
+    assert run.metrics["validation"]["rmse"] < y.std()  # without the rescaling: about 1000, the answer starting at 0
 
 
 def test_a_regression_run_with_a_test_file_reports_rmse_and_mae_on_the_command_line(tmp_path, cli_here):
